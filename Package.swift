@@ -1,0 +1,96 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// librdkafka is installed by `deploy/local/install.sh` into `.local/librdkafka` when the system's is
+/// older than 2.2; binaries carry an rpath to it so they never load an older system copy at run time.
+let localLibrdkafka = Context.packageDirectory + "/.local/librdkafka/lib"
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "FeedbackLoop",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ingest", targets: ["IngestApp"]),
+        .executable(name: "feature-store", targets: ["FeatureStoreApp"]),
+        .executable(name: "scorer", targets: ["ScorerApp"]),
+        .executable(name: "feedback", targets: ["FeedbackApp"]),
+        .executable(name: "retrainer", targets: ["RetrainerApp"]),
+        .executable(name: "loop-bench", targets: ["Bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // MARK: - C shims
+
+        .systemLibrary(name: "CRdKafka", path: "Shared/CRdKafka", pkgConfig: "rdkafka",
+                       providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CSQLite", path: "Shared/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+
+        // MARK: - Shared libraries
+
+        .target(
+            name: "Kafka",
+            dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/Kafka",
+            swiftSettings: swiftSettings,
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", localLibrdkafka])]
+        ),
+        .target(
+            name: "Contracts",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            path: "Shared/Contracts",
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "Storage", dependencies: ["CSQLite"], path: "Shared/Storage", swiftSettings: swiftSettings),
+        .target(name: "Features", dependencies: ["Contracts"], path: "Shared/Features", swiftSettings: swiftSettings),
+        .target(name: "Learning", dependencies: ["Contracts"], path: "Shared/Learning", swiftSettings: swiftSettings),
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "Kafka", "Contracts",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Shared/ServiceKit",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Services: logic in a library, `main` only wires
+
+        .target(name: "Ingest", dependencies: ["ServiceKit"], path: "Services/Ingest/Core", swiftSettings: swiftSettings),
+        .executableTarget(name: "IngestApp", dependencies: ["Ingest"], path: "Services/Ingest/App", swiftSettings: swiftSettings),
+        .target(name: "FeatureStore", dependencies: ["ServiceKit"], path: "Services/FeatureStore/Core", swiftSettings: swiftSettings),
+        .executableTarget(name: "FeatureStoreApp", dependencies: ["FeatureStore"], path: "Services/FeatureStore/App", swiftSettings: swiftSettings),
+        .target(name: "Scorer", dependencies: ["ServiceKit"], path: "Services/Scorer/Core", swiftSettings: swiftSettings),
+        .executableTarget(name: "ScorerApp", dependencies: ["Scorer"], path: "Services/Scorer/App", swiftSettings: swiftSettings),
+        .target(name: "Feedback", dependencies: ["ServiceKit"], path: "Services/Feedback/Core", swiftSettings: swiftSettings),
+        .executableTarget(name: "FeedbackApp", dependencies: ["Feedback"], path: "Services/Feedback/App", swiftSettings: swiftSettings),
+        .target(name: "Retrainer", dependencies: ["ServiceKit"], path: "Services/Retrainer/Core", swiftSettings: swiftSettings),
+        .executableTarget(name: "RetrainerApp", dependencies: ["Retrainer"], path: "Services/Retrainer/App", swiftSettings: swiftSettings),
+
+        // MARK: - Benchmarks
+
+        .executableTarget(name: "Bench", dependencies: ["Kafka"], path: "Benchmarks", swiftSettings: swiftSettings),
+
+        // MARK: - Tests
+
+        .target(name: "TestSupport", dependencies: ["Kafka"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], path: "Tests/KafkaTests", swiftSettings: swiftSettings),
+        .testTarget(name: "ContractsTests", dependencies: ["Contracts"], path: "Tests/ContractsTests", swiftSettings: swiftSettings),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"], path: "Tests/StorageTests", swiftSettings: swiftSettings),
+        .testTarget(name: "FeaturesTests", dependencies: ["Features"], path: "Tests/FeaturesTests", swiftSettings: swiftSettings),
+        .testTarget(name: "LearningTests", dependencies: ["Learning"], path: "Tests/LearningTests", swiftSettings: swiftSettings),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests", swiftSettings: swiftSettings),
+    ]
+)

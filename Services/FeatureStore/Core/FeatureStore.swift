@@ -1,0 +1,1 @@
+// FeatureStore service logic.

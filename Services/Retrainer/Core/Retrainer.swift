@@ -1,0 +1,1 @@
+// Retrainer service logic.

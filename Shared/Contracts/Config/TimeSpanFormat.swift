@@ -1,0 +1,3 @@
+enum TimeSpanFormat {
+    static func format(_ span: TimeSpan) -> String { "\(span.seconds)s" }
+}

@@ -1,0 +1,1 @@
+// Features: placeholder until its implementation lands.

@@ -1,0 +1,1 @@
+// Kafka: placeholder until its implementation lands.

@@ -1,0 +1,1 @@
+// Learning: placeholder until its implementation lands.

@@ -1,0 +1,1 @@
+// ServiceKit: placeholder until its implementation lands.
