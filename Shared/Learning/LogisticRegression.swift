@@ -215,7 +215,7 @@ public enum LogisticRegression {
                         }
                     }
                 }
-                for a in 1..<max(p, 1) {
+                for a in 1..<p {
                     gradient[a] += lambda * beta[a]
                     hessian[a * p + a] += lambda
                 }
@@ -229,18 +229,23 @@ public enum LogisticRegression {
                 iterations += 1
                 guard solveCholesky(&hessian, size: p, rightHandSide: gradient, solution: &step) else { break }
 
-                // Backtracking line search on the objective (Armijo).
+                // Newton decrement: the objective the full step would gain (×2). Once it is below the
+                // objective's rounding, a line search cannot tell steps apart; the full step is safe
+                // that close to the optimum and brings the gradient down to its rounding noise.
                 let decrease = zip(gradient, step).reduce(0) { $0 + $1.0 * $1.1 }
+                if decrease <= 1e-12 * max(1, abs(objective)) {
+                    for a in 0..<p { beta[a] -= step[a] }
+                    multiply(z, by: beta, into: &logits)
+                    converged = true
+                    break
+                }
+
+                // Backtracking line search on the objective (Armijo).
                 var t = 1.0
                 var accepted = false
                 for _ in 0..<40 {
                     for a in 0..<p { trial[a] = beta[a] - t * step[a] }
-                    for i in 0..<n {
-                        var eta = 0.0
-                        let row = i * p
-                        for a in 0..<p { eta += z[row + a] * trial[a] }
-                        trialLogits[i] = eta
-                    }
+                    multiply(z, by: trial, into: &trialLogits)
                     let candidate = loss(
                         logits: trialLogits, targets: targets, sampleWeights: sampleWeights, beta: trial, lambda: lambda)
                     if candidate <= objective - 1e-4 * t * decrease {
@@ -262,6 +267,17 @@ public enum LogisticRegression {
         return NewtonResult(beta: beta, logits: logits, iterations: iterations, converged: converged)
     }
 
+    /// `result = Z · beta` for the row-major design matrix `Z`.
+    static func multiply(_ z: UnsafeBufferPointer<Double>, by beta: [Double], into result: inout [Double]) {
+        let p = beta.count
+        for i in result.indices {
+            var eta = 0.0
+            let row = i * p
+            for a in 0..<p { eta += z[row + a] * beta[a] }
+            result[i] = eta
+        }
+    }
+
     static func loss(logits: [Double], targets: [Double], sampleWeights: [Double], beta: [Double], lambda: Double) -> Double {
         var total = 0.0
         for i in logits.indices {
@@ -269,7 +285,7 @@ public enum LogisticRegression {
             total += sampleWeights[i] * (softplus(eta) - targets[i] * eta)
         }
         var penalty = 0.0
-        for a in 1..<max(beta.count, 1) { penalty += beta[a] * beta[a] }
+        for a in 1..<beta.count { penalty += beta[a] * beta[a] }
         return total + 0.5 * lambda * penalty
     }
 

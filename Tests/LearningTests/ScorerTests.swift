@@ -22,7 +22,7 @@ import Testing
             #expect(abs(score.probability - 1 / (1 + exp(-score.logit))) < 1e-15)
             // Each contribution is the coefficient times the standardized value, as the artifact defines it.
             for j in 0..<4 {
-                let expected = model.coefficients[j][0] * (features[j] - model.means[j]) / model.scales[j]
+                let expected = model.coefficients[j][0] * ((features[j] - model.means[j]) / model.scales[j])
                 #expect(contributions[j] == expected)
             }
             let column = artifact.schema.features[4].levels.firstIndex(of: level) ?? artifact.schema.features[4].levels.count
