@@ -8,6 +8,7 @@ public struct Dataset: Sendable, Equatable {
         case numeric([Double])
         case categorical([String])
 
+        /// The number of values.
         public var count: Int {
             switch self {
             case .numeric(let values): values.count
@@ -21,24 +22,29 @@ public struct Dataset: Sendable, Equatable {
         public var name: String
         public var values: Values
 
+        /// A column called `name` holding `values`.
         public init(name: String, values: Values) {
             self.name = name
             self.values = values
         }
 
+        /// A numeric column.
         public static func numeric(_ name: String, _ values: [Double]) -> Column {
             Column(name: name, values: .numeric(values))
         }
 
+        /// A categorical column.
         public static func categorical(_ name: String, _ values: [String]) -> Column {
             Column(name: name, values: .categorical(values))
         }
     }
 
+    /// The features, in the order the model will take them.
     public var columns: [Column]
     /// `true` for the positive class.
     public var labels: [Bool]
 
+    /// Examples from columns and one label per row (validated by training, not here).
     public init(columns: [Column], labels: [Bool]) {
         self.columns = columns
         self.labels = labels

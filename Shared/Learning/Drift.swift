@@ -133,11 +133,13 @@ public struct LiveHistogram: Sendable, Equatable {
     public private(set) var counts: [Int]
     public private(set) var total = 0
 
+    /// Empty counts over the bins of `baseline` (a ``NumericSummary/bins`` or ``ScoreSummary/bins``).
     public init(baseline: BinnedDistribution) {
         self.baseline = baseline
         counts = [Int](repeating: 0, count: baseline.binCount)
     }
 
+    /// Counts `value` in its bin.
     public mutating func add(_ value: Double) {
         counts[baseline.bin(of: value)] += 1
         total += 1
@@ -151,10 +153,12 @@ public struct LiveHistogram: Sendable, Equatable {
         total -= 1
     }
 
+    /// PSI of the live counts against the baseline (``Drift/psi(expected:observed:epsilon:)``).
     public func psi(epsilon: Double = 1e-4) -> Double {
         Drift.psi(expected: baseline.proportions, observed: counts, epsilon: epsilon)
     }
 
+    /// Binned KS statistic of the live counts against the baseline.
     public func ks() -> Double { Drift.ks(expected: baseline.proportions, observed: counts) }
 }
 
@@ -165,12 +169,14 @@ public struct LiveCategoryCounts: Sendable, Equatable {
     public private(set) var total = 0
     private let index: [String: Int]
 
+    /// Empty counts over the levels of `baseline`.
     public init(baseline: CategoricalSummary) {
         self.baseline = baseline
         counts = [Int](repeating: 0, count: baseline.levels.count + 1)
         index = Dictionary(uniqueKeysWithValues: baseline.levels.enumerated().map { ($1, $0) })
     }
 
+    /// Counts `value` under its level, or "other".
     public mutating func add(_ value: String) {
         counts[index[value] ?? baseline.levels.count] += 1
         total += 1
@@ -184,10 +190,12 @@ public struct LiveCategoryCounts: Sendable, Equatable {
         total -= 1
     }
 
+    /// Chi-squared test of the live counts against the training shares.
     public func chiSquared(epsilon: Double = 1e-4) -> ChiSquaredTest {
         Drift.chiSquared(expected: baseline.proportions, observed: counts, epsilon: epsilon)
     }
 
+    /// PSI of the live counts against the training shares.
     public func psi(epsilon: Double = 1e-4) -> Double {
         Drift.psi(expected: baseline.proportions, observed: counts, epsilon: epsilon)
     }

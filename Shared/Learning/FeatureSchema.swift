@@ -15,6 +15,7 @@ public struct FeatureSpec: Codable, Sendable, Equatable {
     /// Empty for numeric features.
     public var levels: [String]
 
+    /// A feature; `levels` are ignored for numeric features.
     public init(name: String, kind: FeatureKind, levels: [String] = []) {
         self.name = name
         self.kind = kind
@@ -40,11 +41,13 @@ public struct FeatureSchema: Codable, Sendable, Equatable {
     /// The code that selects the "other" column of any categorical feature.
     public static let otherCode: Double = -1
 
+    /// A schema of `features` in order, with its hash computed.
     public init(features: [FeatureSpec]) {
         self.features = features
         self.hash = Self.digest(of: features)
     }
 
+    /// Decodes a schema and checks that its hash matches its features.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let features = try container.decode([FeatureSpec].self, forKey: .features)
@@ -56,7 +59,9 @@ public struct FeatureSchema: Codable, Sendable, Equatable {
         self.hash = hash
     }
 
+    /// The number of features (the length of a feature vector).
     public var count: Int { features.count }
+    /// Feature names in order.
     public var names: [String] { features.map(\.name) }
 
     /// The position of the feature called `name`.

@@ -27,6 +27,7 @@ public struct LearningError: Error, Sendable, Equatable, CustomStringConvertible
     /// they all describe the input).
     public var isRetryable: Bool
 
+    /// An error with `code` and a human `reason`.
     public init(_ code: Code, _ reason: String, isRetryable: Bool = false) {
         self.code = code
         self.reason = reason

@@ -33,7 +33,9 @@ public struct LinearScorer: Sendable {
         public var reason: Reason
     }
 
+    /// The inputs, in the order feature vectors hold them.
     public let schema: FeatureSchema
+    /// The logit of a vector whose every contribution is 0.
     public let intercept: Double
     private let isNumeric: [Bool]
     private let means: [Double]

@@ -21,6 +21,7 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Quantile bins of the per-feature and score summaries.
     public var summaryBins: Int
 
+    /// Options with scikit-learn-like defaults (`l2 = 1` is `C = 1`).
     public init(
         l2: Double = 1.0, classWeight: RetrainingPolicy.ClassWeight = .none, maxIterations: Int = 100,
         gradientTolerance: Double = 1e-10, minCategoryShare: Double = 0.01, maxCategoryLevels: Int = 20,

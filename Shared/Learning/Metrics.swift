@@ -11,6 +11,7 @@ public struct DecisionCosts: Sendable, Equatable {
     public var falseNegative: Double
     public var trueNegative: Double
 
+    /// Costs per decision outcome; the default counts each mistake as 1.
     public init(truePositive: Double = 0, falsePositive: Double = 1, falseNegative: Double = 1, trueNegative: Double = 0) {
         self.truePositive = truePositive
         self.falsePositive = falsePositive
@@ -18,6 +19,7 @@ public struct DecisionCosts: Sendable, Equatable {
         self.trueNegative = trueNegative
     }
 
+    /// The costs of `loop.yaml`'s `costs:` section.
     public init(_ matrix: CostMatrix) {
         self.init(
             truePositive: matrix.truePositive, falsePositive: matrix.falsePositive,
@@ -32,6 +34,7 @@ public struct ConfusionCounts: Sendable, Equatable {
     public var falseNegatives = 0
     public var trueNegatives = 0
 
+    /// Counts of each outcome.
     public init(truePositives: Int = 0, falsePositives: Int = 0, falseNegatives: Int = 0, trueNegatives: Int = 0) {
         self.truePositives = truePositives
         self.falsePositives = falsePositives
@@ -39,6 +42,7 @@ public struct ConfusionCounts: Sendable, Equatable {
         self.trueNegatives = trueNegatives
     }
 
+    /// The number of decisions.
     public var total: Int { truePositives + falsePositives + falseNegatives + trueNegatives }
     /// The share of correct decisions (0 when empty).
     public var accuracy: Double { total == 0 ? 0 : Double(truePositives + trueNegatives) / Double(total) }
@@ -123,6 +127,7 @@ public struct QualityReport: Sendable, Equatable {
     public var decidedPositiveRate: Double
     public var meanScore: Double
 
+    /// ``Calibration/expectedCalibrationError`` of ``calibration``.
     public var expectedCalibrationError: Double { calibration.expectedCalibrationError }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 /// The family of a model; the artifact's `kind` field.
 public struct ModelKind: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
     public var rawValue: String
+    /// A kind by its name in the artifact.
     public init(rawValue: String) { self.rawValue = rawValue }
 
     public static let logisticRegression = ModelKind(rawValue: "logistic_regression")
@@ -24,6 +25,7 @@ public struct ModelArtifactHeader: Codable, Sendable, Equatable {
     public var schema: FeatureSchema
     public var training: TrainingSummary
 
+    /// A header from its parts.
     public init(kind: ModelKind, schemaVersion: Int, schema: FeatureSchema, training: TrainingSummary) {
         self.kind = kind
         self.schemaVersion = schemaVersion
@@ -54,6 +56,7 @@ public struct LogisticRegressionModel: Codable, Sendable, Equatable {
     public var iterations: Int
     public var converged: Bool
 
+    /// A model from its fitted parts (see the type for their meaning).
     public init(
         intercept: Double, coefficients: [[Double]], means: [Double], scales: [Double], l2: Double,
         classWeight: String, iterations: Int, converged: Bool
@@ -88,6 +91,7 @@ public struct ModelArtifact: Codable, Sendable, Equatable {
     public enum Body: Sendable, Equatable {
         case logisticRegression(LogisticRegressionModel)
 
+        /// This body's model family.
         public var kind: ModelKind {
             switch self {
             case .logisticRegression: .logisticRegression
@@ -100,6 +104,7 @@ public struct ModelArtifact: Codable, Sendable, Equatable {
     public var training: TrainingSummary
     public var body: Body
 
+    /// An artifact of the current schema version unless told otherwise.
     public init(schema: FeatureSchema, training: TrainingSummary, body: Body,
                 schemaVersion: Int = ModelArtifact.currentSchemaVersion) {
         self.schemaVersion = schemaVersion
@@ -108,13 +113,16 @@ public struct ModelArtifact: Codable, Sendable, Equatable {
         self.body = body
     }
 
+    /// The artifact's model family, from its body.
     public var kind: ModelKind { body.kind }
+    /// The parts every kind shares.
     public var header: ModelArtifactHeader {
         ModelArtifactHeader(kind: kind, schemaVersion: schemaVersion, schema: schema, training: training)
     }
 
     private enum CodingKeys: String, CodingKey { case kind, schemaVersion, schema, training, model }
 
+    /// Decodes the header, then the body `kind` names; an unknown kind throws ``LearningError/Code/unknownModelKind``.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let kind = try container.decode(ModelKind.self, forKey: .kind)

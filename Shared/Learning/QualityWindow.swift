@@ -17,6 +17,7 @@ public struct QualityWindow: Sendable {
         /// Equal-width bins of `[0, 1]` for the reliability diagram and ECE.
         public var calibrationBins: Int
 
+        /// A configuration; the defaults decide at 0.5 and count each mistake as 1.
         public init(
             span: WindowSpan, threshold: Double = 0.5, costs: DecisionCosts = DecisionCosts(),
             scoreBins: Int = 1000, calibrationBins: Int = 10
@@ -56,6 +57,7 @@ public struct QualityWindow: Sendable {
     private var brierSum = 0.0
     private var scoreSum = 0.0
 
+    /// An empty window; throws if the configuration is out of range.
     public init(_ configuration: Configuration) throws(LearningError) {
         try configuration.validate()
         self.configuration = configuration

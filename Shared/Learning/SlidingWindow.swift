@@ -31,6 +31,7 @@ public struct SlidingWindow<Element: Sendable>: Sendable {
     /// The latest event time seen (`-∞` before the first event).
     public private(set) var newestTime = -Double.infinity
 
+    /// An empty window; throws if `span` is not positive.
     public init(span: WindowSpan) throws(LearningError) {
         try span.validate()
         self.span = span

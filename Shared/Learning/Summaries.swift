@@ -7,11 +7,13 @@ public struct BinnedDistribution: Codable, Sendable, Equatable {
     /// The share of values in each bin (`edges.count + 1` entries summing to 1).
     public var proportions: [Double]
 
+    /// A distribution from its edges and bin shares.
     public init(edges: [Double], proportions: [Double]) {
         self.edges = edges
         self.proportions = proportions
     }
 
+    /// The number of bins.
     public var binCount: Int { edges.count + 1 }
 
     /// The bin `value` falls into: the number of edges strictly below it (NaN goes to the last bin).
@@ -67,6 +69,7 @@ public struct NumericSummary: Codable, Sendable, Equatable {
     /// Quantile bins of the training values (deciles by default).
     public var bins: BinnedDistribution
 
+    /// A summary from its statistics.
     public init(mean: Double, std: Double, min: Double, max: Double, bins: BinnedDistribution) {
         self.mean = mean
         self.std = std
@@ -93,6 +96,7 @@ public struct CategoricalSummary: Codable, Sendable, Equatable {
     /// How many distinct values training saw.
     public var distinctValues: Int
 
+    /// A summary from its levels and shares.
     public init(levels: [String], proportions: [Double], distinctValues: Int) {
         self.levels = levels
         self.proportions = proportions
@@ -112,6 +116,7 @@ public struct FeatureSummary: Codable, Sendable, Equatable {
     /// Present for categorical features.
     public var categorical: CategoricalSummary?
 
+    /// A summary of one feature; exactly one of `numeric` and `categorical` should be set.
     public init(name: String, count: Int, numeric: NumericSummary? = nil, categorical: CategoricalSummary? = nil) {
         self.name = name
         self.count = count
@@ -127,6 +132,7 @@ public struct ScoreSummary: Codable, Sendable, Equatable {
     /// Quantile bins of the training scores.
     public var bins: BinnedDistribution
 
+    /// A score summary from its statistics.
     public init(count: Int, mean: Double, bins: BinnedDistribution) {
         self.count = count
         self.mean = mean
@@ -142,6 +148,7 @@ public struct TrainingSummary: Codable, Sendable, Equatable {
     public var features: [FeatureSummary]
     public var scores: ScoreSummary
 
+    /// A training summary from its parts.
     public init(exampleCount: Int, positiveCount: Int, features: [FeatureSummary], scores: ScoreSummary) {
         self.exampleCount = exampleCount
         self.positiveCount = positiveCount
