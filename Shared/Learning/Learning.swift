@@ -1,1 +1,0 @@
-// Learning: placeholder until its implementation lands.
