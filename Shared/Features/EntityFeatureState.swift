@@ -44,11 +44,6 @@ public enum ApplyOutcome: Sendable, Equatable {
 /// floating-point rounding of sums, which depends on addition order); an event further behind
 /// is returned as ``ApplyOutcome/late(behindBy:)`` and leaves the state unchanged.
 public struct EntityFeatureState: Sendable, Equatable {
-    /// The current version of the encoded record.
-    public static let schemaVersion = 2
-    /// The oldest encoded version this build still reads.
-    public static let oldestReadableSchemaVersion = 1
-
     /// The compiled definitions this state follows.
     public let schema: FeatureSchema
     /// The entity (the CloudEvents `subject`).

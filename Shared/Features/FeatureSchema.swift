@@ -159,7 +159,11 @@ struct WindowLayout {
     var bucketMillis: Int64
     /// Buckets per window: `windowMillis / bucketMillis`.
     var span: Int64
-    var slots: [SlotKey]
+    var slots: [SlotKey] {
+        didSet { slotHasValues = slots.map { $0.field != nil } }
+    }
+    /// Per slot, whether it keeps value statistics (false for plain counts).
+    private(set) var slotHasValues: [Bool] = []
 }
 
 struct DecayLayout: Hashable {

@@ -47,9 +47,18 @@ extension EntityFeatureState {
 
     /// Appends the encoded record to `bytes` (reuse one buffer across calls to avoid allocating).
     public func encode(into bytes: inout [UInt8], version: FeatureRecordVersion = .current) {
-        var writer = ByteWriter(bytes: consume bytes)
-        defer { bytes = writer.bytes }
-        writer.reserve(estimatedSize)
+        let start = bytes.count
+        let bound = maximumEncodedSize
+        bytes.append(contentsOf: repeatElement(0, count: bound))
+        let written = bytes.withUnsafeMutableBytes { buffer in
+            var writer = ByteWriter(base: buffer.baseAddress! + start)
+            write(to: &writer, version: version)
+            return writer.count
+        }
+        bytes.removeLast(bound - written)
+    }
+
+    private func write(to writer: inout ByteWriter, version: FeatureRecordVersion) {
         writer.byte(Self.magic.0)
         writer.byte(Self.magic.1)
         writer.varint(UInt64(version.rawValue))
@@ -58,7 +67,7 @@ extension EntityFeatureState {
         writer.append(entityID.utf8)
         guard latest != Self.noTime else {
             writer.byte(0)
-            writer.zeros(points.count + decays.count + windows.count)
+            for _ in 0..<(points.count + decays.count + windows.count) { writer.byte(0) }
             return
         }
         writer.byte(1)
@@ -83,34 +92,39 @@ extension EntityFeatureState {
         for (layout, buckets) in zip(schema.windows, windows) {
             writer.varint(UInt64(buckets.indices.count))
             let newest = ceilDiv(latest, layout.bucketMillis)
-            let slotCount = layout.slots.count
-            for (position, index) in buckets.indices.enumerated() {
-                writer.varint(UInt64(newest - index))
-                for (offset, slot) in layout.slots.enumerated() {
-                    let moments = buckets.moments[position * slotCount + offset]
-                    writer.varint(UInt64(moments.count))
-                    guard slot.field != nil, moments.count > 0 else { continue }
-                    switch (version, moments.count) {
-                    case (.v2, 1):
-                        writer.double(moments.min)
-                    case (.v2, 2):
-                        writer.double(moments.min)
-                        writer.double(moments.max)
-                    default:
-                        writer.double(moments.sum)
-                        writer.double(moments.m2)
-                        writer.double(moments.min)
-                        writer.double(moments.max)
+            let slots = layout.slots
+            buckets.moments.withUnsafeBufferPointer { moments in
+                var next = 0
+                for index in buckets.indices {
+                    writer.varint(UInt64(newest - index))
+                    for slot in slots {
+                        let moments = moments[next]
+                        next += 1
+                        writer.varint(UInt64(moments.count))
+                        guard slot.field != nil, moments.count > 0 else { continue }
+                        switch (version, moments.count) {
+                        case (.v2, 1):
+                            writer.double(moments.min)
+                        case (.v2, 2):
+                            writer.double(moments.min)
+                            writer.double(moments.max)
+                        default:
+                            writer.double(moments.sum)
+                            writer.double(moments.m2)
+                            writer.double(moments.min)
+                            writer.double(moments.max)
+                        }
                     }
                 }
             }
         }
     }
 
-    private var estimatedSize: Int {
-        var size = 24 + entityID.utf8.count + points.count * 11 + decays.count * 19
+    /// An upper bound of the encoded size: every varint at its 10-byte maximum.
+    private var maximumEncodedSize: Int {
+        var size = 2 + 10 + 4 + 10 + entityID.utf8.count + 1 + 10 + points.count * 18 + decays.count * 26
         for (layout, buckets) in zip(schema.windows, windows) {
-            size += 2 + buckets.indices.count * (2 + layout.slots.count * 10)
+            size += 10 + buckets.indices.count * (10 + layout.slots.count * 42)
         }
         return size
     }
@@ -187,35 +201,42 @@ extension EntityFeatureState {
 private func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
 private func unzigzag(_ value: UInt64) -> Int64 { Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }
 
+/// Writes into memory the caller sized with ``EntityFeatureState/maximumEncodedSize``.
 private struct ByteWriter {
-    var bytes: [UInt8]
+    let base: UnsafeMutableRawPointer
+    var count = 0
 
-    mutating func reserve(_ extra: Int) { bytes.reserveCapacity(bytes.count + extra) }
+    init(base: UnsafeMutableRawPointer) { self.base = base }
 
     @inline(__always)
-    mutating func byte(_ value: UInt8) { bytes.append(value) }
+    mutating func byte(_ value: UInt8) {
+        base.storeBytes(of: value, toByteOffset: count, as: UInt8.self)
+        count += 1
+    }
 
-    mutating func zeros(_ count: Int) { bytes.append(contentsOf: repeatElement(0, count: count)) }
-
-    mutating func append(_ utf8: String.UTF8View) { bytes.append(contentsOf: utf8) }
+    mutating func append(_ utf8: String.UTF8View) {
+        for byte in utf8 { self.byte(byte) }
+    }
 
     @inline(__always)
     mutating func varint(_ value: UInt64) {
         var value = value
         while value >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            byte(UInt8(truncatingIfNeeded: value) | 0x80)
             value >>= 7
         }
-        bytes.append(UInt8(value))
+        byte(UInt8(value))
     }
 
     mutating func uint32(_ value: UInt32) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        base.storeBytes(of: value.littleEndian, toByteOffset: count, as: UInt32.self)
+        count += 4
     }
 
     @inline(__always)
     mutating func double(_ value: Double) {
-        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        base.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: count, as: UInt64.self)
+        count += 8
     }
 }
 
@@ -225,18 +246,21 @@ private struct ByteReader {
 
     init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
+    @inline(__always)
     private func need(_ count: Int) throws(FeatureError) {
         guard bytes.count - position >= count else {
             throw FeatureError(.truncated, "record ends at byte \(bytes.count), needs \(position + count)")
         }
     }
 
+    @inline(__always)
     mutating func byte() throws(FeatureError) -> UInt8 {
         try need(1)
         defer { position += 1 }
         return bytes[position]
     }
 
+    @inline(__always)
     mutating func varint() throws(FeatureError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -290,50 +314,77 @@ private struct ByteReader {
         }
         let newest = ceilDiv(latest, layout.bucketMillis)
         let oldest = floorDiv(latest, layout.bucketMillis) - layout.span
+        let slotCount = layout.slots.count
+        let hasValues = layout.slotHasValues
         var buckets = WindowBuckets()
-        buckets.indices.reserveCapacity(Int(count))
-        buckets.moments.reserveCapacity(Int(count) * layout.slots.count)
-        for _ in 0..<count {
-            let offset = try varint()
-            guard offset <= UInt64(layout.span + 1) else { throw FeatureError(.corrupt, "bucket offset \(offset) out of range") }
-            let index = newest - Int64(offset)
-            guard index > oldest, buckets.indices.last.map({ $0 < index }) ?? true else {
-                throw FeatureError(.corrupt, "bucket \(index) out of order or outside the window")
+        var failure: FeatureError?
+        var reader = self
+        defer { self = reader }
+        buckets.indices = Array(unsafeUninitializedCapacity: Int(count)) { indices, initialized in
+            buckets.moments = Array(unsafeUninitializedCapacity: Int(count) * slotCount) { moments, filled in
+                do throws(FeatureError) {
+                    var previous = oldest
+                    for _ in 0..<Int(count) {
+                        let offset = try reader.varint()
+                        guard offset <= UInt64(layout.span + 1) else {
+                            throw FeatureError(.corrupt, "bucket offset \(offset) out of range")
+                        }
+                        let index = newest - Int64(offset)
+                        guard index > previous else {
+                            throw FeatureError(.corrupt, "bucket \(index) out of order or outside the window")
+                        }
+                        previous = index
+                        indices.initializeElement(at: initialized, to: index)
+                        initialized += 1
+                        var empty = true
+                        for slot in 0..<slotCount {
+                            let stats = try reader.moments(hasValues: hasValues[slot], version: version)
+                            if stats.count > 0 { empty = false }
+                            moments.initializeElement(at: filled, to: stats)
+                            filled += 1
+                        }
+                        guard !empty else { throw FeatureError(.corrupt, "an empty bucket") }
+                    }
+                } catch {
+                    failure = error
+                }
             }
-            buckets.indices.append(index)
-            var empty = true
-            for slot in layout.slots {
-                let moments = try self.moments(hasValues: slot.field != nil, version: version)
-                if moments.count > 0 { empty = false }
-                buckets.moments.append(moments)
-            }
-            guard !empty else { throw FeatureError(.corrupt, "an empty bucket") }
         }
+        if let failure { throw failure }
         return buckets
     }
 
+    @inline(__always)
     private mutating func moments(hasValues: Bool, version: FeatureRecordVersion) throws(FeatureError) -> Moments {
         let count = try varint()
         guard count <= 1 << 53 else { throw FeatureError(.corrupt, "a bucket count of \(count)") }
         guard count > 0 else { return .empty }
         guard hasValues else { return Moments(count: Double(count)) }
-        switch (version, count) {
-        case (.v2, 1):
-            return .single(try finiteDouble())
-        case (.v2, 2):
-            let low = try finiteDouble()
-            let high = try finiteDouble()
-            guard low <= high else { throw FeatureError(.corrupt, "a bucket's min exceeds its max") }
-            return .pair(low: low, high: high)
+        let stored = version == .v2 && count <= 2 ? Int(count) : 4
+        try need(8 * stored)
+        let base = position
+        position += 8 * stored
+        let moments: Moments
+        switch stored {
+        case 1:
+            moments = .single(double(at: base))
+        case 2:
+            moments = .pair(low: double(at: base), high: double(at: base + 8))
         default:
-            let moments = Moments(
-                count: Double(count), sum: try finiteDouble(), m2: try finiteDouble(),
-                min: try finiteDouble(), max: try finiteDouble())
-            guard moments.min <= moments.max, moments.m2 >= 0 else {
-                throw FeatureError(.corrupt, "a bucket's statistics are inconsistent")
-            }
-            return moments
+            moments = Moments(
+                count: Double(count), sum: double(at: base), m2: double(at: base + 8), min: double(at: base + 16),
+                max: double(at: base + 24))
         }
+        guard moments.sum.isFinite, moments.m2.isFinite, moments.min <= moments.max, moments.m2 >= 0,
+              moments.min.isFinite, moments.max.isFinite else {
+            throw FeatureError(.corrupt, "a bucket's statistics are inconsistent")
+        }
+        return moments
+    }
+
+    @inline(__always)
+    private func double(at offset: Int) -> Double {
+        Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
     }
 
     func expectEnd() throws(FeatureError) {
