@@ -1,1 +1,0 @@
-// Features: placeholder until its implementation lands.

@@ -1,1 +1,0 @@
-// Storage: placeholder until its implementation lands.
