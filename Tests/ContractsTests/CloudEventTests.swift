@@ -140,6 +140,28 @@ let observation = CloudEvent(
         #expect(errors.map(\.reason) == [.invalidAttribute, .missingAttribute, .malformed])
     }
 
+    @Test func reusedParserDecodesTheSame() throws {
+        var parser = JSONParser()
+        for text in [specExampleXML, specExampleBase64, specExampleJSONData] {
+            let bytes = Array(text.utf8)
+            let event = try bytes.withUnsafeBytes { buffer throws(CloudEventError) in try JSONFormat.decode(buffer, parser: &parser) }
+            #expect(event == (try decodeJSON(text)))
+        }
+    }
+
+    @Test func validateChecksEventsBuiltInCode() throws {
+        try observation.validate()
+        var bad = observation
+        bad.extensions["Bad_Name"] = .string("x")
+        #expect(throws: CloudEventError.self) { try bad.validate() }
+        bad = observation
+        bad.source = "has spaces"
+        #expect(throws: CloudEventError.self) { try bad.validate() }
+        bad = observation
+        bad.id = ""
+        #expect(throws: CloudEventError.self) { try bad.validate() }
+    }
+
     @Test func batchRoundTripAndEmptyBatch() throws {
         let events = [try decodeJSON(specExampleXML), observation]
         let decoded = try JSONFormat.decodeBatch(JSONFormat.encodeBatch(events)).map { try $0.get() }

@@ -17,9 +17,16 @@ public enum JSONFormat {
 
     /// Decodes one structured-mode event from raw bytes.
     public static func decode(_ buffer: UnsafeRawBufferPointer) throws(CloudEventError) -> CloudEvent {
+        var parser = JSONParser()
+        return try decode(buffer, parser: &parser)
+    }
+
+    /// Decodes one structured-mode event from raw bytes with a reused parser (the hot path: one
+    /// parser per task saves its scratch allocations on every event).
+    public static func decode(_ buffer: UnsafeRawBufferPointer, parser: inout JSONParser) throws(CloudEventError) -> CloudEvent {
         let value: JSONValue
         do throws(JSONError) {
-            value = try JSONValue.parse(buffer)
+            value = try parser.parse(buffer)
         } catch {
             throw CloudEventError(.malformed, path: nil, "the event is not valid JSON: \(error)")
         }
