@@ -139,7 +139,7 @@ func jsonError(_ text: String, maxDepth: Int = JSONValue.defaultMaxDepth) -> JSO
         #expect(JSONValue.double(1.0).canonicalString == "1.0")
         #expect(JSONValue.double(0.1).canonicalString == "0.1")
         #expect(JSONValue.double(1e21).canonicalString == "1e+21")
-        #expect(JSONValue.double(5e-324).canonicalString == "5e-324")
+        #expect(JSONValue.double(.leastNonzeroMagnitude).canonicalString == "5e-324")
         #expect(JSONValue.double(.nan).canonicalString == "null")
         #expect(JSONValue.double(.infinity).canonicalString == "null")
     }
