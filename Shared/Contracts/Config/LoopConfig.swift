@@ -62,8 +62,8 @@ public struct TopicSettings: Sendable, Equatable {
 
 /// What ingest does with input that is not exactly as declared.
 public struct EventPolicy: Sendable, Equatable {
-    public enum MissingTime: String, Sendable { case reject, stamp }
-    public enum UnknownFields: String, Sendable { case reject, drop, keep }
+    public enum MissingTime: String, Sendable, CaseIterable { case reject, stamp }
+    public enum UnknownFields: String, Sendable, CaseIterable { case reject, drop, keep }
     public var missingTime: MissingTime
     public var unknownFields: UnknownFields
     public var maxPayloadBytes: Int
@@ -72,8 +72,8 @@ public struct EventPolicy: Sendable, Equatable {
 
 /// One field an event's data may carry.
 public struct FieldSpec: Sendable, Equatable {
-    public enum Kind: String, Sendable { case double, int, bool, string, category }
-    public enum PII: String, Sendable { case none, drop, hash }
+    public enum Kind: String, Sendable, CaseIterable { case double, int, bool, string, category }
+    public enum PII: String, Sendable, CaseIterable { case none, drop, hash }
     public var kind: Kind
     public var required: Bool
     /// Inclusive bounds for numeric fields.
@@ -100,6 +100,8 @@ public struct FeatureSettings: Sendable, Equatable {
     public var allowedLateness: TimeSpan
     /// How long point-in-time history is kept for `?asOf=` reads.
     public var historyRetention: TimeSpan
+    /// The event types that feed features when a definition does not say (default: observations and score requests).
+    public var eventTypes: [String]
     public var definitions: [FeatureDefinition]
 }
 
@@ -133,7 +135,7 @@ public struct ModelSettings: Sendable, Equatable {
 
 /// How a score becomes a decision and when a human must look.
 public struct DecisionPolicy: Sendable, Equatable {
-    public enum Fallback: String, Sendable { case review, positive, negative }
+    public enum Fallback: String, Sendable, CaseIterable { case review, positive, negative }
     /// Scores at or above the threshold are decided positive.
     public var threshold: Double
     /// Scores inside `[lower, upper]` are routed to human review.
@@ -184,8 +186,8 @@ public struct DriftThresholds: Sendable, Equatable {
 }
 
 public struct RetrainingPolicy: Sendable, Equatable {
-    public enum Metric: String, Sendable { case auc, logLoss = "log_loss", cost }
-    public enum ClassWeight: String, Sendable { case none, balanced }
+    public enum Metric: String, Sendable, CaseIterable { case auc, logLoss = "log_loss", cost }
+    public enum ClassWeight: String, Sendable, CaseIterable { case none, balanced }
     /// Retrain every N new labels (`nil`: off).
     public var everyLabels: Int?
     /// Retrain every T of event time (`nil`: off).
