@@ -114,32 +114,50 @@ public enum ServiceRunner {
                                 port: settings[common.adminPort], logger: logger)
         let parts: [(name: String, service: any Service)] =
             [("admin-server", admin)] + instance.parts.map { ("\(type(of: $0))", $0) }
-            + [("readiness-drain", ReadinessDrain(readiness: environment.readiness))]
-        var configuration = ServiceGroupConfiguration(
-            services: parts.map { part in
-                .init(service: LoggedService(name: part.name, base: part.service, logger: logger),
-                      successTerminationBehavior: .gracefullyShutdownGroup,
-                      failureTerminationBehavior: .gracefullyShutdownGroup,
-                      serviceName: part.name)
-            },
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        configuration.maximumGracefulShutdownDuration = .seconds(settings[common.shutdownTimeout])
-        configuration.logging.keys.signalKey = "lifecycle.signal"
-        configuration.logging.keys.gracefulShutdownSignalsKey = "lifecycle.graceful_shutdown_signals"
-        configuration.logging.keys.cancellationSignalsKey = "lifecycle.cancellation_signals"
-        configuration.logging.keys.serviceKey = "lifecycle.service"
-        configuration.logging.keys.servicesKey = "lifecycle.services"
-        configuration.logging.keys.errorKey = "error.message"
+        let group = serviceGroup(
+            parts: parts, readiness: environment.readiness,
+            shutdownTimeout: .seconds(settings[common.shutdownTimeout]), signals: [.sigterm, .sigint], logger: logger)
+        environment.metrics.makeGauge(
+            descriptor: MetricNameDescriptor(
+                namespace: "process", metricName: "start_time", unitName: "seconds",
+                helpText: "When the process started, in seconds since the Unix epoch."))
+            .set(Date().timeIntervalSince1970)
 
         do {
-            try await ServiceGroup(configuration: configuration).run()
+            try await group.run()
         } catch {
             logger.error("stopped after a failure", metadata: ["error.message": "\(error)"])
             return failure
         }
         logger.info("stopped")
         return success
+    }
+
+    /// The group that runs `parts` in order and, on one of `signals` (or when a part finishes or
+    /// fails), shuts them down gracefully in reverse order, escalating to cancellation after
+    /// `shutdownTimeout`. A last part flips `readiness` to not ready as soon as shutdown begins.
+    static func serviceGroup(
+        parts: [(name: String, service: any Service)], readiness: Readiness, shutdownTimeout: Duration,
+        signals: [UnixSignal], logger: Logger
+    ) -> ServiceGroup {
+        let all = parts + [("readiness-drain", ReadinessDrain(readiness: readiness))]
+        var configuration = ServiceGroupConfiguration(
+            services: all.map { part in
+                .init(service: LoggedService(name: part.name, base: part.service, logger: logger),
+                      successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup,
+                      serviceName: part.name)
+            },
+            gracefulShutdownSignals: signals,
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = shutdownTimeout
+        configuration.logging.keys.signalKey = "lifecycle.signal"
+        configuration.logging.keys.gracefulShutdownSignalsKey = "lifecycle.graceful_shutdown_signals"
+        configuration.logging.keys.cancellationSignalsKey = "lifecycle.cancellation_signals"
+        configuration.logging.keys.serviceKey = "lifecycle.service"
+        configuration.logging.keys.servicesKey = "lifecycle.services"
+        configuration.logging.keys.errorKey = "error.message"
+        return ServiceGroup(configuration: configuration)
     }
 }
 
