@@ -1,6 +1,7 @@
 import Kafka
 import Logging
 import ServiceKit
+import ServiceLifecycle
 import Testing
 
 @Suite("Settings")
@@ -201,5 +202,32 @@ struct SettingsTests {
     func duplicate() {
         let error = parseError([], extra: [Setting.string("brokers", default: "x", help: "again")])
         #expect(error?.code == .internal)
+    }
+}
+
+/// A service declaring one setting of its own, for the declared-settings list.
+private struct ExampleService: LoopService {
+    static let name = "example"
+    static let summary = "an example"
+    static let defaultAdminPort = 8099
+    static let settings: [any SettingDeclaration] = [
+        Setting.optionalString("pii-hash-key", help: "Key for hashing PII fields.", secret: true),
+    ]
+    let parts: [any Service] = []
+    init(environment: ServiceEnvironment) {}
+}
+
+@Suite("Declared settings")
+struct DeclaredSettingsTests {
+    @Test("a service's declared settings are the common ones plus its own, with its defaults")
+    func declared() throws {
+        let specs = ServiceRunner.declaredSettings(of: ExampleService.self)
+        #expect(specs.first?.environmentVariable == "LOOP_CONFIG")
+        let own = try #require(specs.last)
+        #expect(own.environmentVariable == "LOOP_PII_HASH_KEY")
+        #expect(own.flag == "--pii-hash-key")
+        #expect(own.isSecret)
+        #expect(specs.first { $0.name == "admin-port" }?.defaultText == "8099")
+        #expect(specs.first { $0.name == "state-dir" }?.defaultText == "state/example")
     }
 }

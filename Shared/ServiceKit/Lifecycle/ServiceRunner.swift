@@ -34,6 +34,12 @@ public enum ServiceRunner {
     /// Exit code for bad settings, configuration or API keys.
     public static let usage: Int32 = 2
 
+    /// Every setting `service` reads, common ones first: the list `--help` prints and a deployment
+    /// check compares env vars (e.g. docker-compose's) against.
+    public static func declaredSettings<S: LoopService>(of service: S.Type) -> [SettingSpec] {
+        (CommonSettings(service: S.name, defaultAdminPort: S.defaultAdminPort).all + S.settings).map(\.spec)
+    }
+
     /// Runs `service` and exits the process with its exit code.
     public static func main<S: LoopService>(_ service: S.Type) async -> Never {
         let code = await run(service, arguments: Array(CommandLine.arguments.dropFirst()),
@@ -140,7 +146,7 @@ public enum ServiceRunner {
         parts: [(name: String, service: any Service)], readiness: Readiness, shutdownTimeout: Duration,
         signals: [UnixSignal], logger: Logger
     ) -> ServiceGroup {
-        let all = parts + [("readiness-drain", ReadinessDrain(readiness: readiness))]
+        let all = parts + [("readiness-drain", ReadinessDrain(readiness: readiness, logger: logger))]
         var configuration = ServiceGroupConfiguration(
             services: all.map { part in
                 .init(service: LoggedService(name: part.name, base: part.service, logger: logger),
@@ -185,9 +191,11 @@ struct LoggedService: Service {
 /// drains while the other parts finish their in-flight work.
 struct ReadinessDrain: Service {
     let readiness: Readiness
+    let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         readiness.beginShutdown()
+        logger.info("shutting down: not ready, finishing in-flight work")
     }
 }
