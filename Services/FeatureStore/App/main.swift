@@ -1,1 +1,4 @@
 import FeatureStore
+import ServiceKit
+
+await ServiceRunner.main(FeatureStoreService.self)

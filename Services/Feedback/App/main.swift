@@ -1,1 +1,4 @@
 import Feedback
+import ServiceKit
+
+await ServiceRunner.main(FeedbackService.self)

@@ -1,1 +1,4 @@
 import Ingest
+import ServiceKit
+
+await ServiceRunner.main(IngestService.self)

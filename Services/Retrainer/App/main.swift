@@ -1,1 +1,4 @@
 import Retrainer
+import ServiceKit
+
+await ServiceRunner.main(RetrainerService.self)

@@ -1,1 +1,4 @@
 import Scorer
+import ServiceKit
+
+await ServiceRunner.main(ScorerService.self)
