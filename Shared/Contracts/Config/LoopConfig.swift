@@ -58,6 +58,13 @@ public struct TopicSettings: Sendable, Equatable {
     public var replicationFactor: Int
     /// Retention of the non-compacted topics.
     public var retention: TimeSpan
+
+    public init(prefix: String, partitions: Int, replicationFactor: Int, retention: TimeSpan) {
+        self.prefix = prefix
+        self.partitions = partitions
+        self.replicationFactor = replicationFactor
+        self.retention = retention
+    }
 }
 
 /// What ingest does with input that is not exactly as declared.
@@ -68,6 +75,13 @@ public struct EventPolicy: Sendable, Equatable {
     public var unknownFields: UnknownFields
     public var maxPayloadBytes: Int
     public var dedupeHorizon: TimeSpan
+
+    public init(missingTime: MissingTime, unknownFields: UnknownFields, maxPayloadBytes: Int, dedupeHorizon: TimeSpan) {
+        self.missingTime = missingTime
+        self.unknownFields = unknownFields
+        self.maxPayloadBytes = maxPayloadBytes
+        self.dedupeHorizon = dedupeHorizon
+    }
 }
 
 /// One field an event's data may carry.
@@ -82,6 +96,15 @@ public struct FieldSpec: Sendable, Equatable {
     /// Allowed values for `category` (and optionally `string`) fields.
     public var values: [String]?
     public var pii: PII
+
+    public init(kind: Kind, required: Bool, min: Double? = nil, max: Double? = nil, values: [String]? = nil, pii: PII) {
+        self.kind = kind
+        self.required = required
+        self.min = min
+        self.max = max
+        self.values = values
+        self.pii = pii
+    }
 }
 
 /// Which outcome field holds the label and which value of it is the positive class.
@@ -90,6 +113,12 @@ public struct LabelSpec: Sendable, Equatable {
     public var positive: String
     /// The outcome field holding the business value of the outcome, if any.
     public var valueField: String?
+
+    public init(field: String, positive: String, valueField: String? = nil) {
+        self.field = field
+        self.positive = positive
+        self.valueField = valueField
+    }
 }
 
 // MARK: - Features
@@ -103,6 +132,13 @@ public struct FeatureSettings: Sendable, Equatable {
     /// The event types that feed features when a definition does not say (default: observations and score requests).
     public var eventTypes: [String]
     public var definitions: [FeatureDefinition]
+
+    public init(allowedLateness: TimeSpan, historyRetention: TimeSpan, eventTypes: [String], definitions: [FeatureDefinition]) {
+        self.allowedLateness = allowedLateness
+        self.historyRetention = historyRetention
+        self.eventTypes = eventTypes
+        self.definitions = definitions
+    }
 }
 
 public struct FeatureDefinition: Sendable, Equatable {
@@ -122,6 +158,15 @@ public struct FeatureDefinition: Sendable, Equatable {
     public var halfLife: TimeSpan?
     /// The event types that feed this feature (`loop.observation.v1`, `loop.score_request.v1`).
     public var eventTypes: [String]
+
+    public init(name: String, field: String? = nil, aggregation: Aggregation, window: TimeSpan? = nil, halfLife: TimeSpan? = nil, eventTypes: [String]) {
+        self.name = name
+        self.field = field
+        self.aggregation = aggregation
+        self.window = window
+        self.halfLife = halfLife
+        self.eventTypes = eventTypes
+    }
 }
 
 // MARK: - Model, decision, costs
@@ -131,6 +176,11 @@ public struct ModelSettings: Sendable, Equatable {
     public var features: [String]
     /// Fields of the score request's own context the model uses directly.
     public var contextFields: [String]
+
+    public init(features: [String], contextFields: [String]) {
+        self.features = features
+        self.contextFields = contextFields
+    }
 }
 
 /// How a score becomes a decision and when a human must look.
@@ -150,6 +200,16 @@ public struct DecisionPolicy: Sendable, Equatable {
     public var fallback: Fallback
     /// The number of feature contributions an explanation lists.
     public var explainTopK: Int
+
+    public init(threshold: Double, reviewBand: ClosedRange<Double>? = nil, baselineScore: Double, maxFeatureAge: TimeSpan, maxZScore: Double, fallback: Fallback, explainTopK: Int) {
+        self.threshold = threshold
+        self.reviewBand = reviewBand
+        self.baselineScore = baselineScore
+        self.maxFeatureAge = maxFeatureAge
+        self.maxZScore = maxZScore
+        self.fallback = fallback
+        self.explainTopK = explainTopK
+    }
 }
 
 /// Business cost of each cell of the confusion matrix (positive = decided positive).
@@ -158,6 +218,13 @@ public struct CostMatrix: Sendable, Equatable {
     public var falsePositive: Double
     public var falseNegative: Double
     public var trueNegative: Double
+
+    public init(truePositive: Double, falsePositive: Double, falseNegative: Double, trueNegative: Double) {
+        self.truePositive = truePositive
+        self.falsePositive = falsePositive
+        self.falseNegative = falseNegative
+        self.trueNegative = trueNegative
+    }
 }
 
 // MARK: - Monitoring and retraining
@@ -172,6 +239,14 @@ public struct FeedbackSettings: Sendable, Equatable {
     public var windowTime: TimeSpan
     /// How often snapshots go to `loop.monitoring`.
     public var snapshotInterval: TimeSpan
+
+    public init(joinDeadline: TimeSpan, defaultLabel: String? = nil, windowCount: Int, windowTime: TimeSpan, snapshotInterval: TimeSpan) {
+        self.joinDeadline = joinDeadline
+        self.defaultLabel = defaultLabel
+        self.windowCount = windowCount
+        self.windowTime = windowTime
+        self.snapshotInterval = snapshotInterval
+    }
 }
 
 public struct DriftThresholds: Sendable, Equatable {
@@ -183,6 +258,15 @@ public struct DriftThresholds: Sendable, Equatable {
     public var performanceDrop: Double
     /// No label for this long (event time) raises `label_starvation`.
     public var labelStarvation: TimeSpan
+
+    public init(psi: Double, ks: Double, chiSquaredPValue: Double, scorePSI: Double, performanceDrop: Double, labelStarvation: TimeSpan) {
+        self.psi = psi
+        self.ks = ks
+        self.chiSquaredPValue = chiSquaredPValue
+        self.scorePSI = scorePSI
+        self.performanceDrop = performanceDrop
+        self.labelStarvation = labelStarvation
+    }
 }
 
 public struct RetrainingPolicy: Sendable, Equatable {
@@ -205,6 +289,20 @@ public struct RetrainingPolicy: Sendable, Equatable {
     public var gate: PromotionGate
     /// Share of requests a passing candidate decides as canary before it becomes champion (0: promote directly).
     public var canaryShare: Double
+
+    public init(everyLabels: Int? = nil, everyEventTime: TimeSpan? = nil, everyWallClock: TimeSpan? = nil, onDriftAlert: Bool, trainingExamples: Int? = nil, trainingEventTime: TimeSpan? = nil, holdoutShare: Double, l2: Double, classWeight: ClassWeight, gate: PromotionGate, canaryShare: Double) {
+        self.everyLabels = everyLabels
+        self.everyEventTime = everyEventTime
+        self.everyWallClock = everyWallClock
+        self.onDriftAlert = onDriftAlert
+        self.trainingExamples = trainingExamples
+        self.trainingEventTime = trainingEventTime
+        self.holdoutShare = holdoutShare
+        self.l2 = l2
+        self.classWeight = classWeight
+        self.gate = gate
+        self.canaryShare = canaryShare
+    }
 }
 
 /// What a candidate must show on the holdout to be promoted.
@@ -213,4 +311,11 @@ public struct PromotionGate: Sendable, Equatable {
     public var minHoldout: Int
     public var minImprovement: Double
     public var maxCalibrationError: Double
+
+    public init(metric: RetrainingPolicy.Metric, minHoldout: Int, minImprovement: Double, maxCalibrationError: Double) {
+        self.metric = metric
+        self.minHoldout = minHoldout
+        self.minImprovement = minImprovement
+        self.maxCalibrationError = maxCalibrationError
+    }
 }
