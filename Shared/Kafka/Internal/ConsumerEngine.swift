@@ -321,3 +321,8 @@ final class ConsumerEngine: RebalanceTarget, @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 }
+
+extension ConsumerEngine {
+    /// librdkafka's logical "beginning of the partition" offset.
+    static let offsetBeginning = Int64(RD_KAFKA_OFFSET_BEGINNING)
+}
