@@ -94,8 +94,12 @@ public final class KafkaAdmin: Sendable {
     }
 
     /// The low (oldest retained) and high (next to be written) offsets of a partition.
+    ///
+    /// The high watermark is confirmed by a short read at the end of the partition, because Tansu's
+    /// ListOffsets reports the base offset of the last record batch plus one.
     public func watermarks(topic: String, partition: Int32) async throws(KafkaError) -> (low: Int64, high: Int64) {
-        try await engine.watermarks(TopicPartition(topic: topic, partition: partition))
+        let partition = TopicPartition(topic: topic, partition: partition)
+        return try await engine.watermarks([partition])[partition]!
     }
 
     /// A group's committed offsets (next offset to read) on every partition of the topics, for the
@@ -117,9 +121,11 @@ public final class KafkaAdmin: Sendable {
         guard let description = try await describeTopics([topic]).first else {
             throw KafkaError(.unknownTopicOrPartition, "topic \(topic) does not exist")
         }
+        let watermarks = try await engine.watermarks(
+            description.partitions.map { TopicPartition(topic: topic, partition: $0.id) })
         var partitions: [PartitionLag] = []
         for partition in description.partitions {
-            let (low, high) = try await watermarks(topic: topic, partition: partition.id)
+            let (low, high) = watermarks[TopicPartition(topic: topic, partition: partition.id)]!
             let offset = committed[TopicPartition(topic: topic, partition: partition.id)]
             partitions.append(PartitionLag(
                 partition: partition.id, committed: offset, low: low, high: high,

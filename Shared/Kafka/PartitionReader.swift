@@ -3,11 +3,11 @@ import Logging
 import Synchronization
 
 /// Reads given partitions without a consumer group: from the beginning (or given offsets) up to the
-/// high watermark they had when reading started, signals ``Event/caughtUp``, then keeps following.
+/// high watermark they had when reading reached, signals ``Event/caughtUp``, then keeps following.
 /// Used to rebuild local state from a changelog topic before serving.
 ///
-/// Nothing is committed. Works on Tansu (ListOffsets for the watermarks, partition EOF for empty
-/// partitions).
+/// Nothing is committed. "The end" is where librdkafka reports partition EOF (see
+/// `CatchUpTracker`), which works on Tansu and Kafka alike.
 public struct PartitionReader: Sendable {
     /// What the reader yields.
     public enum Event: Sendable {
@@ -84,8 +84,7 @@ final class ReaderCore: Sendable {
     let partitions: [TopicPartition]
     let offsets: [TopicPartition: Int64]
     let logger: Logger
-    /// Partitions not yet read up to their starting high watermark, with that watermark.
-    private let pending = Mutex<[TopicPartition: Int64]?>(nil)
+    private let tracker = CatchUpTracker()
 
     init(
         engine: ConsumerEngine, channel: BatchChannel<PartitionReader.Event>, partitions: [TopicPartition],
@@ -101,36 +100,35 @@ final class ReaderCore: Sendable {
     deinit { engine.beginClosing() }
 
     func start(maxRecords: Int, maxWait: Duration) async throws(KafkaError) {
-        var targets: [TopicPartition: Int64] = [:]
         var starts: [TopicPartition: Int64] = [:]
-        for partition in partitions {
-            let (low, high) = try await AdminEngine.watermarks(engine.handle, partition, timeout: .seconds(10))
-            let start = offsets[partition].map { max($0, low) } ?? low
-            starts[partition] = offsets[partition] ?? ConsumerEngine.offsetBeginning
-            if start < high { targets[partition] = high }
-        }
+        for partition in partitions { starts[partition] = offsets[partition] ?? ConsumerEngine.offsetBeginning }
         try engine.assign(starts)
-        pending.withLock { $0 = targets }
-        if targets.isEmpty { _ = channel.push(.caughtUp) }
+        tracker.begin(Set(partitions))
         logger.debug("PartitionReader started", metadata: ["kafka.partitions": "\(partitions)"])
-        let started = engine.start(maxRecords: maxRecords, maxWait: maxWait) { [self] records, reachedEnd in
+        let started = engine.start(maxRecords: maxRecords, maxWait: maxWait) { [channel, tracker] records, reachedEnd in
             if !records.isEmpty && !channel.push(.records(records)) { return false }
-            if progress(records, reachedEnd) { return channel.push(.caughtUp) }
+            if tracker.progress(records, reachedEnd) { return channel.push(.caughtUp) }
             return true
         }
         if !started { throw KafkaError(.alreadyConsuming, "this reader's events are already being iterated, or it was closed") }
     }
+}
 
-    /// Updates the catch-up bookkeeping; returns `true` exactly when the last partition catches up.
-    private func progress(_ records: [ConsumedRecord], _ reachedEnd: [TopicPartition]) -> Bool {
+/// Which partitions have not yet reached their end.
+///
+/// "The end" is librdkafka's partition EOF (the fetch position reached the high watermark the broker
+/// returned with the fetch), reported for empty partitions too. The high watermark from ListOffsets
+/// is not used because Tansu reports it too low (see ``KafkaAdmin/watermarks(topic:partition:)``).
+final class CatchUpTracker: Sendable {
+    private let pending = Mutex<Set<TopicPartition>?>(nil)
+
+    func begin(_ partitions: Set<TopicPartition>) { pending.withLock { $0 = partitions } }
+
+    /// Updates the bookkeeping; returns `true` exactly when the last partition reaches its end.
+    func progress(_ records: [ConsumedRecord], _ reachedEnd: [TopicPartition]) -> Bool {
         pending.withLock { pending in
-            guard var remaining = pending, !remaining.isEmpty else { return false }
-            for record in records {
-                if let target = remaining[record.topicPartition], record.offset + 1 >= target {
-                    remaining[record.topicPartition] = nil
-                }
-            }
-            for partition in reachedEnd { remaining[partition] = nil }
+            guard var remaining = pending, !remaining.isEmpty, !reachedEnd.isEmpty else { return false }
+            remaining.subtract(reachedEnd)
             pending = remaining
             return remaining.isEmpty
         }

@@ -6,10 +6,14 @@ import Logging
 final class AdminEngine: @unchecked Sendable {
     let handle: ClientHandle
     let timeout: Duration
+    private let properties: [String: String]
+    private let logger: Logger
 
     init(properties: [String: String], timeout: Duration, logger: Logger) throws(KafkaError) {
         self.handle = try ClientHandle(kind: .producer, properties: properties, logger: logger)
         self.timeout = timeout
+        self.properties = properties
+        self.logger = logger
     }
 
     /// Creates topics; "already exists" counts as success. Returns the names that were created now.
@@ -104,11 +108,31 @@ final class AdminEngine: @unchecked Sendable {
         }.get()
     }
 
-    func watermarks(_ partition: TopicPartition) async throws(KafkaError) -> (low: Int64, high: Int64) {
-        try await Self.watermarks(handle, partition, timeout: timeout)
+    /// Low and high watermarks. The high watermark from ListOffsets is then confirmed by reading
+    /// from just before it to the end of the partition: Tansu (0.6) answers ListOffsets "latest" with
+    /// the base offset of the last record batch plus one, which is too low when that batch holds more
+    /// than one record. On Kafka the confirmation reads at most one record per partition.
+    func watermarks(_ partitions: [TopicPartition]) async throws(KafkaError) -> [TopicPartition: (low: Int64, high: Int64)] {
+        var reported: [TopicPartition: (low: Int64, high: Int64)] = [:]
+        for partition in partitions {
+            reported[partition] = try await Self.listOffsets(handle, partition, timeout: timeout)
+        }
+        let nonEmpty = reported.filter { $0.value.high > $0.value.low }
+        guard !nonEmpty.isEmpty else { return reported }
+        var properties = properties
+        properties["group.id"] = "watermarks-\(UInt64.random(in: 0...UInt64.max))"
+        properties["enable.auto.commit"] = "false"
+        properties["enable.partition.eof"] = "true"
+        properties["fetch.max.bytes"] = "1048576"
+        let reader = try ConsumerEngine(properties: properties, isGroupMember: false, logger: logger)
+        let starts = nonEmpty.mapValues { $0.high - 1 }
+        let timeout = timeout
+        let ends = try await Blocking.run { reader.readToEnd(from: starts, timeout: timeout) }.get()
+        for (partition, end) in ends where end > reported[partition]!.high { reported[partition]!.high = end }
+        return reported
     }
 
-    static func watermarks(
+    static func listOffsets(
         _ handle: ClientHandle, _ partition: TopicPartition, timeout: Duration
     ) async throws(KafkaError) -> (low: Int64, high: Int64) {
         let milliseconds = Int32(timeout.milliseconds)

@@ -162,6 +162,30 @@ final class ConsumerEngine: RebalanceTarget, @unchecked Sendable {
         return try result.get()
     }
 
+    /// Assigns `starts` and reads on the calling thread until every partition reports its end
+    /// (`enable.partition.eof` must be on); returns the end offsets. For short admin reads only.
+    func readToEnd(from starts: [TopicPartition: Int64], timeout: Duration) -> Result<[TopicPartition: Int64], KafkaError> {
+        do { try assign(starts) } catch { return .failure(error) }
+        var ends: [TopicPartition: Int64] = [:]
+        let deadline = ContinuousClock.now + timeout
+        while ends.count < starts.count {
+            guard ContinuousClock.now < deadline else {
+                return .failure(handle.explain(KafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, "reading to the end of \(starts.keys.count) partitions")))
+            }
+            guard let message = rd_kafka_consumer_poll(handle.pointer, 100) else { continue }
+            defer { rd_kafka_message_destroy(message) }
+            let err = message.pointee.err
+            guard let rkt = message.pointee.rkt else { continue }
+            let partition = TopicPartition(topic: String(cString: rd_kafka_topic_name(rkt)), partition: message.pointee.partition)
+            if err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                ends[partition] = message.pointee.offset
+            } else if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                return .failure(handle.explain(KafkaError(err, "reading \(partition) to its end")))
+            }
+        }
+        return .success(ends)
+    }
+
     // MARK: - Polling
 
     /// Starts the polling thread. Returns `false` if it already ran or the engine is closed.
