@@ -181,7 +181,7 @@ func run(_ options: Options) async throws {
     var contents = [UInt8]()
     contents.reserveCapacity(count * line.count)
     for _ in 0..<count { contents.append(contentsOf: line) }
-    FileManager.default.createFile(atPath: file, contents: Data(contents))
+    _ = FileManager.default.createFile(atPath: file, contents: Data(contents))
 
     let kcatProduce = try await measure(count) {
         _ = try kcat.shell("\"$KCAT\" -P -b \(bootstrap) -t \(kcatIn) \(kcatProducerFlags) -l \(file)")

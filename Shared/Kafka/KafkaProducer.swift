@@ -36,7 +36,10 @@ public final class KafkaProducer: Sendable {
 
     /// Sends one record and returns once the broker acknowledged it.
     public func send(_ record: OutgoingRecord) async throws(KafkaError) -> DeliveryReport {
-        try await engine.send([record])[0].get()
+        switch await engine.send([record]) {
+        case .delivered(let reports): return reports[0]
+        case .partial(let results): return try results[0].get()
+        }
     }
 
     /// Sends a batch and returns once every record is acknowledged, in the order given. If any record
@@ -44,28 +47,24 @@ public final class KafkaProducer: Sendable {
     /// (``KafkaError/failures``) and the reports of the delivered ones.
     public func send(_ records: [OutgoingRecord]) async throws(KafkaError) -> [DeliveryReport] {
         guard !records.isEmpty else { return [] }
-        let results = await engine.send(records)
-        var reports: [DeliveryReport] = []
-        reports.reserveCapacity(results.count)
+        let results: [Result<DeliveryReport, KafkaError>]
+        switch await engine.send(records) {
+        case .delivered(let reports): return reports
+        case .partial(let perRecord): results = perRecord
+        }
         var failures: [KafkaError.RecordFailure] = []
         for (index, result) in results.enumerated() {
-            switch result {
-            case .success(let report): reports.append(report)
-            case .failure(let error): failures.append(.init(index: index, error: error))
-            }
+            if case .failure(let error) = result { failures.append(.init(index: index, error: error)) }
         }
-        guard failures.isEmpty else {
-            let first = failures[0].error
-            var error = KafkaError(
-                first.isFatal ? .fatal : .deliveryFailed,
-                "\(failures.count) of \(records.count) records not delivered; first: \(first.reason)",
-                isRetriable: failures.allSatisfy(\.error.isRetriable), isFatal: first.isFatal,
-                librdkafkaCode: first.librdkafkaCode)
-            error.failures = failures
-            error.deliveredReports = results.map { try? $0.get() }
-            throw error
-        }
-        return reports
+        let first = failures[0].error
+        var error = KafkaError(
+            first.isFatal ? .fatal : .deliveryFailed,
+            "\(failures.count) of \(records.count) records not delivered; first: \(first.reason)",
+            isRetriable: failures.allSatisfy(\.error.isRetriable), isFatal: first.isFatal,
+            librdkafkaCode: first.librdkafkaCode)
+        error.failures = failures
+        error.deliveredReports = results.map { try? $0.get() }
+        throw error
     }
 
     /// Waits until every queued record is delivered or failed, for at most `timeout`.

@@ -56,20 +56,18 @@ final class DeliveryBatch: @unchecked Sendable {
 /// Suspended senders waiting for the local queue to drain. A generation counter closes the race
 /// between "the queue was full" and "start waiting".
 final class QueueSpace: Sendable {
-    private struct State {
-        var generation: UInt64 = 0
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-    private let state = Mutex(State())
+    private let counter = Atomic<UInt64>(0)
+    private let waiters = Mutex<[CheckedContinuation<Void, Never>]>([])
 
-    var generation: UInt64 { state.withLock { $0.generation } }
+    /// Read before trying to enqueue (a lock-free load on the hot path).
+    var generation: UInt64 { counter.load(ordering: .acquiring) }
 
     /// Suspends until space frees after `generation` was observed.
     func wait(after generation: UInt64) async {
         await withCheckedContinuation { continuation in
-            let resumeNow = state.withLock { state -> Bool in
-                if state.generation != generation { return true }
-                state.waiters.append(continuation)
+            let resumeNow = waiters.withLock { waiters -> Bool in
+                if counter.load(ordering: .acquiring) != generation { return true }
+                waiters.append(continuation)
                 return false
             }
             if resumeNow { continuation.resume() }
@@ -78,13 +76,20 @@ final class QueueSpace: Sendable {
 
     /// Called after deliveries freed queue space.
     func signal() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.generation &+= 1
-            defer { state.waiters.removeAll(keepingCapacity: true) }
-            return state.waiters
+        counter.add(1, ordering: .releasing)
+        let ready = waiters.withLock { waiters -> [CheckedContinuation<Void, Never>] in
+            guard !waiters.isEmpty else { return [] }
+            defer { waiters.removeAll(keepingCapacity: true) }
+            return waiters
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in ready { waiter.resume() }
     }
+}
+
+/// What a batch send produced: every report, or per-record results when something failed.
+enum SendOutcome {
+    case delivered([DeliveryReport])
+    case partial([Result<DeliveryReport, KafkaError>])
 }
 
 /// A librdkafka producer with a dedicated thread that blocks in `rd_kafka_poll` to serve delivery
@@ -146,8 +151,9 @@ final class ProducerEngine: @unchecked Sendable {
 
     // MARK: - Sending
 
-    /// Enqueues every record and waits for all delivery reports; returns per-record results.
-    func send(_ records: [OutgoingRecord]) async -> [Result<DeliveryReport, KafkaError>] {
+    /// Enqueues every record and waits for all delivery reports: the reports in order, or the
+    /// per-record results when at least one failed.
+    func send(_ records: [OutgoingRecord]) async -> SendOutcome {
         let batch = DeliveryBatch(count: records.count)
         var lastTopic: (name: String, handle: OpaquePointer)?
         for index in records.indices {
@@ -180,7 +186,15 @@ final class ProducerEngine: @unchecked Sendable {
             }
         }
         await batch.waitForCompletion()
-        return records.indices.map { index in
+        var reports: [DeliveryReport] = []
+        reports.reserveCapacity(records.count)
+        for index in records.indices {
+            let slot = batch.slots[index]
+            guard slot.error == 0 else { break }
+            reports.append(DeliveryReport(topic: records[index].topic, partition: slot.partition, offset: slot.offset))
+        }
+        if reports.count == records.count { return .delivered(reports) }
+        return .partial(records.indices.map { index in
             let slot = batch.slots[index]
             if slot.error == 0 {
                 return .success(DeliveryReport(topic: records[index].topic, partition: slot.partition, offset: slot.offset))
@@ -188,7 +202,7 @@ final class ProducerEngine: @unchecked Sendable {
             let err = rd_kafka_resp_err_t(rawValue: slot.error)
             if err == RD_KAFKA_RESP_ERR__FATAL, let fatal = handle.callbacks.fatalError { return .failure(fatal) }
             return .failure(handle.explain(KafkaError(err, "record \(index) to \(records[index].topic) not delivered")))
-        }
+        })
     }
 
     private func enqueue(
