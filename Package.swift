@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "scorer", targets: ["ScorerApp"]),
         .executable(name: "feedback", targets: ["FeedbackApp"]),
         .executable(name: "retrainer", targets: ["RetrainerApp"]),
+        .executable(name: "loopctl", targets: ["LoopctlApp"]),
         .executable(name: "loop-bench", targets: ["Bench"]),
     ],
     dependencies: [
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // MARK: - C shims
@@ -71,16 +73,23 @@ let package = Package(
 
         // MARK: - Services: logic in a library, `main` only wires
 
-        .target(name: "Ingest", dependencies: ["ServiceKit"], path: "Services/Ingest/Core", swiftSettings: swiftSettings),
+        .target(name: "Ingest", dependencies: ["ServiceKit", "Storage"], path: "Services/Ingest/Core", swiftSettings: swiftSettings),
         .executableTarget(name: "IngestApp", dependencies: ["Ingest"], path: "Services/Ingest/App", swiftSettings: swiftSettings),
-        .target(name: "FeatureStore", dependencies: ["ServiceKit"], path: "Services/FeatureStore/Core", swiftSettings: swiftSettings),
+        .target(name: "FeatureStore", dependencies: ["ServiceKit", "Storage", "Features"], path: "Services/FeatureStore/Core", swiftSettings: swiftSettings),
         .executableTarget(name: "FeatureStoreApp", dependencies: ["FeatureStore"], path: "Services/FeatureStore/App", swiftSettings: swiftSettings),
-        .target(name: "Scorer", dependencies: ["ServiceKit"], path: "Services/Scorer/Core", swiftSettings: swiftSettings),
+        .target(name: "Scorer", dependencies: ["ServiceKit", "Storage", "Features", "Learning"], path: "Services/Scorer/Core", swiftSettings: swiftSettings),
         .executableTarget(name: "ScorerApp", dependencies: ["Scorer"], path: "Services/Scorer/App", swiftSettings: swiftSettings),
-        .target(name: "Feedback", dependencies: ["ServiceKit"], path: "Services/Feedback/Core", swiftSettings: swiftSettings),
+        .target(name: "Feedback", dependencies: ["ServiceKit", "Storage", "Learning"], path: "Services/Feedback/Core", swiftSettings: swiftSettings),
         .executableTarget(name: "FeedbackApp", dependencies: ["Feedback"], path: "Services/Feedback/App", swiftSettings: swiftSettings),
-        .target(name: "Retrainer", dependencies: ["ServiceKit"], path: "Services/Retrainer/Core", swiftSettings: swiftSettings),
+        .target(name: "Retrainer", dependencies: ["ServiceKit", "Storage", "Learning"], path: "Services/Retrainer/Core", swiftSettings: swiftSettings),
         .executableTarget(name: "RetrainerApp", dependencies: ["Retrainer"], path: "Services/Retrainer/App", swiftSettings: swiftSettings),
+
+        .target(
+            name: "Loopctl",
+            dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Services/Loopctl/Core", swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "LoopctlApp", dependencies: ["Loopctl", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Loopctl/App", swiftSettings: swiftSettings),
 
         // MARK: - Benchmarks
 
@@ -95,5 +104,11 @@ let package = Package(
         .testTarget(name: "FeaturesTests", dependencies: ["Features"], path: "Tests/FeaturesTests", swiftSettings: swiftSettings),
         .testTarget(name: "LearningTests", dependencies: ["Learning"], path: "Tests/LearningTests", swiftSettings: swiftSettings),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "TestSupport"], path: "Tests/ServiceKitTests", swiftSettings: swiftSettings),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "TestSupport"], path: "Tests/IngestTests", swiftSettings: swiftSettings),
+        .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "TestSupport"], path: "Tests/FeatureStoreTests", swiftSettings: swiftSettings),
+        .testTarget(name: "ScorerTests", dependencies: ["Scorer", "TestSupport"], path: "Tests/ScorerTests", swiftSettings: swiftSettings),
+        .testTarget(name: "FeedbackTests", dependencies: ["Feedback", "TestSupport"], path: "Tests/FeedbackTests", swiftSettings: swiftSettings),
+        .testTarget(name: "RetrainerTests", dependencies: ["Retrainer", "TestSupport"], path: "Tests/RetrainerTests", swiftSettings: swiftSettings),
+        .testTarget(name: "LoopctlTests", dependencies: ["Loopctl", "TestSupport"], path: "Tests/LoopctlTests", swiftSettings: swiftSettings),
     ]
 )

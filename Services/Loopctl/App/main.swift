@@ -1,0 +1,4 @@
+import ArgumentParser
+import Loopctl
+
+await Loopctl.main()
