@@ -109,6 +109,11 @@ let package = Package(
         .testTarget(name: "ScorerTests", dependencies: ["Scorer", "TestSupport"], path: "Tests/ScorerTests", swiftSettings: swiftSettings),
         .testTarget(name: "FeedbackTests", dependencies: ["Feedback", "TestSupport"], path: "Tests/FeedbackTests", swiftSettings: swiftSettings),
         .testTarget(name: "RetrainerTests", dependencies: ["Retrainer", "TestSupport"], path: "Tests/RetrainerTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DeployTests",
+            dependencies: ["Ingest", "FeatureStore", "Scorer", "Feedback", "Retrainer", .product(name: "Yams", package: "Yams")],
+            path: "Tests/DeployTests", swiftSettings: swiftSettings
+        ),
         .testTarget(name: "LoopctlTests", dependencies: ["Loopctl", "TestSupport"], path: "Tests/LoopctlTests", swiftSettings: swiftSettings),
     ]
 )

@@ -25,6 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# MARK: - Python packages the deployment checks use (Compose schema validation)
+
+if ! python3 -c "import jsonschema, yaml" 2>/dev/null; then
+  log "installing the Python packages jsonschema and PyYAML"
+  python3 -m pip install --quiet jsonschema PyYAML
+fi
+
 # MARK: - librdkafka >= 2.2
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
@@ -48,7 +55,7 @@ else
      && ./configure --prefix="$rdkafka_prefix" --disable-curl --disable-debug-symbols --enable-zstd \
           --enable-lz4-ext --enable-ssl --enable-sasl >/dev/null \
      && make -j"$(nproc)" libs >/dev/null 2>&1 \
-     && make install-subdirs >/dev/null 2>&1 || make -C src install >/dev/null)
+     && make install-subdirs >/dev/null 2>&1)
   rm -rf "$work"
   log "librdkafka $(PKG_CONFIG_PATH="$rdkafka_prefix/lib/pkgconfig" pkg-config --modversion rdkafka) installed"
 fi
