@@ -157,12 +157,15 @@ public struct ReplayPlan: Sendable {
 
     // MARK: - Events of a row
 
+    /// The data content type of every event (what binary mode's `content-type` header reads back as).
+    static let json = "application/json"
+
     func requestId(_ row: Row) -> String { requestIdPrefix + row.id }
 
     func observation(_ row: Row) -> CloudEvent {
         CloudEvent(
             id: "\(requestId(row))/observation", source: source, type: EventType.observation.description,
-            subject: row.entity, time: row.time, data: .json(.object(row.observation ?? JSONObject())))
+            subject: row.entity, time: row.time, dataContentType: Self.json, data: .json(.object(row.observation ?? JSONObject())))
     }
 
     func scoreRequest(_ row: Row) -> CloudEvent {
@@ -170,14 +173,14 @@ public struct ReplayPlan: Sendable {
         data[PayloadField.requestId] = .string(requestId(row))
         return CloudEvent(
             id: "\(requestId(row))/score_request", source: source, type: EventType.scoreRequest.description,
-            subject: row.entity, time: row.time, data: .json(.object(data)))
+            subject: row.entity, time: row.time, dataContentType: Self.json, data: .json(.object(data)))
     }
 
     func outcome(_ row: Row, at time: Timestamp) -> CloudEvent {
         let data: JSONObject = [PayloadField.requestId: .string(requestId(row)), PayloadField.label: .string(row.label ?? "")]
         return CloudEvent(
             id: "\(requestId(row))/outcome", source: source, type: EventType.outcome.description,
-            subject: row.entity, time: time, data: .json(.object(data)))
+            subject: row.entity, time: time, dataContentType: Self.json, data: .json(.object(data)))
     }
 
     // MARK: - Parsing
