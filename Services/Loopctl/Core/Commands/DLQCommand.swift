@@ -29,7 +29,7 @@ public struct DLQCommand: AsyncParsableCommand {
         public func run() async throws {
             let resolved = try connection.resolve()
             let records = try await TopicReader(config: resolved.kafka, logger: CLILogging.logger())
-                .readAll(topic ?? resolved.topics.deadLetters)
+                .readAll(topic ?? resolved.topics.deadLetters, missingIsEmpty: true)
             let (entries, undecodable) = DeadLetters.entries(records)
             let groups = DeadLetters.groups(entries)
             if json {
