@@ -86,7 +86,7 @@ let package = Package(
 
         .target(
             name: "Loopctl",
-            dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["ServiceKit", "Learning", .product(name: "Yams", package: "Yams"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Services/Loopctl/Core", swiftSettings: swiftSettings
         ),
         .executableTarget(name: "LoopctlApp", dependencies: ["Loopctl", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Loopctl/App", swiftSettings: swiftSettings),

@@ -1,4 +1,0 @@
-import ArgumentParser
-import Loopctl
-
-await Loopctl.main()
