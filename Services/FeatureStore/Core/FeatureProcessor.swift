@@ -107,9 +107,9 @@ actor FeatureProcessor {
         var newest = Int64.min
         for (partition, records) in byPartition {
             guard let store = stores[partition], let last = records.last else { continue }
-            let (changes, newestMillis) = try apply(records, partition: partition, store: store)
+            let (changes, snapshots, newestMillis) = try apply(records, partition: partition, store: store)
             let inputNext = last.offset + 1
-            try store.commit(changes, inputNext: inputNext)
+            try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
             outgoing += publication(of: changes.map { ($0.entity, $0.bytes) }, partition: partition, inputNext: inputNext)
             written.append((store, inputNext, changes.count))
             if !changes.isEmpty { metrics.writeBatchSize.record(Double(changes.count)) }
@@ -125,10 +125,12 @@ actor FeatureProcessor {
         return done
     }
 
-    /// Applies one partition's records in offset order; returns the changed entities' records.
+    /// Applies one partition's records in offset order; returns the changed entities' records,
+    /// the history snapshots taken inside the batch (an entity's state just before its latest
+    /// event time moves into a later history slot) and the newest event time.
     private func apply(
         _ records: [ConsumedRecord], partition: Int32, store: PartitionStore
-    ) throws(FeatureStoreError) -> ([EntityChange], Int64) {
+    ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], Int64) {
         var events: [(entity: String, event: FeatureEvent)] = []
         events.reserveCapacity(records.count)
         var invalid = 0
@@ -156,18 +158,24 @@ actor FeatureProcessor {
         }
         var changedOrder: [String] = []
         var changed = Set<String>()
+        var snapshots: [EntityChange] = []
         var applied = 0
         var late = 0
         var newestMillis = newestEventMillis[partition] ?? .min
         for (entity, event) in events {
-            var state = states[entity] ?? EntityFeatureState(entityID: entity, schema: schema)
+            let before = states[entity] ?? EntityFeatureState(entityID: entity, schema: schema)
+            var state = before
             do {
                 switch try state.apply(event) {
                 case .applied:
                     applied += 1
+                    if let previous = before.latestEventTime.map(Self.millis), let latest = state.latestEventTime.map(Self.millis),
+                       store.historySlot(latest) > store.historySlot(previous) {
+                        snapshots.append(EntityChange(entity: entity, bytes: before.encoded(), latestMillis: previous))
+                    }
                     states[entity] = state
                     if changed.insert(entity).inserted { changedOrder.append(entity) }
-                    newestMillis = max(newestMillis, Int64((event.time * 1000).rounded()))
+                    newestMillis = max(newestMillis, Self.millis(event.time))
                 case .late:
                     late += 1
                 }
@@ -185,10 +193,12 @@ actor FeatureProcessor {
             let state = states[entity]!
             return EntityChange(
                 entity: entity, bytes: state.encoded(),
-                latestMillis: state.latestEventTime.map { Int64(($0 * 1000).rounded()) })
+                latestMillis: state.latestEventTime.map(Self.millis))
         }
-        return (changes, newestMillis)
+        return (changes, snapshots, newestMillis)
     }
+
+    static func millis(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded()) }
 
     /// The changelog records of one partition batch.
     private func publication(of states: [(String, [UInt8])], partition: Int32, inputNext: Int64) -> [OutgoingRecord] {
@@ -295,7 +305,7 @@ actor FeatureProcessor {
                 do {
                     let state = try EntityFeatureState(decoding: bytes, schema: schema)
                     changes.append(EntityChange(
-                        entity: entity, bytes: bytes, latestMillis: state.latestEventTime.map { Int64(($0 * 1000).rounded()) }))
+                        entity: entity, bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
                 } catch {
                     logger.warning("changelog record does not decode; skipped", metadata: [
                         "entity": "\(entity)", "error.message": "\(error)"])

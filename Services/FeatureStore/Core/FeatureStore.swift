@@ -79,6 +79,9 @@ public final class FeatureStore: Sendable {
         try? await producer.flush(timeout: .seconds(5))
     }
 
+    /// The input partitions this instance holds now, ascending.
+    public var ownedPartitions: [Int32] { registry.all.map(\.partition) }
+
     /// Stops ``run()`` gracefully: the current batch finishes, partitions are flushed and the
     /// group is left.
     public func stop() async {

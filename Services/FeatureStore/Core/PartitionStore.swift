@@ -107,12 +107,13 @@ final class PartitionStore: Sendable {
         }
     }
 
-    /// Writes a batch's changed states, their history snapshots and the next input offset in one
-    /// transaction.
-    func commit(_ changes: [EntityChange], inputNext: Int64) throws(FeatureStoreError) {
+    /// Writes a batch's changed states, their history (`snapshots` taken inside the batch, then
+    /// the final states) and the next input offset in one transaction.
+    func commit(_ changes: [EntityChange], snapshots: [EntityChange] = [], inputNext: Int64) throws(FeatureStoreError) {
         let interval = historyIntervalMillis
         try storage("commit a batch") {
             try writer.transaction { db in
+                try Self.writeHistory(snapshots, historyInterval: interval, db)
                 try Self.write(changes, changedAt: inputNext, historyInterval: interval, db)
                 let progress = try db.statement("UPDATE progress SET input_next = max(input_next, ?1) WHERE id = 1")
                 try progress.bind(inputNext, at: 1)
@@ -139,6 +140,23 @@ final class PartitionStore: Sendable {
             try history.run()
         }
     }
+
+    private static func writeHistory(_ snapshots: [EntityChange], historyInterval: Int64, _ db: Connection) throws {
+        guard !snapshots.isEmpty else { return }
+        let history = try db.statement(
+            "INSERT INTO history(entity, slot, latest, state) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(entity, slot) DO UPDATE SET latest = excluded.latest, state = excluded.state")
+        for snapshot in snapshots {
+            guard let latest = snapshot.latestMillis else { continue }
+            try history.bind(snapshot.entity, at: 1)
+            try history.bind(floorDivide(latest, historyInterval), at: 2)
+            try history.bind(latest, at: 3)
+            try history.bind(snapshot.bytes, at: 4)
+            try history.run()
+        }
+    }
+
+    /// The history slot of an event time in ms.
+    func historySlot(_ millis: Int64) -> Int64 { floorDivide(millis, historyIntervalMillis) }
 
     /// The entities changed by batches whose publication was not acknowledged, to publish again.
     func unpublished() throws(FeatureStoreError) -> [(entity: String, bytes: [UInt8])] {
