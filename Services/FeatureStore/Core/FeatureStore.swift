@@ -82,6 +82,17 @@ public final class FeatureStore: Sendable {
     /// The input partitions this instance holds now, ascending.
     public var ownedPartitions: [Int32] { registry.all.map(\.partition) }
 
+    /// Per held input partition, the input offset up to which every change is stored and
+    /// acknowledged by `loop.features` (-1 before any).
+    public func acknowledgedInput() throws -> [Int32: Int64] {
+        var offsets: [Int32: Int64] = [:]
+        for store in registry.all { offsets[store.partition] = try store.progress().ackedThrough }
+        return offsets
+    }
+
+    /// Bytes on disk of the held partitions' SQLite files (state, history, WAL).
+    public var stateBytesOnDisk: Int64 { registry.all.reduce(0) { $0 + $1.sizeOnDisk() } }
+
     /// Stops ``run()`` gracefully: the current batch finishes, partitions are flushed and the
     /// group is left.
     public func stop() async {
