@@ -6,6 +6,7 @@ import Foundation
 /// The benchmarks by name, with a one-line usage each.
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
+    ("feature-store", "feature-store [--events 1000000] [--entities 1000000] [--rate 1000] [--seconds 10] [--brokers host:port]", runFeatureStoreBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

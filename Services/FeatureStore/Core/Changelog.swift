@@ -1,0 +1,85 @@
+import Kafka
+
+/// The headers the feature-store adds to its `loop.features` records, so an instance that takes
+/// over a partition can tell how far the published states go.
+///
+/// Each batch of one input partition is published as `count` records (the latest state of every
+/// entity it changed); every record carries `fs_batch: <id>/<index>/<count>` and
+/// `fs_input_next: <offset>`, the input offset after the batch. A batch whose records are not all
+/// in the log (the writer died while publishing) is ignored when it is the last one: its events
+/// are applied again from the previous complete batch's offset. Readers that only want the
+/// latest state per entity ignore the headers.
+enum ChangelogHeaders {
+    static let batch = "fs_batch"
+    static let inputNext = "fs_input_next"
+
+    static func make(batch: UInt64, index: Int, count: Int, inputNext: Int64) -> [KafkaHeader] {
+        [
+            KafkaHeader(key: Self.batch, string: "\(String(batch, radix: 16))/\(index)/\(count)"),
+            KafkaHeader(key: Self.inputNext, string: String(inputNext)),
+        ]
+    }
+
+    /// The batch position of a record, or `nil` when it carries no (valid) headers.
+    static func position(of record: ConsumedRecord) -> (batch: UInt64, index: Int, count: Int, inputNext: Int64)? {
+        guard let batchBytes = record.header(batch)?.value, let nextBytes = record.header(inputNext)?.value,
+              let next = Int64(String(decoding: nextBytes, as: UTF8.self)) else { return nil }
+        let parts = String(decoding: batchBytes, as: UTF8.self).split(separator: "/")
+        guard parts.count == 3, let id = UInt64(parts[0], radix: 16), let index = Int(parts[1]), let count = Int(parts[2]),
+              count > 0, (0..<count).contains(index) else { return nil }
+        return (id, index, count, next)
+    }
+}
+
+/// Replays one changelog partition: the latest record per entity among complete batches and
+/// the input offset after the last complete batch.
+struct ChangelogReplay {
+    /// Latest record per entity.
+    private(set) var latest: [String: [UInt8]] = [:]
+    /// The input offset after the last complete batch read, if any.
+    private(set) var inputNext: Int64?
+    /// The changelog offset after the last record read.
+    private(set) var changelogNext: Int64
+    /// Records that could not be used (no key or value).
+    private(set) var skipped = 0
+
+    private var pending: (batch: UInt64, count: Int, inputNext: Int64, seen: Set<Int>, records: [(String, [UInt8])])?
+
+    init(startingAt offset: Int64) { changelogNext = offset }
+
+    mutating func add(_ record: ConsumedRecord) {
+        changelogNext = max(changelogNext, record.offset + 1)
+        guard let key = record.key, let value = record.value else {
+            skipped += 1
+            return
+        }
+        let entity = String(decoding: key, as: UTF8.self)
+        guard let position = ChangelogHeaders.position(of: record) else {
+            flushPending()
+            latest[entity] = value
+            return
+        }
+        if let current = pending, current.batch != position.batch { flushPending() }
+        if pending == nil {
+            pending = (position.batch, position.count, position.inputNext, [], [])
+        }
+        pending!.seen.insert(position.index)
+        pending!.records.append((entity, value))
+        if pending!.seen.count == pending!.count {
+            for (entity, value) in pending!.records { latest[entity] = value }
+            inputNext = max(inputNext ?? .min, pending!.inputNext)
+            pending = nil
+        }
+    }
+
+    /// An incomplete batch followed by other records was superseded by them (a later writer
+    /// applied its events again), so its records are kept, without its offset.
+    private mutating func flushPending() {
+        guard let current = pending else { return }
+        for (entity, value) in current.records { latest[entity] = value }
+        pending = nil
+    }
+
+    /// Ends the replay: a trailing incomplete batch is dropped.
+    mutating func finish() { pending = nil }
+}

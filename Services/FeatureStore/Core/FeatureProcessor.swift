@@ -1,0 +1,383 @@
+import Contracts
+import Features
+import Foundation
+import Kafka
+import Logging
+import Prometheus
+import ServiceKit
+import Synchronization
+
+/// The partitions this instance owns, for readers outside the processor (the HTTP API).
+final class StoreRegistry: Sendable {
+    private let stores = Mutex<[Int32: PartitionStore]>([:])
+
+    func set(_ store: PartitionStore) { stores.withLock { $0[store.partition] = store } }
+    func remove(_ partition: Int32) { _ = stores.withLock { $0.removeValue(forKey: partition) } }
+    var all: [PartitionStore] { stores.withLock { $0.values.sorted { $0.partition < $1.partition } } }
+}
+
+/// Applies `loop.events` batches to the per-partition state and publishes every change to
+/// `loop.features`, one batch at a time; restores partitions when they are assigned and lets
+/// them go only between batches.
+///
+/// Order per batch: apply in memory → one SQLite transaction per partition with the states, their
+/// history and the next input offset → publish the latest state of every changed entity → await
+/// acknowledgements → record them. A crash before the transaction redoes the batch from the stored
+/// offset; a crash after it republishes the unacknowledged entities when the partition is next
+/// assigned (republishing is harmless: readers keep the latest record per key). State updates are
+/// therefore exactly-once and publication at-least-once.
+actor FeatureProcessor {
+    private let schema: FeatureSchema
+    private let decoder: EventDecoder
+    private let eventsTopic: String
+    private let featuresTopic: String
+    private let options: FeatureStoreOptions
+    private let historyRetentionMillis: Int64
+    private let producer: KafkaProducer
+    private let kafka: KafkaConfig
+    private let logger: Logger
+    private let metrics: FeatureStoreMetrics
+    private let readiness: Readiness
+    let registry: StoreRegistry
+
+    private var stores: [Int32: PartitionStore] = [:]
+    private var entityCounts: [Int32: Int] = [:]
+    private var newestEventMillis: [Int32: Int64] = [:]
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    private var nextBatchID = UInt64.random(in: 0...(UInt64.max >> 8)) << 8
+    private var lastPrune = ContinuousClock.now
+    /// A failure that must stop the service (a partition could not be restored).
+    private var failure: FeatureStoreError?
+
+    static let readyCondition = "feature-store.partitions-restored"
+
+    init(
+        schema: FeatureSchema, config: LoopConfig, options: FeatureStoreOptions, producer: KafkaProducer,
+        kafka: KafkaConfig, logger: Logger, metrics: FeatureStoreMetrics, readiness: Readiness, registry: StoreRegistry
+    ) {
+        self.schema = schema
+        self.decoder = EventDecoder(schema: schema)
+        self.eventsTopic = config.topics.names.events
+        self.featuresTopic = config.topics.names.features
+        self.options = options
+        self.historyRetentionMillis = Int64((config.features.historyRetention.seconds * 1000).rounded())
+        self.producer = producer
+        self.kafka = kafka
+        self.logger = logger
+        self.metrics = metrics
+        self.readiness = readiness
+        self.registry = registry
+    }
+
+    // MARK: - One batch at a time
+
+    private func acquire() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    private func release() {
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
+
+    // MARK: - Processing
+
+    /// Applies and publishes a batch; returns the records whose outcome is durable (to mark
+    /// processed). Records of partitions this instance does not own are left alone.
+    func process(_ records: [ConsumedRecord]) async throws -> [ConsumedRecord] {
+        await acquire()
+        defer { release() }
+        if let failure { throw failure }
+        let started = ContinuousClock.now
+        var byPartition: [Int32: [ConsumedRecord]] = [:]
+        for record in records where record.topic == eventsTopic && stores[record.partition] != nil {
+            byPartition[record.partition, default: []].append(record)
+        }
+        var outgoing: [OutgoingRecord] = []
+        var written: [(store: PartitionStore, inputNext: Int64, changes: Int)] = []
+        var done: [ConsumedRecord] = []
+        var newest = Int64.min
+        for (partition, records) in byPartition {
+            guard let store = stores[partition], let last = records.last else { continue }
+            let (changes, snapshots, newestMillis) = try apply(records, partition: partition, store: store)
+            let inputNext = last.offset + 1
+            try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
+            outgoing += publication(of: changes.map { ($0.entity, $0.bytes) }, partition: partition, inputNext: inputNext)
+            written.append((store, inputNext, changes.count))
+            if !changes.isEmpty { metrics.writeBatchSize.record(Double(changes.count)) }
+            newest = max(newest, newestMillis)
+            done += records
+        }
+        let reports = try await publish(outgoing)
+        try recordAcknowledged(written, reports: reports)
+        metrics.publishLatency.record(ContinuousClock.now - started)
+        if newest > .min { metrics.eventTimeLag.set(Date().timeIntervalSince1970 - Double(newest) / 1000) }
+        updateGauges()
+        try pruneIfDue()
+        return done
+    }
+
+    /// Applies one partition's records in offset order; returns the changed entities' records,
+    /// the history snapshots taken inside the batch (an entity's state just before its latest
+    /// event time moves into a later history slot) and the newest event time.
+    private func apply(
+        _ records: [ConsumedRecord], partition: Int32, store: PartitionStore
+    ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], Int64) {
+        var events: [(entity: String, event: FeatureEvent)] = []
+        events.reserveCapacity(records.count)
+        var invalid = 0
+        var ignored = 0
+        for record in records {
+            switch decoder.decode(record) {
+            case .event(let entity, let event): events.append((entity, event))
+            case .ignored: ignored += 1
+            case .invalid(let reason):
+                invalid += 1
+                logger.debug("invalid event", metadata: [
+                    "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(reason)"])
+            }
+        }
+        var states: [String: EntityFeatureState] = [:]
+        let distinct = Set(events.map(\.entity))
+        let stored = try store.records(of: distinct)
+        for (entity, bytes) in stored {
+            do {
+                states[entity] = try EntityFeatureState(decoding: bytes, schema: schema)
+            } catch {
+                logger.warning("stored state does not decode; starting the entity afresh", metadata: [
+                    "entity": "\(entity)", "error.message": "\(error)"])
+            }
+        }
+        var changedOrder: [String] = []
+        var changed = Set<String>()
+        var snapshots: [EntityChange] = []
+        var applied = 0
+        var late = 0
+        var newestMillis = newestEventMillis[partition] ?? .min
+        for (entity, event) in events {
+            let before = states[entity] ?? EntityFeatureState(entityID: entity, schema: schema)
+            var state = before
+            do {
+                switch try state.apply(event) {
+                case .applied:
+                    applied += 1
+                    if let previous = before.latestEventTime.map(Self.millis), let latest = state.latestEventTime.map(Self.millis),
+                       store.historySlot(latest) > store.historySlot(previous) {
+                        snapshots.append(EntityChange(entity: entity, bytes: before.encoded(), latestMillis: previous))
+                    }
+                    states[entity] = state
+                    if changed.insert(entity).inserted { changedOrder.append(entity) }
+                    newestMillis = max(newestMillis, Self.millis(event.time))
+                case .late:
+                    late += 1
+                }
+            } catch {
+                invalid += 1
+            }
+        }
+        newestEventMillis[partition] = newestMillis
+        entityCounts[partition, default: 0] += changedOrder.count { stored[$0] == nil }
+        metrics.eventsApplied.increment(by: Int64(applied))
+        if late > 0 { metrics.eventsLate.increment(by: Int64(late)) }
+        if invalid > 0 { metrics.eventsInvalid.increment(by: Int64(invalid)) }
+        if ignored > 0 { metrics.eventsIgnored.increment(by: Int64(ignored)) }
+        let changes = changedOrder.map { entity -> EntityChange in
+            let state = states[entity]!
+            return EntityChange(
+                entity: entity, bytes: state.encoded(),
+                latestMillis: state.latestEventTime.map(Self.millis))
+        }
+        return (changes, snapshots, newestMillis)
+    }
+
+    static func millis(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded()) }
+
+    /// The changelog records of one partition batch.
+    private func publication(of states: [(String, [UInt8])], partition: Int32, inputNext: Int64) -> [OutgoingRecord] {
+        guard !states.isEmpty else { return [] }
+        let batch = nextBatchID
+        nextBatchID &+= 1
+        return states.enumerated().map { index, entry in
+            OutgoingRecord(
+                topic: featuresTopic, key: Array(entry.0.utf8), value: entry.1,
+                headers: ChangelogHeaders.make(batch: batch, index: index, count: states.count, inputNext: inputNext),
+                partition: partition)
+        }
+    }
+
+    /// Sends and awaits acknowledgement, retrying what failed while the failure is retriable.
+    private func publish(_ records: [OutgoingRecord]) async throws(FeatureStoreError) -> [DeliveryReport] {
+        guard !records.isEmpty else { return [] }
+        var attempt = 0
+        while true {
+            do {
+                return try await producer.send(records)
+            } catch {
+                attempt += 1
+                guard error.isRetriable, attempt < 5 else {
+                    throw FeatureStoreError(.publish, "publishing \(records.count) feature states failed: \(error)", isRetryable: true)
+                }
+                logger.warning("publishing feature states failed; retrying", metadata: [
+                    "error.message": "\(error)", "attempt": "\(attempt)"])
+                try? await Task.sleep(for: .milliseconds(200 * attempt))
+            }
+        }
+    }
+
+    private func recordAcknowledged(
+        _ written: [(store: PartitionStore, inputNext: Int64, changes: Int)], reports: [DeliveryReport]
+    ) throws(FeatureStoreError) {
+        var changelogNext: [Int32: Int64] = [:]
+        for report in reports { changelogNext[report.partition] = max(changelogNext[report.partition] ?? 0, report.offset + 1) }
+        for entry in written where entry.changes > 0 {
+            try entry.store.recordAcknowledged(through: entry.inputNext, changelogNext: changelogNext[entry.store.partition])
+        }
+    }
+
+    private func updateGauges() {
+        metrics.entities.set(Double(entityCounts.values.reduce(0, +)))
+        metrics.stateBytes.set(Double(stores.values.reduce(0) { $0 + $1.sizeOnDisk() }))
+    }
+
+    private func pruneIfDue() throws(FeatureStoreError) {
+        guard ContinuousClock.now - lastPrune >= options.pruneInterval else { return }
+        lastPrune = ContinuousClock.now
+        for (partition, store) in stores {
+            guard let newest = newestEventMillis[partition], newest > .min else { continue }
+            try store.pruneHistory(before: newest - historyRetentionMillis)
+        }
+    }
+
+    // MARK: - Rebalancing
+
+    /// Opens and restores newly assigned partitions; returns where to resume each.
+    func assign(_ partitions: [TopicPartition]) async -> [TopicPartition: Int64] {
+        await acquire()
+        defer { release() }
+        let numbers = partitions.filter { $0.topic == eventsTopic }.map(\.partition)
+        guard !numbers.isEmpty else { return [:] }
+        var attempt = 0
+        while true {
+            do {
+                let offsets = try await restore(numbers)
+                readiness.satisfy(Self.readyCondition)
+                return offsets
+            } catch {
+                attempt += 1
+                logger.error("restoring partitions failed", metadata: [
+                    "kafka.partitions": "\(numbers)", "error.message": "\(error)", "attempt": "\(attempt)"])
+                if attempt >= 5 {
+                    failure = FeatureStoreError(.restore, "cannot restore partitions \(numbers): \(error)")
+                    return [:]
+                }
+                try? await Task.sleep(for: .milliseconds(500 * attempt))
+            }
+        }
+    }
+
+    private func restore(_ partitions: [Int32]) async throws -> [TopicPartition: Int64] {
+        var opened: [Int32: PartitionStore] = [:]
+        var starts: [TopicPartition: Int64] = [:]
+        for partition in partitions {
+            let store = try stores[partition] ?? PartitionStore(
+                directory: options.stateDirectory, partition: partition, historyInterval: options.historyInterval.seconds)
+            opened[partition] = store
+            starts[TopicPartition(topic: featuresTopic, partition: partition)] = try store.progress().changelogNext
+        }
+        let replays = try await Self.replay(starts, kafka: kafka, logger: logger)
+        var offsets: [TopicPartition: Int64] = [:]
+        for (partition, store) in opened {
+            let tp = TopicPartition(topic: featuresTopic, partition: partition)
+            var replay = replays[tp] ?? ChangelogReplay(startingAt: starts[tp] ?? 0)
+            replay.finish()
+            metrics.restoredRecords.increment(by: Int64(replay.latest.count))
+            var changes: [EntityChange] = []
+            changes.reserveCapacity(replay.latest.count)
+            for (entity, bytes) in replay.latest {
+                do {
+                    let state = try EntityFeatureState(decoding: bytes, schema: schema)
+                    changes.append(EntityChange(
+                        entity: entity, bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
+                } catch {
+                    logger.warning("changelog record does not decode; skipped", metadata: [
+                        "entity": "\(entity)", "error.message": "\(error)"])
+                }
+            }
+            let (resumeAt, replaced) = try store.restore(changes, inputNext: replay.inputNext, changelogNext: replay.changelogNext)
+            let unpublished = try store.unpublished()
+            if !unpublished.isEmpty, let inputNext = try store.progress().inputNext {
+                let reports = try await publish(publication(of: unpublished, partition: partition, inputNext: inputNext))
+                let next = reports.map(\.offset).max().map { $0 + 1 }
+                try store.recordAcknowledged(through: inputNext, changelogNext: next)
+            }
+            stores[partition] = store
+            registry.set(store)
+            entityCounts[partition] = try store.entityCount()
+            if let resumeAt { offsets[TopicPartition(topic: eventsTopic, partition: partition)] = resumeAt }
+            logger.info("partition restored", metadata: [
+                "kafka.partition": "\(partition)", "changelog.records": "\(replay.latest.count)",
+                "changelog.replaced_local": "\(replaced)", "republished": "\(unpublished.count)",
+                "resume.offset": "\(resumeAt.map(String.init) ?? "group")"])
+        }
+        updateGauges()
+        return offsets
+    }
+
+    /// Reads the changelog partitions from `starts` to their current end.
+    static func replay(
+        _ starts: [TopicPartition: Int64], kafka: KafkaConfig, logger: Logger
+    ) async throws -> [TopicPartition: ChangelogReplay] {
+        var replays: [TopicPartition: ChangelogReplay] = [:]
+        for (tp, start) in starts { replays[tp] = ChangelogReplay(startingAt: start) }
+        let reader = try PartitionReader(config: kafka, partitions: Array(starts.keys), offsets: starts, logger: logger)
+        do {
+            reading: for try await event in reader.events(maxRecords: 5000) {
+                switch event {
+                case .records(let records):
+                    for record in records { replays[record.topicPartition]?.add(record) }
+                case .caughtUp:
+                    break reading
+                }
+            }
+        } catch {
+            await reader.close()
+            throw error
+        }
+        await reader.close()
+        return replays
+    }
+
+    /// Lets partitions go between batches: everything applied is committed and published by then.
+    func revoke(_ partitions: [TopicPartition]) async {
+        await acquire()
+        defer { release() }
+        for tp in partitions where tp.topic == eventsTopic {
+            stores.removeValue(forKey: tp.partition)
+            entityCounts.removeValue(forKey: tp.partition)
+            newestEventMillis.removeValue(forKey: tp.partition)
+            registry.remove(tp.partition)
+        }
+        updateGauges()
+    }
+}
+
+/// Hands the consumer's rebalances to the processor.
+struct ProcessorRebalance: RebalanceHandler {
+    let processor: FeatureProcessor
+
+    func assigned(_ partitions: [TopicPartition]) async -> [TopicPartition: Int64]? {
+        await processor.assign(partitions)
+    }
+
+    func revoked(_ partitions: [TopicPartition]) async {
+        await processor.revoke(partitions)
+    }
+}

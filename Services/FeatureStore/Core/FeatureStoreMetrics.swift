@@ -1,0 +1,43 @@
+import Prometheus
+
+/// The feature-store's metrics on the service's registry.
+struct FeatureStoreMetrics: Sendable {
+    let eventsApplied: Counter
+    let eventsLate: Counter
+    let eventsInvalid: Counter
+    let eventsIgnored: Counter
+    let entities: Gauge
+    let stateBytes: Gauge
+    let writeBatchSize: ValueHistogram
+    let publishLatency: DurationHistogram
+    let eventTimeLag: Gauge
+    let restoredRecords: Counter
+
+    init(registry: PrometheusCollectorRegistry) {
+        eventsApplied = registry.makeCounter(
+            name: "feature_store_events_applied_total", help: "Events applied to entity feature state.")
+        eventsLate = registry.makeCounter(
+            name: "feature_store_events_late_total",
+            help: "Events further behind their entity's latest event time than the allowed lateness; counted, not applied.")
+        eventsInvalid = registry.makeCounter(
+            name: "feature_store_events_invalid_total", help: "Records of loop.events that are not usable events; counted, not applied.")
+        eventsIgnored = registry.makeCounter(
+            name: "feature_store_events_ignored_total", help: "Events of types no feature reads.")
+        entities = registry.makeGauge(name: "feature_store_entities", help: "Entities held by this instance's partitions.")
+        stateBytes = registry.makeGauge(
+            name: "feature_store_state_bytes", help: "Bytes of the SQLite state (with history and WAL) of this instance's partitions.")
+        writeBatchSize = registry.makeValueHistogram(
+            name: "feature_store_write_batch_entities", buckets: [1, 10, 100, 500, 1000, 5000, 10_000, 50_000],
+            help: "Entity states written (and published) per partition batch.")
+        publishLatency = registry.makeDurationHistogram(
+            name: "feature_store_publish_lag_seconds",
+            buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                      .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
+            help: "From a batch reaching the feature-store to its changes being acknowledged by loop.features.")
+        eventTimeLag = registry.makeGauge(
+            name: "feature_store_event_time_lag_seconds",
+            help: "Wall clock minus the newest event time published, at the last batch.")
+        restoredRecords = registry.makeCounter(
+            name: "feature_store_restored_records_total", help: "loop.features records read to restore partitions.")
+    }
+}

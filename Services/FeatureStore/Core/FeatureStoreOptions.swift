@@ -1,0 +1,75 @@
+import Contracts
+import ServiceKit
+
+/// How the feature-store runs, beyond `loop.yaml`: where its state lives, its consumer group and
+/// its batching. Validated once by ``validate()``.
+public struct FeatureStoreOptions: Sendable, Equatable {
+    /// Directory of the per-partition SQLite files.
+    public var stateDirectory: String
+    /// The consumer group of `loop.events`; instances with the same group split the partitions.
+    public var groupID: String
+    /// Most input records applied and published as one batch.
+    public var batchSize: Int
+    /// Longest wait to fill a batch.
+    public var batchWait: Duration
+    /// Point-in-time history keeps at most one snapshot per entity per this much event time.
+    public var historyInterval: TimeSpan
+    /// How often (wall clock) history older than `features.historyRetention` is deleted.
+    public var pruneInterval: Duration
+    /// Consumer session timeout (a first join on Tansu takes about half of it).
+    public var sessionTimeout: Duration
+
+    /// Options with defaults: state under `stateDirectory`, group `<prefix>.feature-store`.
+    public init(
+        stateDirectory: String, groupID: String, batchSize: Int = 5000, batchWait: Duration = .milliseconds(50),
+        historyInterval: TimeSpan = TimeSpan(seconds: 60), pruneInterval: Duration = .seconds(60),
+        sessionTimeout: Duration = .seconds(6)
+    ) {
+        self.stateDirectory = stateDirectory
+        self.groupID = groupID
+        self.batchSize = batchSize
+        self.batchWait = batchWait
+        self.historyInterval = historyInterval
+        self.pruneInterval = pruneInterval
+        self.sessionTimeout = sessionTimeout
+    }
+
+    /// Refuses options that cannot work.
+    public func validate() throws(FeatureStoreError) {
+        guard !stateDirectory.isEmpty else { throw FeatureStoreError(.invalidConfiguration, "the state directory is empty") }
+        guard !groupID.isEmpty else { throw FeatureStoreError(.invalidConfiguration, "the consumer group is empty") }
+        guard (1...100_000).contains(batchSize) else {
+            throw FeatureStoreError(.invalidConfiguration, "batch size \(batchSize) is not within 1...100000")
+        }
+        guard batchWait > .zero, pruneInterval > .zero, sessionTimeout > .zero else {
+            throw FeatureStoreError(.invalidConfiguration, "batch wait, prune interval and session timeout must be positive")
+        }
+        guard historyInterval.seconds.isFinite, historyInterval.seconds >= 0.001 else {
+            throw FeatureStoreError(.invalidConfiguration, "history interval \(historyInterval) must be at least 1 ms")
+        }
+    }
+
+    /// The consumer group used when none is configured: `<topic prefix>.feature-store`.
+    public static func defaultGroup(for config: LoopConfig) -> String { "\(config.topics.prefix).feature-store" }
+}
+
+/// The feature-store's own settings (env `LOOP_<NAME>`, flag `--<name>`).
+public enum FeatureStoreSettings {
+    /// `LOOP_GROUP`: the consumer group; empty means `<topic prefix>.feature-store`.
+    public static let group = Setting.string(
+        "group", default: "", valueName: "<group>",
+        help: "Consumer group of loop.events; empty means <topic prefix>.feature-store.")
+    /// `LOOP_BATCH_SIZE`.
+    public static let batchSize = Setting.integer(
+        "batch-size", default: 5000, range: 1...100_000, help: "Most input events applied and published as one batch.")
+    /// `LOOP_BATCH_WAIT_MS`.
+    public static let batchWaitMilliseconds = Setting.integer(
+        "batch-wait-ms", default: 50, range: 1...10_000, valueName: "<ms>", help: "Longest wait to fill a batch.")
+    /// `LOOP_HISTORY_INTERVAL_SECONDS`.
+    public static let historyIntervalSeconds = Setting.number(
+        "history-interval-seconds", default: 60, range: 0.001...86_400, valueName: "<seconds>",
+        help: "Point-in-time history keeps at most one snapshot per entity per this much event time.")
+
+    /// Every feature-store setting.
+    public static let all: [any SettingDeclaration] = [group, batchSize, batchWaitMilliseconds, historyIntervalSeconds]
+}

@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// A response read by ``HTTPGet``.
+struct HTTPReply {
+    var status: Int
+    var headers: [String: String]
+    var body: String
+}
+
+/// A tiny HTTP/1.1 GET over a raw socket to 127.0.0.1 (HummingbirdTesting and
+/// FoundationNetworking are not used: the testing module is unavailable with traits off).
+enum HTTPGet {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Fetches on a thread of its own, so the blocking socket never holds one of the few threads of
+    /// Swift's cooperative pool, which the in-process server needs to answer.
+    static func fetch(port: Int, path: String, headers: [String: String] = [:]) async throws -> HTTPReply {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result { try fetchBlocking(port: port, path: path, headers: headers) })
+            }.start()
+        }
+    }
+
+    private static func fetchBlocking(port: Int, path: String, headers: [String: String]) throws -> HTTPReply {
+        let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socketDescriptor >= 0 else { throw Failure(description: "socket() failed") }
+        defer { close(socketDescriptor) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(socketDescriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(socketDescriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw Failure(description: "cannot connect to 127.0.0.1:\(port)") }
+
+        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        for (name, value) in headers { request += "\(name): \(value)\r\n" }
+        request += "\r\n"
+        let bytes = Array(request.utf8)
+        guard send(socketDescriptor, bytes, bytes.count, 0) == bytes.count else {
+            throw Failure(description: "send failed")
+        }
+
+        var received = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(socketDescriptor, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else { throw Failure(description: "no response: \(text)") }
+        let headLines = text[..<split.lowerBound].split(separator: "\r\n")
+        guard let statusLine = headLines.first, statusLine.split(separator: " ").count >= 2,
+              let status = Int(statusLine.split(separator: " ")[1])
+        else { throw Failure(description: "bad status line in \(text)") }
+        var replyHeaders = [String: String]()
+        for line in headLines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            replyHeaders[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return HTTPReply(status: status, headers: replyHeaders, body: String(text[split.upperBound...]))
+    }
+}

@@ -1,0 +1,134 @@
+import Contracts
+import Features
+import Foundation
+import Kafka
+import Prometheus
+import ServiceKit
+import TestSupport
+import Testing
+@testable import FeatureStore
+
+/// The data path against a real broker, in process.
+@Suite("feature-store with a broker", .serialized)
+struct IntegrationTests {
+    /// Runs `store` until it is stopped; returns the task.
+    static func start(_ store: FeatureStore) -> Task<Void, any Error> {
+        Task { try await store.run() }
+    }
+
+    @Test("an empty disk rebuilds from loop.features (offsets from the changelog, new group) and continues without loss or double counting")
+    func emptyDiskRebuild() async throws {
+        let deployment = try await TestDeployment.make("fs-rebuild")
+        let schema = try deployment.schema()
+        let events = generateEvents(entities: 30, perEntity: 40, partitions: deployment.partitions)
+        let half = events.count / 2
+        try await deployment.produce(events[..<half])
+
+        let firstDirectory = temporaryDirectory("fs-first")
+        let first = try deployment.store(stateDirectory: firstDirectory, group: deployment.prefix + ".first")
+        let firstRun = Self.start(first)
+        let expectedHalf = encoded(try referenceStates(events[..<half], schema: schema))
+        try await deployment.waitForChangelog(expectedHalf, timeout: .seconds(40))
+        await first.stop()
+        try await firstRun.value
+        #expect(try storedStates(in: firstDirectory) == expectedHalf)
+
+        let secondDirectory = temporaryDirectory("fs-second")
+        let second = try deployment.store(stateDirectory: secondDirectory, group: deployment.prefix + ".second")
+        let secondRun = Self.start(second)
+        #expect(await waitUntil(timeout: .seconds(30)) { second.ownedPartitions.count == Int(deployment.partitions) })
+        #expect(try storedStates(in: secondDirectory) == expectedHalf, "the rebuilt state equals the original")
+
+        try await deployment.produce(events[half...])
+        let expected = encoded(try referenceStates(events[...], schema: schema))
+        try await deployment.waitForChangelog(expected, timeout: .seconds(40))
+        #expect(try storedStates(in: secondDirectory) == expected)
+        await second.stop()
+        try await secondRun.value
+    }
+
+    @Test("two instances in one group split the partitions; when one leaves, the other takes over and nothing is lost")
+    func twoInstancesAndRebalance() async throws {
+        let deployment = try await TestDeployment.make("fs-group")
+        let schema = try deployment.schema()
+        let events = generateEvents(entities: 24, perEntity: 30, partitions: deployment.partitions, seed: 7)
+        let half = events.count / 2
+        let group = deployment.prefix + ".group"
+        let firstDirectory = temporaryDirectory("fs-a")
+        let secondDirectory = temporaryDirectory("fs-b")
+        let first = try deployment.store(stateDirectory: firstDirectory, group: group)
+        let second = try deployment.store(stateDirectory: secondDirectory, group: group)
+        let firstRun = Self.start(first)
+        let secondRun = Self.start(second)
+
+        let split = await waitUntil(timeout: .seconds(40)) {
+            let a = first.ownedPartitions, b = second.ownedPartitions
+            return !a.isEmpty && !b.isEmpty && a.count + b.count == Int(deployment.partitions) && Set(a).isDisjoint(with: b)
+        }
+        #expect(split, "partitions split: \(first.ownedPartitions) / \(second.ownedPartitions)")
+
+        try await deployment.produce(events[..<half])
+        try await deployment.waitForChangelog(encoded(try referenceStates(events[..<half], schema: schema)), timeout: .seconds(40))
+
+        await first.stop()
+        try await firstRun.value
+        #expect(await waitUntil(timeout: .seconds(40)) { second.ownedPartitions.count == Int(deployment.partitions) })
+        try await deployment.produce(events[half...])
+        let expected = encoded(try referenceStates(events[...], schema: schema))
+        try await deployment.waitForChangelog(expected, timeout: .seconds(40))
+        #expect(try storedStates(in: secondDirectory) == expected)
+        await second.stop()
+        try await secondRun.value
+    }
+
+    @Test("HTTP reads: current values, asOf from history, definitions, 404 and 400")
+    func queries() async throws {
+        let deployment = try await TestDeployment.make("fs-http")
+        let schema = try deployment.schema()
+        let events = generateEvents(entities: 4, perEntity: 30, partitions: deployment.partitions, seed: 3)
+        try await deployment.produce(events[...])
+        let store = try deployment.store(stateDirectory: temporaryDirectory("fs-http"), group: deployment.prefix + ".http")
+        let run = Self.start(store)
+        let reference = try referenceStates(events[...], schema: schema)
+        try await deployment.waitForChangelog(encoded(reference), timeout: .seconds(40))
+
+        let state = try #require(reference["entity-1"])
+        let latest = try #require(state.latestEventTime)
+        let current = try store.queries.current("entity-1")
+        #expect(current.values == (try state.evaluate(asOf: latest)))
+        #expect(current.latestEventTime == latest)
+
+        // As of a time in the middle: the newest history snapshot at or before it, evaluated then.
+        let earlier = events.filter { $0.entity == "entity-1" && $0.type != "loop.outcome.v1" }
+        let cut = earlier[earlier.count / 2].millis
+        let asOf = Timestamp(seconds: cut / 1000, nanoseconds: Int32(cut % 1000) * 1_000_000)
+        let past = try store.queries.values(of: "entity-1", asOf: asOf)
+        #expect(past.latestEventTime.map { $0 <= Double(cut) / 1000 } == true)
+        #expect(past.values != current.values)
+
+        let router = AdminRoutes.makeRouter(readiness: Readiness(), metrics: .init())
+        store.queries.addRoutes(to: router)
+        let server = AdminServer(router: router, host: "127.0.0.1", port: 0, logger: testLogger)
+        let serverTask = Task { try await server.run() }
+        let port = try #require(await server.boundPort())
+        let ok = try await HTTPGet.fetch(port: port, path: "/v1/features/entity-1")
+        #expect(ok.status == 200)
+        #expect(ok.body.contains("\"entity\":\"entity-1\""))
+        #expect(ok.body.contains("\"nswprice_last\""))
+        let timed = try await HTTPGet.fetch(port: port, path: "/v1/features/entity-1?asOf=\(asOf.text)")
+        #expect(timed.status == 200)
+        let missing = try await HTTPGet.fetch(port: port, path: "/v1/features/nobody")
+        #expect(missing.status == 404)
+        #expect(missing.body.contains("nobody"))
+        let bad = try await HTTPGet.fetch(port: port, path: "/v1/features/entity-1?asOf=yesterday")
+        #expect(bad.status == 400)
+        #expect(bad.body.contains("asOf"))
+        let definitions = try await HTTPGet.fetch(port: port, path: "/v1/feature-definitions")
+        #expect(definitions.status == 200)
+        #expect(definitions.body.contains("\"nswprice_mean_24h\""))
+        serverTask.cancel()
+
+        await store.stop()
+        try await run.value
+    }
+}

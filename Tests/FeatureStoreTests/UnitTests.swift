@@ -1,0 +1,116 @@
+import Contracts
+import Features
+import Foundation
+import Kafka
+import Testing
+@testable import FeatureStore
+
+@Suite("changelog replay and partition state")
+struct UnitTests {
+    static func record(_ entity: String, _ value: UInt8, offset: Int64, batch: UInt64, index: Int, count: Int, next: Int64) -> ConsumedRecord {
+        ConsumedRecord(
+            topic: "t", partition: 0, offset: offset, key: Array(entity.utf8), value: [value],
+            headers: ChangelogHeaders.make(batch: batch, index: index, count: count, inputNext: next))
+    }
+
+    @Test("complete batches set the resume offset; a trailing incomplete batch is dropped")
+    func replayDropsTrailingIncompleteBatch() {
+        var replay = ChangelogReplay(startingAt: 0)
+        replay.add(Self.record("a", 1, offset: 0, batch: 7, index: 0, count: 2, next: 10))
+        replay.add(Self.record("b", 1, offset: 1, batch: 7, index: 1, count: 2, next: 10))
+        replay.add(Self.record("a", 2, offset: 2, batch: 8, index: 0, count: 2, next: 20))
+        replay.finish()
+        #expect(replay.latest == ["a": [1], "b": [1]])
+        #expect(replay.inputNext == 10)
+        #expect(replay.changelogNext == 3)
+    }
+
+    @Test("an incomplete batch followed by a later writer's batch is superseded, not dropped")
+    func replayKeepsSupersededIncompleteBatch() {
+        var replay = ChangelogReplay(startingAt: 5)
+        replay.add(Self.record("a", 2, offset: 5, batch: 8, index: 0, count: 2, next: 20))
+        replay.add(Self.record("a", 3, offset: 6, batch: 9, index: 0, count: 2, next: 20))
+        replay.add(Self.record("b", 3, offset: 7, batch: 9, index: 1, count: 2, next: 20))
+        replay.finish()
+        #expect(replay.latest == ["a": [3], "b": [3]])
+        #expect(replay.inputNext == 20)
+        #expect(replay.changelogNext == 8)
+    }
+
+    @Test("state and input offset commit together; unacknowledged changes are listed until acknowledged")
+    func storeCommitAndAcknowledge() throws {
+        let directory = temporaryDirectory("partition-store")
+        let store = try PartitionStore(directory: directory, partition: 3, historyInterval: 60)
+        #expect(try store.progress() == PartitionProgress(inputNext: nil, ackedThrough: -1, changelogNext: 0))
+        try store.commit([EntityChange(entity: "a", bytes: [1], latestMillis: 1000)], inputNext: 5)
+        #expect(try store.progress().inputNext == 5)
+        #expect(try store.unpublished().map(\.entity) == ["a"])
+        try store.recordAcknowledged(through: 5, changelogNext: 1)
+        #expect(try store.unpublished().isEmpty)
+        #expect(try store.progress() == PartitionProgress(inputNext: 5, ackedThrough: 5, changelogNext: 1))
+        #expect(try store.current("a") == [1])
+        #expect(try store.current("b") == nil)
+    }
+
+    @Test("a changelog ahead of the local state replaces it; one behind marks the entities to republish")
+    func storeRestore() throws {
+        let directory = temporaryDirectory("partition-restore")
+        let store = try PartitionStore(directory: directory, partition: 0, historyInterval: 60)
+        try store.commit([EntityChange(entity: "a", bytes: [1], latestMillis: 1000)], inputNext: 5)
+        try store.recordAcknowledged(through: 5, changelogNext: 1)
+
+        let behind = try store.restore([EntityChange(entity: "a", bytes: [9], latestMillis: 900)], inputNext: 4, changelogNext: 2)
+        #expect(behind.resumeAt == 5 && !behind.replacedLocal)
+        #expect(try store.current("a") == [1])
+        #expect(try store.unpublished().map(\.entity) == ["a"])
+
+        let ahead = try store.restore([EntityChange(entity: "a", bytes: [2], latestMillis: 2000)], inputNext: 9, changelogNext: 3)
+        #expect(ahead.resumeAt == 9 && ahead.replacedLocal)
+        #expect(try store.current("a") == [2])
+        #expect(try store.unpublished().isEmpty)
+        #expect(try store.progress() == PartitionProgress(inputNext: 9, ackedThrough: 9, changelogNext: 3))
+    }
+
+    @Test("history snapshots: the newest at or before a time, one per interval, pruned by age")
+    func storeHistory() throws {
+        let directory = temporaryDirectory("partition-history")
+        let store = try PartitionStore(directory: directory, partition: 0, historyInterval: 60)
+        try store.commit([EntityChange(entity: "a", bytes: [1], latestMillis: 10_000)], inputNext: 1)
+        try store.commit([EntityChange(entity: "a", bytes: [2], latestMillis: 50_000)], inputNext: 2)
+        try store.commit([EntityChange(entity: "a", bytes: [3], latestMillis: 70_000)], inputNext: 3)
+        #expect(try store.snapshot("a", atOrBefore: 5_000) == nil)
+        #expect(try store.snapshot("a", atOrBefore: 55_000) == [2])
+        #expect(try store.snapshot("a", atOrBefore: 65_000) == [2])
+        #expect(try store.snapshot("a", atOrBefore: 70_000) == [3])
+        try store.pruneHistory(before: 60_000)
+        #expect(try store.snapshot("a", atOrBefore: 65_000) == nil)
+        #expect(try store.snapshot("a", atOrBefore: 80_000) == [3])
+    }
+
+    @Test("events are filtered by ce_type before parsing and read from binary-mode records")
+    func decoding() throws {
+        let schema = try FeatureSchema(features: [
+            FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600), eventTypes: ["loop.observation.v1"]),
+            FeatureSpec(name: "p", field: "price", aggregation: .last, eventTypes: ["loop.observation.v1"]),
+        ], allowedLateness: TimeSpan(seconds: 3600))
+        let decoder = EventDecoder(schema: schema)
+        func record(type: String, value: String, time: String? = "2024-01-01T00:00:01.5Z") -> ConsumedRecord {
+            var headers = [KafkaHeader(key: "ce_type", string: type), KafkaHeader(key: "content-type", string: "application/json")]
+            if let time { headers.append(KafkaHeader(key: "ce_time", string: time)) }
+            return ConsumedRecord(topic: "e", partition: 0, offset: 0, key: Array("x".utf8), value: Array(value.utf8), headers: headers)
+        }
+        guard case .event(let entity, let event) = decoder.decode(record(type: "loop.observation.v1", value: #"{"price":2,"flag":true,"name":"z"}"#)) else {
+            Issue.record("an observation was not decoded")
+            return
+        }
+        #expect(entity == "x")
+        #expect(event.time == 1_704_067_201.5)
+        #expect(event.values == ["price": 2])
+        if case .ignored = decoder.decode(record(type: "loop.outcome.v1", value: "not json")) {} else {
+            Issue.record("an outcome was not ignored before parsing")
+        }
+        if case .invalid = decoder.decode(record(type: "loop.observation.v1", value: "{}", time: nil)) {} else {
+            Issue.record("an event without time was not refused")
+        }
+    }
+}
