@@ -74,6 +74,10 @@ public struct ReplaySummary: Sendable {
     public struct Promotion: Sendable, Hashable {
         public var version: Int64
         public var eventTimeMs: Int64
+        public init(version: Int64, eventTimeMs: Int64) {
+            self.version = version
+            self.eventTimeMs = eventTimeMs
+        }
     }
 
     /// One drift alert raised (its first `open` record).
