@@ -65,8 +65,10 @@ public enum HTMLReport {
             }
             for index in 0...4 {
                 let x = minX + Int64(spanX * Double(index) / 4)
-                let day = String(Format.time(ms: x).prefix(10))
-                svg += "<text x=\"\(f(px(x)))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"middle\">\(day)</text>\n"
+                let time = Format.time(ms: x)
+                let label = spanX < 4 * 86_400_000 ? time.prefix(16).replacingOccurrences(of: "T", with: " ") : String(time.prefix(10))
+                let anchor = index == 0 ? "start" : index == 4 ? "end" : "middle"
+                svg += "<text x=\"\(f(px(x)))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"\(anchor)\">\(label)</text>\n"
             }
             svg += "<text x=\"14\" y=\"\(f(top + (height - top - bottom) / 2))\" transform=\"rotate(-90 14 \(f(top + (height - top - bottom) / 2)))\" "
                 + "text-anchor=\"middle\">\(escape(yLabel))</text>\n"
@@ -86,6 +88,9 @@ public enum HTMLReport {
                 let path = line.points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
                 svg += "<polyline fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"1.6\" points=\"\(path)\">"
                     + "<title>\(escape(line.name))</title></polyline>\n"
+                if line.points.count == 1, let point = line.points.first {
+                    svg += "<circle cx=\"\(f(px(point.x)))\" cy=\"\(f(py(point.y)))\" r=\"3\" fill=\"\(line.color)\"/>\n"
+                }
             }
             svg += "</svg>\n"
             var legend = "<div class=\"legend\">"
