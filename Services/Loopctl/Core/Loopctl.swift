@@ -12,7 +12,7 @@ public struct Loopctl: AsyncParsableCommand {
             """,
         subcommands: [
             ReplayCommand.self, StatusCommand.self, TailCommand.self, DLQCommand.self, ModelsCommand.self,
-            RetrainCommand.self, ReadinessCommand.self,
+            RetrainCommand.self, ReadinessCommand.self, ReportCommand.self,
         ])
     public init() {}
 }

@@ -72,11 +72,22 @@ public enum ReadinessChecklist {
 
     /// Evaluates every check.
     public static func evaluate(_ input: Input) -> [Item] {
-        let served = input.labeled.filter { $0.role != .shadow }.sorted { $0.eventTimeMs < $1.eventTimeMs }
+        let served = served(input.labeled)
         return [
             businessValue(served, input), outputQuality(served, input), dataContinuity(input),
             productionFeasibility(input), userFeedback(served, input), trend(served, input),
         ]
+    }
+
+    /// The labeled predictions that decided (every role but shadow), in event-time order.
+    public static func served(_ labeled: [LabeledExample]) -> [LabeledExample] {
+        labeled.filter { $0.role != .shadow }.sorted { $0.eventTimeMs < $1.eventTimeMs }
+    }
+
+    /// The constant decision of the baseline policy: its score against the threshold, or the
+    /// majority class of `labels` when no baseline score is configured.
+    public static func baselineDecision(labels: [Bool], baselineScore: Double?, threshold: Double) -> Bool {
+        baselineScore.map { $0 >= threshold } ?? (labels.count { $0 } * 2 > labels.count)
     }
 
     // MARK: - Checks
@@ -85,8 +96,8 @@ public enum ReadinessChecklist {
         let name = "business value"
         guard !served.isEmpty else { return Item(check: name, status: .warn, summary: "no labeled predictions yet", numbers: [:]) }
         var model = ConfusionCounts(), baseline = ConfusionCounts()
-        let positives = served.count { $0.label }
-        let baselinePositive = input.baselineScore.map { $0 >= input.threshold } ?? (positives * 2 > served.count)
+        let baselinePositive = baselineDecision(
+            labels: served.map(\.label), baselineScore: input.baselineScore, threshold: input.threshold)
         for example in served {
             model = adding(model, decided: example.decision, label: example.label)
             baseline = adding(baseline, decided: baselinePositive, label: example.label)
