@@ -25,8 +25,9 @@ public struct Trigger: Sendable, Hashable {
     public var kind: Kind
     /// Why it fired, for lineage, logs and the model card.
     public var reason: String
-    /// Train only on examples with event time before this (event-time triggers), so a replay at
-    /// any speed trains on the same data.
+    /// Train only on examples with event time before this (the boundary for event-time triggers,
+    /// just after the firing example for every-N triggers), so a replay at any speed, or a run
+    /// resumed after a restart, trains on the same data.
     public var cutoffEventTimeMs: Int64?
     /// When it was requested (wall clock, milliseconds since the epoch).
     public var requestedAtMs: Int64
@@ -119,7 +120,8 @@ public struct StreamTriggers: Sendable, Equatable {
             if state.labelsSinceTrigger >= Int64(every) {
                 fired.append(Trigger(
                     id: "every_labels:\(state.totalLabels)", kind: .everyLabels,
-                    reason: "\(state.labelsSinceTrigger) new labels (every \(every))", requestedAtMs: nowMs))
+                    reason: "\(state.labelsSinceTrigger) new labels (every \(every))",
+                    cutoffEventTimeMs: eventTimeMs + 1, requestedAtMs: nowMs))
                 state.labelsSinceTrigger = 0
             }
         }
