@@ -242,7 +242,11 @@ public actor ModelRegistry {
             throw RetrainerError(.publishing, "loop.models did not acknowledge the change: \(error)", isRetryable: true)
         }
         book.apply(change)
-        try store.indexVersions(change.records)
+        do {
+            try store.indexVersions(change.records)
+        } catch {
+            logger.error("local registry index not updated (rebuilt from loop.models at restart)", metadata: ["error.message": "\(error)"])
+        }
         let state = change.state ?? book.state
         try await audit.record(
             actor: actor, action: change.action, target: ModelVersionRecord.key(version: change.version), reason: change.reason,

@@ -11,7 +11,8 @@ public struct RunReport: Sendable, Equatable {
         case published(version: Int64, status: ModelStatus)
         /// No version: the data cannot train a model (e.g. one class only). Not retried.
         case skipped(reason: String)
-        /// The run failed on storage or Kafka; its triggers stay pending and are retried by the next run.
+        /// The run failed on storage or Kafka; its triggers stay pending, join the next run and are
+        /// resumed after a restart.
         case failed(reason: String)
     }
 
@@ -35,6 +36,8 @@ public actor RetrainingCoordinator {
     private let logger: Logger
     private let onReport: @Sendable (RunReport) -> Void
     private var queue = TriggerQueue()
+    /// Triggers of a failed run: they join the next run (they also stay stored as pending).
+    private var retry: [Trigger] = []
     private var waitingForNext: [CheckedContinuation<RunReport, Never>] = []
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
@@ -97,6 +100,7 @@ public actor RetrainingCoordinator {
                 waitingForNext = []
                 let report = await execute(triggers)
                 queue.end()
+                if case .failed = report.outcome { retry = report.triggers }
                 onReport(report)
                 for waiter in waiters { waiter.resume(returning: report) }
             }
@@ -115,6 +119,8 @@ public actor RetrainingCoordinator {
     @discardableResult
     private func enqueue(_ trigger: Trigger) -> TriggerQueue.Disposition {
         let disposition = queue.enqueue(trigger)
+        for earlier in retry { queue.enqueue(earlier) }
+        retry = []
         logger.info("retraining requested", metadata: [
             "retrain.trigger": "\(trigger.kind.rawValue)", "retrain.trigger_id": "\(trigger.id)",
             "retrain.reason": "\(trigger.reason)", "retrain.disposition": "\(disposition.rawValue)",
@@ -126,9 +132,14 @@ public actor RetrainingCoordinator {
     // MARK: - A run
 
     private func execute(_ queued: [Trigger]) async -> RunReport {
-        var triggers = queued
-        if let stored = try? store.pendingTriggers() {
-            for trigger in stored where !triggers.contains(where: { $0.id == trigger.id }) { triggers.append(trigger) }
+        // A trigger a published version already covers (published, then the audit or the store
+        // failed) is done: forget it instead of training again.
+        let covered = Set(await registry.snapshot.versions.values.flatMap(Self.triggerIds))
+        let done = queued.filter { covered.contains($0.id) }
+        if !done.isEmpty { try? store.removePendingTriggers(ids: done.map(\.id)) }
+        let triggers = queued.filter { !covered.contains($0.id) }
+        guard !triggers.isEmpty else {
+            return RunReport(triggers: done, outcome: .skipped(reason: "already covered by a published version"), trainingSeconds: 0)
         }
         let cutoff = triggers.compactMap(\.cutoffEventTimeMs).max()
         let started = ContinuousClock.now
