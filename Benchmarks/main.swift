@@ -7,6 +7,7 @@ import Foundation
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
     ("feature-store", "feature-store [--events 1000000] [--entities 1000000] [--rate 1000] [--seconds 10] [--brokers host:port]", runFeatureStoreBench),
+    ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
