@@ -106,8 +106,8 @@ public struct FeedbackService: LoopService, Service {
             rebalance: StoredOffsets(store: store, readiness: readiness, condition: Self.assignedCondition, logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.join(consumer) }
-            group.addTask { try await cancelWhenGracefulShutdown { try await self.followModels() } }
-            group.addTask { try await cancelWhenGracefulShutdown { try await self.publishSnapshots() } }
+            group.addTask { try await Self.untilShutdown { try await self.followModels() } }
+            group.addTask { try await Self.untilShutdown { try await self.publishSnapshots() } }
             group.addTask {
                 try? await gracefulShutdown()
                 await consumer.close()
@@ -115,6 +115,15 @@ public struct FeedbackService: LoopService, Service {
             try await group.waitForAll()
         }
         try await publishSnapshot()
+    }
+
+    /// Runs `body` until graceful shutdown cancels it; the cancellation is the normal end, not a failure.
+    static func untilShutdown(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        do {
+            try await cancelWhenGracefulShutdown(body)
+        } catch is CancellationError {
+            return
+        }
     }
 
     /// The join loop: apply, deliver, then mark the inputs processed.
