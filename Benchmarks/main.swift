@@ -6,6 +6,7 @@ import Foundation
 /// The benchmarks by name, with a one-line usage each.
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
+    ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

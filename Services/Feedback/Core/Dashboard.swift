@@ -7,7 +7,7 @@ import ServiceKit
 
 /// `GET /dashboard`: one self-contained HTML page (no external scripts, styles or fonts) with
 /// inline SVG charts of the latest monitoring snapshot.
-struct Dashboard: Sendable {
+public struct Dashboard: Sendable {
     let monitor: Monitor
     let store: JoinStore
     let thresholds: DriftThresholds
@@ -26,7 +26,7 @@ struct Dashboard: Sendable {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
 
     /// The page for `snapshot` (a placeholder page before the first snapshot).
-    static func render(_ snapshot: MonitorSnapshot?, thresholds: DriftThresholds) -> String {
+    public static func render(_ snapshot: MonitorSnapshot?, thresholds: DriftThresholds) -> String {
         var body = "<h1>FeedbackLoop · feedback</h1>"
         guard let snapshot else {
             body += "<p class=\"muted\">No monitoring snapshot yet: waiting for predictions and labels.</p>"
@@ -68,10 +68,13 @@ struct Dashboard: Sendable {
             svg += "<line x1=\"\(left)\" x2=\"\(width - 10)\" y1=\"\(number(y(tick)))\" y2=\"\(number(y(tick)))\" class=\"grid\"/>"
                 + "<text x=\"4\" y=\"\(number(y(tick) + 4))\">\(tick)</text>"
         }
-        for promotion in snapshot.promotions where promotion.eventTimeMs >= first {
-            let px = number(x(promotion.eventTimeMs))
+        // Promotions inside the chart, and the last one before it (the current champion) at its left edge.
+        var shown: [(Int64, Int64)] = snapshot.promotions.filter { $0.eventTimeMs >= first }.map { ($0.eventTimeMs, $0.version) }
+        if let current = snapshot.promotions.last(where: { $0.eventTimeMs < first }) { shown.append((first, current.version)) }
+        for promotion in shown {
+            let px = number(x(promotion.0))
             svg += "<line x1=\"\(px)\" x2=\"\(px)\" y1=\"10\" y2=\"\(height - bottom)\" class=\"promotion\"/>"
-                + "<text x=\"\(px)\" y=\"10\" class=\"marker\">▲ v\(promotion.version)</text>"
+                + "<text x=\"\(px)\" y=\"10\" class=\"marker\">▲ v\(promotion.1)</text>"
         }
         var legend = ""
         for (index, report) in snapshot.versions.enumerated() {
