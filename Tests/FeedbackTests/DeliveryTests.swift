@@ -77,7 +77,9 @@ struct DeliveryTests {
         return path
     }
 
-    static func launch(config: String, state: String, brokers: String, group: String, port: Int, log: String) throws -> Process {
+    static func launch(
+        config: String, state: String, brokers: String, group: String, port: Int, log: String, apiKeys: String? = nil
+    ) throws -> Process {
         let process = Process()
         process.executableURL = try feedbackBinary()
         process.arguments = ["--config", config, "--admin-port", String(port), "--admin-host", "127.0.0.1"]
@@ -86,6 +88,7 @@ struct DeliveryTests {
         environment["LOOP_STATE_DIR"] = state
         environment["LOOP_GROUP"] = group
         environment["LOOP_BATCH_SIZE"] = "200"
+        if let apiKeys { environment["LOOP_API_KEYS"] = apiKeys }
         process.environment = environment
         if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -167,5 +170,70 @@ struct DeliveryTests {
         kill(second.processIdentifier, SIGTERM)
         second.waitUntilExit()
         #expect(second.terminationStatus == 0)
+    }
+
+    @Test("review over HTTP: the queue lists review-routed predictions by uncertainty, a verdict becomes a review label and an audit entry")
+    func reviewOverHTTP() async throws {
+        let broker = try await Broker.shared()
+        let directory = try temporaryDirectory("review")
+        let configPath = try Self.writeConfig(prefix: broker.uniqueTopic("rv"), directory: directory)
+        let config = try LoopConfig.load(path: configPath)
+        let topics = config.topics.names
+        try await TopicLayout(config: config).ensureTopics(kafka: KafkaConfig(brokers: broker.bootstrap), logger: testLogger)
+        let producer = try KafkaProducer(config: KafkaConfig(brokers: broker.bootstrap), logger: testLogger)
+        let start: Int64 = 1_700_000_000_000
+        let served = [
+            prediction("far", entity: "a", at: start, score: 0.3, route: .review),
+            prediction("near", entity: "b", at: start + 1000, score: 0.51, route: .review),
+            prediction("auto", entity: "c", at: start + 2000, score: 0.9, route: .auto),
+        ]
+        _ = try await producer.send(served.map {
+            OutgoingRecord(topic: topics.predictions, key: Array($0.entity.utf8), value: $0.bytes)
+        })
+        let reviewer = APIKeys.generate(name: "ann", roles: [.reviewer])
+        let viewer = APIKeys.generate(name: "vic", roles: [.viewer])
+        let port = try Broker.freePort()
+        let process = try Self.launch(
+            config: configPath, state: directory + "/state", brokers: broker.bootstrap, group: broker.uniqueTopic("fb"),
+            port: port, log: directory + "/feedback.log", apiKeys: reviewer.hashLine + ";" + viewer.hashLine)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let auth = ["Authorization": "Bearer \(reviewer.key)"]
+
+        var queue = ""
+        #expect(await waitUntil(timeout: .seconds(30)) {
+            queue = (try? await HTTP.request(port: port, path: "/v1/reviews", headers: auth).body) ?? ""
+            return queue.contains("far")
+        }, "queue never filled; log: \(directory)/feedback.log")
+        let listed = try JSONValue.parse(Array(queue.utf8))["reviews"]?.arrayValue?.compactMap { $0["requestId"]?.stringValue }
+        #expect(listed == ["near", "far"])
+        #expect(try await HTTP.request(port: port, path: "/v1/reviews").status == 401)
+        let forbidden = try await HTTP.request(
+            port: port, method: "POST", path: "/v1/reviews/near", headers: ["Authorization": "Bearer \(viewer.key)"],
+            body: #"{"label":"1"}"#)
+        #expect(forbidden.status == 403)
+        #expect(try await HTTP.request(port: port, method: "POST", path: "/v1/reviews/nope", headers: auth,
+                                       body: #"{"label":"1"}"#).status == 404)
+        let accepted = try await HTTP.request(
+            port: port, method: "POST", path: "/v1/reviews/near", headers: auth, body: #"{"label":"1","note":"clear up"}"#)
+        #expect(accepted.status == 202, "\(accepted.body)")
+
+        var labeled: [LabeledExample] = []
+        #expect(await waitUntil(timeout: .seconds(20)) {
+            labeled = ((try? await readAll(topics.labeled, partitions: 2, brokers: broker.bootstrap)) ?? [])
+                .compactMap { try? LabeledExample(bytes: $0.value ?? []) }
+            return !labeled.isEmpty
+        })
+        #expect(labeled.map(\.requestId) == ["near"])
+        #expect(labeled.first?.labelSource == .review && labeled.first?.label == true)
+        let audit = try await readAll(topics.audit, partitions: 2, brokers: broker.bootstrap)
+            .compactMap { try? AuditEntry(bytes: $0.value ?? []) }
+        let verdict = try #require(audit.first { $0.action == "review.verdict" })
+        #expect(verdict.actor == "ann" && verdict.target == "near")
+        #expect(audit.contains { $0.action == "auth.failed" && $0.actor == "vic" })
+        let again = try await HTTP.request(
+            port: port, method: "POST", path: "/v1/reviews/near", headers: auth, body: #"{"label":"0"}"#)
+        #expect(again.status == 409)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
     }
 }

@@ -175,8 +175,10 @@ public struct FeedbackService: LoopService, Service {
 
     /// Takes a snapshot, sends its records and alert changes to `loop.monitoring`, and remembers the open alerts.
     func publishSnapshot() async throws {
-        let snapshot = monitor.snapshot(counters: store.counters, reviewQueue: try store.reviewQueueSize())
+        let reviewQueue = try store.reviewQueueSize()
+        let snapshot = monitor.snapshot(counters: store.counters, reviewQueue: reviewQueue)
         metrics.update(snapshot: snapshot)
+        metrics.update(reviewQueue: reviewQueue, agreement: snapshot.counters.reviewerAgreement)
         let records = snapshot.records.map { record in
             OutgoingRecord(topic: topics.monitoring, key: Array((record.modelVersion.map { "model.\($0)" } ?? "baseline").utf8),
                            value: record.bytes)
