@@ -8,6 +8,7 @@ let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> V
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
     ("feature-store", "feature-store [--events 1000000] [--entities 1000000] [--rate 1000] [--seconds 10] [--brokers host:port]", runFeatureStoreBench),
     ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
+    ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

@@ -13,7 +13,8 @@ log() { printf '[install] %s\n' "$*" >&2; }
 # MARK: - System packages
 
 apt_packages=(pkg-config libsqlite3-dev zlib1g-dev libssl-dev libsasl2-dev libzstd-dev liblz4-dev
-              dpkg-dev build-essential python3 curl kcat)
+              dpkg-dev build-essential python3 curl kcat
+              chromium)  # headless dashboard test (FeedbackTests)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,170 @@
+import Contracts
+import Foundation
+import Kafka
+
+/// How predictions and outcomes are joined, from `loop.yaml` and the service's settings; validated once.
+public struct JoinPolicy: Sendable, Equatable {
+    /// Event time a prediction waits for its outcome (`feedback.joinDeadline`), in milliseconds.
+    public var deadlineMs: Int64
+    /// The label given at the deadline (`feedback.defaultLabel`); `nil` counts the prediction as unlabeled.
+    public var defaultLabel: Bool?
+    /// Event time a resolved prediction is kept after its deadline, so late and duplicate outcomes
+    /// are recognised (and late ones still emitted), in milliseconds.
+    public var retentionMs: Int64
+    /// The label value (as text) of the positive class (`label.positive`).
+    public var positiveLabel: String
+    /// The outcome field holding the business value, besides `value`.
+    public var valueField: String?
+
+    /// A policy from its parts; throws for a non-positive deadline or a negative retention.
+    public init(
+        deadlineMs: Int64, defaultLabel: Bool? = nil, retentionMs: Int64, positiveLabel: String, valueField: String? = nil
+    ) throws(FeedbackError) {
+        guard deadlineMs > 0 else {
+            throw FeedbackError(.invalidConfiguration, "feedback.joinDeadline must be positive, not \(deadlineMs) ms")
+        }
+        guard retentionMs >= 0 else {
+            throw FeedbackError(.invalidConfiguration, "the late-outcome retention must not be negative, not \(retentionMs) ms")
+        }
+        self.deadlineMs = deadlineMs
+        self.defaultLabel = defaultLabel
+        self.retentionMs = retentionMs
+        self.positiveLabel = positiveLabel
+        self.valueField = valueField
+    }
+
+    /// The policy `loop.yaml` describes, keeping resolved predictions `retentionSeconds` past their deadline.
+    public init(config: LoopConfig, retentionSeconds: Double) throws(FeedbackError) {
+        let positive = config.label.positive
+        try self.init(
+            deadlineMs: Int64(config.feedback.joinDeadline.seconds * 1000),
+            defaultLabel: config.feedback.defaultLabel.map { $0 == positive },
+            retentionMs: Int64(retentionSeconds * 1000), positiveLabel: positive, valueField: config.label.valueField)
+    }
+
+    /// Whether an outcome's `label` value is the positive class: a string or number equal to
+    /// `label.positive` in its text form, or `true`.
+    public func isPositive(_ label: JSONValue) -> Bool? {
+        switch label {
+        case .bool(let flag): return flag
+        case .string(let text): return text == positiveLabel
+        case .int, .double: return label.canonicalString == positiveLabel
+        default: return nil
+        }
+    }
+}
+
+/// Ground truth for one prediction: an outcome event or a human review verdict.
+public struct Outcome: Sendable, Hashable {
+    public var requestId: String
+    public var label: Bool
+    /// The outcome's event time, milliseconds since the epoch.
+    public var eventTimeMs: Int64
+    /// The business value it carried.
+    public var value: Double?
+    /// `outcome` or `review`.
+    public var source: LabelSource
+    /// The reviewer, for a review.
+    public var reviewer: String?
+
+    public init(requestId: String, label: Bool, eventTimeMs: Int64, value: Double? = nil, source: LabelSource = .outcome, reviewer: String? = nil) {
+        self.requestId = requestId
+        self.label = label
+        self.eventTimeMs = eventTimeMs
+        self.value = value
+        self.source = source
+        self.reviewer = reviewer
+    }
+}
+
+/// One consumed record as the join sees it.
+public enum JoinInput: Sendable {
+    case prediction(Prediction)
+    case outcome(Outcome)
+    /// Another event on `loop.events`: it only moves the partition's event-time clock.
+    case clock(eventTimeMs: Int64)
+    /// A record that does not follow its contract; counted, never fatal.
+    case malformed(reason: String, eventTimeMs: Int64?)
+    /// A record without an event time (no `ce_time`): skipped.
+    case ignored
+}
+
+/// A decoded input and where it came from.
+public struct InputRecord: Sendable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var input: JoinInput
+
+    public init(topic: String, partition: Int32, offset: Int64, input: JoinInput) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.input = input
+    }
+}
+
+/// Turns consumed records of `loop.predictions` and `loop.events` into ``JoinInput``s, filtering
+/// events by their `ce_type` header before parsing anything.
+public struct InputDecoder: Sendable {
+    public let predictionsTopic: String
+    public let policy: JoinPolicy
+
+    public init(predictionsTopic: String, policy: JoinPolicy) {
+        self.predictionsTopic = predictionsTopic
+        self.policy = policy
+    }
+
+    /// Decodes a batch.
+    public func decode(_ records: [ConsumedRecord]) -> [InputRecord] {
+        records.map { InputRecord(topic: $0.topic, partition: $0.partition, offset: $0.offset, input: decode($0)) }
+    }
+
+    /// Decodes one record.
+    public func decode(_ record: ConsumedRecord) -> JoinInput {
+        if record.topic == predictionsTopic {
+            guard let value = record.value else { return .malformed(reason: "prediction without a value", eventTimeMs: nil) }
+            do {
+                return .prediction(try Prediction(bytes: value))
+            } catch {
+                return .malformed(reason: error.description, eventTimeMs: nil)
+            }
+        }
+        let typeText = record.header("ce_type").flatMap { $0.value }.map { String(decoding: $0, as: UTF8.self) }
+        let type = typeText.flatMap(EventType.init)
+        guard let type, type.isAccepted, type.kind == .outcome || type.kind == .review else {
+            guard let time = record.header("ce_time")?.value.map({ String(decoding: $0, as: UTF8.self) }),
+                  let stamp = try? Timestamp(rfc3339: time)
+            else { return .ignored }
+            return .clock(eventTimeMs: stamp.epochMilliseconds)
+        }
+        let message = KafkaBinding.Message(
+            key: record.key, value: record.value,
+            headers: record.headers.map { KafkaBinding.Header(name: $0.key, value: $0.value) })
+        let event: CloudEvent
+        do {
+            event = try KafkaBinding.decode(message)
+        } catch {
+            return .malformed(reason: "\(error)", eventTimeMs: nil)
+        }
+        return outcome(from: event, kind: type.kind)
+    }
+
+    /// The outcome an outcome or review event carries.
+    public func outcome(from event: CloudEvent, kind: EventKind) -> JoinInput {
+        guard let time = event.time?.epochMilliseconds else {
+            return .malformed(reason: "\(event.type) \(event.id) has no time", eventTimeMs: nil)
+        }
+        guard case .json(let data)? = event.data, let requestId = data[PayloadField.requestId]?.stringValue else {
+            return .malformed(reason: "\(event.type) \(event.id) has no requestId", eventTimeMs: time)
+        }
+        guard let labelValue = data[PayloadField.label], let label = policy.isPositive(labelValue) else {
+            return .malformed(reason: "\(event.type) \(event.id) has no usable label", eventTimeMs: time)
+        }
+        let value = data[PayloadField.value]?.doubleValue ?? policy.valueField.flatMap { data[$0]?.doubleValue }
+        let reviewer = kind == .review ? data[PayloadField.reviewer]?.stringValue : nil
+        return .outcome(Outcome(
+            requestId: requestId, label: label, eventTimeMs: time, value: value,
+            source: kind == .review ? .review : .outcome, reviewer: reviewer))
+    }
+}

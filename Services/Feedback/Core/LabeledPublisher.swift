@@ -1,0 +1,96 @@
+import Contracts
+import Kafka
+import Logging
+
+/// Delivers the join store's outbox to `loop.labeled` and confirms it, so every labeled example is
+/// written exactly once even across `kill -9`.
+///
+/// Each example goes to the `loop.labeled` partition of its input partition (the topics are
+/// co-partitioned), so one instance is the only writer of that partition, and carries its requestId
+/// and label source in headers. After a crash the outbox still holds the examples whose
+/// acknowledgement was not recorded: ``recover()`` reads each such partition from the last
+/// recorded end and sends only the examples not already there.
+public struct LabeledPublisher: Sendable {
+    /// Header holding the example's requestId.
+    public static let requestIdHeader = "loop-request-id"
+    /// Header holding the example's label source.
+    public static let labelSourceHeader = "loop-label-source"
+
+    let producer: KafkaProducer
+    let store: JoinStore
+    let topic: String
+    let kafka: KafkaConfig
+    let logger: Logger
+
+    public init(producer: KafkaProducer, store: JoinStore, topic: String, kafka: KafkaConfig, logger: Logger) {
+        self.producer = producer
+        self.store = store
+        self.topic = topic
+        self.kafka = kafka
+        self.logger = logger
+    }
+
+    /// Sends `entries`, waits for every acknowledgement, then removes them from the outbox. A failed
+    /// delivery is not retried here (a retry could write an example twice): it throws, and the
+    /// outbox is reconciled by ``recover()`` on the next start.
+    public func publish(_ entries: [OutboxEntry]) async throws(FeedbackError) {
+        guard !entries.isEmpty else { return }
+        let records = entries.map { entry in
+            OutgoingRecord(
+                topic: topic, key: Array(entry.entity.utf8), value: entry.bytes,
+                headers: [KafkaHeader(key: Self.requestIdHeader, string: entry.requestId),
+                          KafkaHeader(key: Self.labelSourceHeader, string: entry.labelSource.rawValue)],
+                partition: entry.partition)
+        }
+        let reports: [DeliveryReport]
+        do {
+            reports = try await producer.send(records)
+        } catch {
+            throw FeedbackError(.delivery, "labeled examples not acknowledged by \(topic): \(error)", isRetryable: true)
+        }
+        try store.confirmDelivered(entries, reports: reports)
+    }
+
+    /// Reconciles the outbox after a restart: examples already in `loop.labeled` are confirmed,
+    /// the others sent. Returns how many were sent.
+    @discardableResult
+    public func recover() async throws(FeedbackError) -> Int {
+        let pending = try store.outbox()
+        guard !pending.isEmpty else { return 0 }
+        var offsets: [TopicPartition: Int64] = [:]
+        let partitions = Set(pending.map(\.partition)).sorted().map { TopicPartition(topic: topic, partition: $0) }
+        for partition in partitions {
+            if let offset = try store.outputOffset(partition: partition.partition) { offsets[partition] = offset }
+        }
+        var written = Set<String>()
+        do {
+            let reader = try PartitionReader(config: kafka, partitions: partitions, offsets: offsets, logger: logger)
+            reading: for try await event in reader.events() {
+                switch event {
+                case .records(let records):
+                    for record in records {
+                        guard let requestId = record.header(Self.requestIdHeader)?.value,
+                              let source = record.header(Self.labelSourceHeader)?.value
+                        else { continue }
+                        written.insert(OutboxEntry.outputKey(
+                            requestId: String(decoding: requestId, as: UTF8.self),
+                            labelSource: String(decoding: source, as: UTF8.self)))
+                    }
+                case .caughtUp:
+                    break reading
+                }
+            }
+            await reader.close()
+        } catch {
+            throw FeedbackError(.delivery, "cannot read \(topic) to reconcile the outbox: \(error)", isRetryable: true)
+        }
+        let delivered = pending.filter { written.contains($0.outputKey) }
+        let missing = pending.filter { !written.contains($0.outputKey) }
+        try store.confirmDelivered(delivered, reports: [])
+        try await publish(missing)
+        logger.info("outbox reconciled", metadata: [
+            "feedback.outbox.already_written": "\(delivered.count)", "feedback.outbox.sent": "\(missing.count)",
+        ])
+        return missing.count
+    }
+}

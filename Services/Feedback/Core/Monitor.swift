@@ -1,0 +1,560 @@
+import Contracts
+import Foundation
+import Learning
+import Synchronization
+
+/// What the monitor measures and when it alerts; validated once.
+public struct MonitorSettings: Sendable, Equatable {
+    /// Sliding quality (and drift) windows: the last `windowCount` events, and the last `windowSeconds` of event time.
+    public var windowCount: Int
+    public var windowSeconds: Double
+    /// Scores at or above it are decided positive.
+    public var threshold: Double
+    public var costs: DecisionCosts
+    public var drift: DriftThresholds
+    /// Event-time length of the chunks that label-free estimates (CBPE) are made for.
+    public var chunkSeconds: Double
+    /// Windows with fewer events than this raise no drift or performance alert.
+    public var minimumSamples: Int
+    /// Scores kept per estimation chunk (a uniform sample beyond that).
+    public var chunkSample: Int = 5000
+    /// Estimation chunks kept per model version.
+    public var chunksKept: Int = 24
+    /// Points of quality history kept per model version for the dashboard.
+    public var historyPoints: Int = 240
+
+    public init(
+        windowCount: Int, windowSeconds: Double, threshold: Double, costs: DecisionCosts, drift: DriftThresholds,
+        chunkSeconds: Double, minimumSamples: Int
+    ) throws(FeedbackError) {
+        guard windowCount >= 1, windowSeconds > 0, chunkSeconds > 0, minimumSamples >= 1 else {
+            throw FeedbackError(.invalidConfiguration, "monitoring windows, chunks and minimum samples must be positive")
+        }
+        self.windowCount = windowCount
+        self.windowSeconds = windowSeconds
+        self.threshold = threshold
+        self.costs = costs
+        self.drift = drift
+        self.chunkSeconds = chunkSeconds
+        self.minimumSamples = minimumSamples
+    }
+
+    /// The settings `loop.yaml` describes.
+    public init(config: LoopConfig, chunkSeconds: Double, minimumSamples: Int) throws(FeedbackError) {
+        try self.init(
+            windowCount: config.feedback.windowCount, windowSeconds: config.feedback.windowTime.seconds,
+            threshold: config.decision.threshold, costs: DecisionCosts(config.costs), drift: config.drift,
+            chunkSeconds: chunkSeconds, minimumSamples: minimumSamples)
+    }
+}
+
+/// Drift of one feature (or of the score) against a model's training baseline.
+public struct FeatureDrift: Sendable, Equatable {
+    public var feature: String
+    public var count: Int
+    public var psi: Double
+    /// Binned KS statistic (numeric features and the score).
+    public var ks: Double?
+    /// Chi-squared p-value (categorical features).
+    public var chiSquaredPValue: Double?
+}
+
+/// The label-free estimate of one event-time chunk, and its error once labels arrived.
+public struct ChunkEstimate: Sendable, Equatable {
+    public var startMs: Int64
+    public var predictions: Int
+    public var labeled: Int
+    public var estimatedAUC: Double?
+    public var estimatedAccuracy: Double
+    public var actualAUC: Double?
+    public var actualAccuracy: Double?
+    /// `estimatedAUC − actualAUC` once enough labels arrived.
+    public var aucError: Double?
+    public var accuracyError: Double?
+
+    /// The share of the chunk's predictions that have labels.
+    public var labeledShare: Double { predictions == 0 ? 0 : Double(labeled) / Double(predictions) }
+}
+
+/// A point of a version's quality history (for the dashboard).
+public struct QualityPoint: Sendable, Equatable {
+    public var eventTimeMs: Int64
+    public var countAUC: Double?
+    public var timeAUC: Double?
+    public var estimatedAUC: Double?
+}
+
+/// Everything known about one model version at a snapshot.
+public struct VersionReport: Sendable {
+    public var version: Int64?
+    public var countWindow: QualityReport
+    public var timeWindow: QualityReport
+    public var drift: [FeatureDrift]
+    public var scoreDrift: FeatureDrift?
+    public var chunks: [ChunkEstimate]
+    public var referenceAUC: Double?
+    public var history: [QualityPoint]
+}
+
+/// One snapshot of the monitor: per-version reports, the records to publish and the alert changes.
+public struct MonitorSnapshot: Sendable {
+    public var eventTimeMs: Int64
+    public var versions: [VersionReport]
+    /// One `snapshot` record per version.
+    public var records: [MonitoringRecord]
+    /// Alerts that opened or resolved since the previous snapshot.
+    public var alertChanges: [MonitoringRecord]
+    /// Alerts open after this snapshot.
+    public var openAlerts: [MonitoringRecord]
+    /// Label delay: counts per bin of ``Monitor/labelDelayEdges``.
+    public var labelDelayCounts: [Int]
+    /// Champion changes seen on `loop.models`: (event time, new champion).
+    public var promotions: [(eventTimeMs: Int64, version: Int64)]
+    public var champion: Int64?
+    /// The join counters and review queue size the snapshot was taken with.
+    public var counters: JoinCounters
+    public var reviewQueue: Int
+}
+
+/// Live quality per model version (the deciding model and every challenger, on the same labels)
+/// over count and event-time windows, drift against each version's training baseline, label-free
+/// estimates per event-time chunk and de-duplicated alerts. Thread-safe; fed by the join loop.
+public final class Monitor: Sendable {
+    /// Upper edges (seconds) of the label-delay bins: 1m, 5m, 15m, 1h, 6h, 1d, 7d, then more.
+    public static let labelDelayEdges: [Double] = [60, 300, 900, 3600, 21_600, 86_400, 604_800]
+
+    public let settings: MonitorSettings
+    private let state: Mutex<MonitorState>
+    private let last = Mutex<MonitorSnapshot?>(nil)
+
+    /// The latest snapshot taken, if any (what the dashboard shows).
+    public var latest: MonitorSnapshot? { last.withLock { $0 } }
+
+    /// An empty monitor; open alerts restored from a previous run stay open until resolved.
+    public init(settings: MonitorSettings, openAlerts: [MonitoringRecord] = []) throws(FeedbackError) {
+        do {
+            _ = try QualityWindow(.init(span: .count(settings.windowCount), threshold: settings.threshold))
+        } catch {
+            throw FeedbackError(.invalidConfiguration, "invalid quality window: \(error)")
+        }
+        self.settings = settings
+        var initial = MonitorState()
+        initial.alerts = AlertBook(open: openAlerts)
+        state = Mutex(initial)
+    }
+
+    // MARK: - Feeding
+
+    /// Counts new predictions into drift and label-free estimates of every version that scored them.
+    public func observe(predictions: [Prediction]) {
+        guard !predictions.isEmpty else { return }
+        state.withLock { state in
+            for prediction in predictions {
+                state.maxEventMs = max(state.maxEventMs ?? prediction.eventTimeMs, prediction.eventTimeMs)
+                if state.firstPredictionMs == nil { state.firstPredictionMs = prediction.eventTimeMs }
+                state.version(prediction.modelVersion, settings).observe(
+                    prediction: prediction, score: prediction.score, settings: settings)
+                for challenger in prediction.challengers {
+                    state.version(challenger.modelVersion, settings).observe(
+                        prediction: prediction, score: challenger.score, settings: settings)
+                }
+            }
+        }
+    }
+
+    /// Counts labeled examples into the quality windows of the deciding version and every challenger.
+    public func observe(labeled: [LabeledExample]) {
+        guard !labeled.isEmpty else { return }
+        state.withLock { state in
+            for example in labeled {
+                let time = Double(example.eventTimeMs) / 1000
+                let labelTimeMs = example.eventTimeMs + Int64(example.labelDelaySeconds * 1000)
+                state.maxEventMs = max(state.maxEventMs ?? labelTimeMs, labelTimeMs)
+                if example.labelSource != .default {
+                    state.lastLabelMs = max(state.lastLabelMs ?? labelTimeMs, labelTimeMs)
+                    state.labelDelays[Self.delayBin(example.labelDelaySeconds)] += 1
+                }
+                state.version(example.modelVersion, settings).observe(
+                    label: example.label, score: example.score, eventTime: time, eventTimeMs: example.eventTimeMs,
+                    settings: settings)
+                for challenger in example.challengers {
+                    state.version(challenger.modelVersion, settings).observe(
+                        label: example.label, score: challenger.score, eventTime: time,
+                        eventTimeMs: example.eventTimeMs, settings: settings)
+                }
+            }
+        }
+    }
+
+    /// Moves the event-time clock (time windows and label starvation) to `eventTimeMs`.
+    public func advance(to eventTimeMs: Int64) {
+        state.withLock { state in
+            state.maxEventMs = max(state.maxEventMs ?? eventTimeMs, eventTimeMs)
+        }
+    }
+
+    /// Registers a model version from `loop.models`: its training baseline for drift and its holdout
+    /// AUC (if the lineage names one) as the reference for performance alerts.
+    public func register(model record: ModelVersionRecord) {
+        let header = try? ModelArtifact.decodeHeader(json: Data(record.artifact.canonicalBytes()))
+        let reference = Self.referenceAUC(in: record.lineage)
+        state.withLock { state in
+            let monitor = state.version(record.version, settings)
+            if let header, monitor.drift == nil {
+                monitor.drift = DriftTracker(header: header, windowCount: settings.windowCount)
+            }
+            if let reference { monitor.referenceAUC = reference }
+        }
+    }
+
+    /// Registers the registry state: a new champion is a promotion marker.
+    public func register(registry: RegistryState) {
+        state.withLock { state in
+            if let champion = registry.champion, champion != state.champion {
+                state.promotions.append((state.maxEventMs ?? 0, champion))
+                if state.promotions.count > 100 { state.promotions.removeFirst() }
+            }
+            state.champion = registry.champion
+        }
+    }
+
+    /// The holdout AUC in a lineage: `holdout.auc`, `candidate.auc`, `metrics.auc` or `auc`.
+    static func referenceAUC(in lineage: JSONValue) -> Double? {
+        for path in [["holdout", "auc"], ["candidate", "auc"], ["metrics", "auc"], ["auc"]] {
+            var value: JSONValue? = lineage
+            for key in path { value = value?[key] }
+            if let auc = value?.doubleValue { return auc }
+        }
+        return nil
+    }
+
+    static func delayBin(_ seconds: Double) -> Int {
+        labelDelayEdges.firstIndex { seconds <= $0 } ?? labelDelayEdges.count
+    }
+
+    // MARK: - Snapshots
+
+    /// Reports every version, evaluates the alert conditions and returns the records to publish.
+    /// Alerts change state once per condition: opened when it first holds, resolved when it stops.
+    public func snapshot(counters: JoinCounters, reviewQueue: Int) -> MonitorSnapshot {
+        let snapshot = takeSnapshot(counters: counters, reviewQueue: reviewQueue)
+        last.withLock { $0 = snapshot }
+        return snapshot
+    }
+
+    private func takeSnapshot(counters: JoinCounters, reviewQueue: Int) -> MonitorSnapshot {
+        state.withLock { state in
+            let now = state.maxEventMs ?? 0
+            var reports: [VersionReport] = []
+            var conditions: [AlertCondition] = []
+            for key in state.versions.keys.sorted(by: { ($0 ?? -1) < ($1 ?? -1) }) {
+                guard let monitor = state.versions[key] else { continue }
+                monitor.advance(to: Double(now) / 1000)
+                let report = monitor.report(version: key, eventTimeMs: now, settings: settings)
+                reports.append(report)
+                conditions += AlertCondition.evaluate(report, settings: settings)
+            }
+            if let since = state.lastLabelMs ?? state.firstPredictionMs {
+                let starvedFor = Double(now - since) / 1000
+                conditions.append(AlertCondition(
+                    kind: .labelStarvation, version: nil, feature: nil, value: starvedFor,
+                    threshold: settings.drift.labelStarvation.seconds,
+                    firing: starvedFor > settings.drift.labelStarvation.seconds))
+            }
+            let changes = state.alerts.evaluate(conditions, eventTimeMs: now)
+            let extra = Self.commonMetrics(counters: counters, reviewQueue: reviewQueue, delays: state.labelDelays)
+            let records = reports.map { report in
+                MonitoringRecord(kind: .snapshot, modelVersion: report.version, eventTimeMs: now,
+                                 metrics: .object(JSONObject(Self.metrics(of: report) + extra)))
+            }
+            return MonitorSnapshot(
+                eventTimeMs: now, versions: reports, records: records, alertChanges: changes,
+                openAlerts: state.alerts.open.values.sorted { ($0.alertId ?? "") < ($1.alertId ?? "") },
+                labelDelayCounts: state.labelDelays, promotions: state.promotions, champion: state.champion,
+                counters: counters, reviewQueue: reviewQueue)
+        }
+    }
+
+    /// A report's figures by name, as `loop.monitoring` and the gauges carry them.
+    public static func metrics(of report: VersionReport) -> [(String, JSONValue)] {
+        var figures: [(String, JSONValue)] = []
+        for (name, window) in [("count", report.countWindow), ("time", report.timeWindow)] {
+            figures += [
+                ("\(name).n", .int(Int64(window.count))), ("\(name).auc", JSONValue(window.auc)),
+                ("\(name).logLoss", JSONValue(window.logLoss)), ("\(name).brier", JSONValue(window.brier)),
+                ("\(name).accuracy", JSONValue(window.accuracy)),
+                ("\(name).ece", JSONValue(window.expectedCalibrationError)),
+                ("\(name).positiveRate", JSONValue(window.positiveRate)), ("\(name).meanCost", JSONValue(window.meanCost)),
+                ("\(name).reliability", .array(window.calibration.bins.map {
+                    .object(["meanScore": JSONValue($0.meanScore), "positiveRate": JSONValue($0.positiveRate),
+                             "count": .int(Int64($0.count))])
+                })),
+            ]
+        }
+        for drift in report.drift {
+            figures.append(("psi.\(drift.feature)", JSONValue(drift.psi)))
+            if let ks = drift.ks { figures.append(("ks.\(drift.feature)", JSONValue(ks))) }
+            if let p = drift.chiSquaredPValue { figures.append(("chi2p.\(drift.feature)", JSONValue(p))) }
+        }
+        if let score = report.scoreDrift {
+            figures.append(("psi.score", JSONValue(score.psi)))
+            figures.append(("ks.score", JSONValue(score.ks)))
+        }
+        if let latest = report.chunks.last {
+            figures += [
+                ("cbpe.chunkStartMs", .int(latest.startMs)), ("cbpe.auc", JSONValue(latest.estimatedAUC)),
+                ("cbpe.accuracy", JSONValue(latest.estimatedAccuracy)), ("cbpe.labeledShare", JSONValue(latest.labeledShare)),
+            ]
+        }
+        if let judged = report.chunks.last(where: { $0.aucError != nil || $0.accuracyError != nil }) {
+            figures += [("cbpe.aucError", JSONValue(judged.aucError)), ("cbpe.accuracyError", JSONValue(judged.accuracyError))]
+        }
+        figures.append(("referenceAUC", JSONValue(report.referenceAUC)))
+        return figures
+    }
+
+    static func commonMetrics(counters: JoinCounters, reviewQueue: Int, delays: [Int]) -> [(String, JSONValue)] {
+        var figures = JoinCounters.fields.map { ("join.\($0.name)", JSONValue.int(Int64(counters[keyPath: $0.path]))) }
+        figures.append(("reviewQueue", .int(Int64(reviewQueue))))
+        figures.append(("reviewerAgreement", JSONValue(counters.reviewerAgreement)))
+        figures.append(("labelDelay.counts", .array(delays.map { .int(Int64($0)) })))
+        return figures
+    }
+}
+
+// MARK: - State
+
+struct MonitorState: Sendable {
+    var versions: [Int64?: VersionMonitor] = [:]
+    var maxEventMs: Int64?
+    var firstPredictionMs: Int64?
+    var lastLabelMs: Int64?
+    var labelDelays = [Int](repeating: 0, count: Monitor.labelDelayEdges.count + 1)
+    var alerts = AlertBook()
+    var champion: Int64?
+    var promotions: [(Int64, Int64)] = []
+
+    mutating func version(_ key: Int64?, _ settings: MonitorSettings) -> VersionMonitor {
+        if let existing = versions[key] { return existing }
+        let created = VersionMonitor(settings: settings)
+        versions[key] = created
+        return created
+    }
+}
+
+/// One version's windows, drift tracker and estimation chunks. A class so the state dictionary is
+/// not copied on every event; only touched under the monitor's lock.
+final class VersionMonitor: @unchecked Sendable {
+    var countWindow: QualityWindow
+    var timeWindow: QualityWindow
+    var drift: DriftTracker?
+    var chunks: [EstimationChunk] = []
+    var referenceAUC: Double?
+    var history: [QualityPoint] = []
+
+    init(settings: MonitorSettings) {
+        // The configuration was validated by Monitor.init.
+        countWindow = try! QualityWindow(.init(span: .count(settings.windowCount), threshold: settings.threshold, costs: settings.costs))
+        timeWindow = try! QualityWindow(.init(span: .eventTime(seconds: settings.windowSeconds), threshold: settings.threshold, costs: settings.costs))
+    }
+
+    func observe(prediction: Prediction, score: Double, settings: MonitorSettings) {
+        drift?.add(prediction, score: score)
+        chunk(for: prediction.eventTimeMs, settings)?.add(score: score, sample: settings.chunkSample)
+    }
+
+    func observe(label: Bool, score: Double, eventTime: Double, eventTimeMs: Int64, settings: MonitorSettings) {
+        countWindow.add(score: score, label: label, eventTime: eventTime)
+        timeWindow.add(score: score, label: label, eventTime: eventTime)
+        chunk(for: eventTimeMs, settings)?.add(score: score, label: label, sample: settings.chunkSample)
+        if referenceAUC == nil, countWindow.count >= settings.windowCount, let auc = countWindow.report().auc {
+            referenceAUC = auc
+        }
+    }
+
+    func advance(to eventTime: Double) {
+        timeWindow.advance(to: eventTime)
+    }
+
+    /// The chunk holding `eventTimeMs`, created if it is newer than the oldest kept; `nil` if older.
+    private func chunk(for eventTimeMs: Int64, _ settings: MonitorSettings) -> EstimationChunk? {
+        let length = Int64(settings.chunkSeconds * 1000)
+        let index = eventTimeMs >= 0 ? eventTimeMs / length : (eventTimeMs - length + 1) / length
+        if let last = chunks.last, last.index == index { return last }
+        if let found = chunks.last(where: { $0.index == index }) { return found }
+        if let first = chunks.first, index < first.index, chunks.count >= settings.chunksKept { return nil }
+        let created = EstimationChunk(index: index, startMs: index * length)
+        chunks.append(created)
+        chunks.sort { $0.index < $1.index }
+        if chunks.count > settings.chunksKept { chunks.removeFirst(chunks.count - settings.chunksKept) }
+        return created
+    }
+
+    func report(version: Int64?, eventTimeMs: Int64, settings: MonitorSettings) -> VersionReport {
+        let count = countWindow.report()
+        let time = timeWindow.report()
+        let estimates = chunks.map { $0.estimate(threshold: settings.threshold, minimumLabels: settings.minimumSamples) }
+        let point = QualityPoint(eventTimeMs: eventTimeMs, countAUC: count.auc, timeAUC: time.auc,
+                                 estimatedAUC: estimates.last?.estimatedAUC)
+        if history.last != point {
+            history.append(point)
+            if history.count > settings.historyPoints { history.removeFirst(history.count - settings.historyPoints) }
+        }
+        return VersionReport(
+            version: version, countWindow: count, timeWindow: time, drift: drift?.featureDrift() ?? [],
+            scoreDrift: drift?.scoreDrift(), chunks: estimates, referenceAUC: referenceAUC, history: history)
+    }
+}
+
+// MARK: - Drift
+
+/// Live histograms of a version's inputs and scores over the last `windowCount` predictions,
+/// against the training summaries in its artifact.
+struct DriftTracker: Sendable {
+    private struct Sample: Sendable {
+        var values: [Double?]
+        var score: Double
+    }
+
+    let names: [String]
+    private var numeric: [LiveHistogram?]
+    private var categorical: [LiveCategoryCounts?]
+    private let levels: [[String]]
+    private var score: LiveHistogram
+    private var window: SlidingWindow<Sample>
+    private var positions: [Int]
+
+    init(header: ModelArtifactHeader, windowCount: Int) {
+        names = header.schema.names
+        let summaries = Dictionary(header.training.features.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        numeric = names.map { name in summaries[name]?.numeric.map { LiveHistogram(baseline: $0.bins) } }
+        categorical = names.map { name in summaries[name]?.categorical.map { LiveCategoryCounts(baseline: $0) } }
+        levels = names.map { name in summaries[name]?.categorical?.levels ?? [] }
+        score = LiveHistogram(baseline: header.training.scores.bins)
+        // A positive count span is always valid.
+        window = try! SlidingWindow(span: .count(max(1, windowCount)))
+        positions = [Int](repeating: -1, count: names.count)
+    }
+
+    mutating func add(_ prediction: Prediction, score value: Double) {
+        var values = [Double?](repeating: nil, count: names.count)
+        let features = prediction.features
+        for i in names.indices {
+            var position = positions[i]
+            if position < 0 || position >= features.count || features[position].name != names[i] {
+                position = features.firstIndex { $0.name == names[i] } ?? -1
+                positions[i] = position
+            }
+            guard position >= 0, let raw = features[position].value else { continue }
+            values[i] = raw
+            count(raw, feature: i, by: 1)
+        }
+        score.add(value)
+        window.append(Sample(values: values, score: value))
+        while let expired = window.popExpired() {
+            for (i, raw) in expired.values.enumerated() { if let raw { count(raw, feature: i, by: -1) } }
+            score.remove(expired.score)
+        }
+    }
+
+    private mutating func count(_ raw: Double, feature i: Int, by delta: Int) {
+        if numeric[i] != nil {
+            if delta > 0 { numeric[i]!.add(raw) } else { numeric[i]!.remove(raw) }
+        } else if categorical[i] != nil {
+            let code = raw.isFinite && raw >= 0 && raw == raw.rounded() && raw < Double(levels[i].count) ? Int(raw) : -1
+            let level = code >= 0 ? levels[i][code] : "\u{0}other"
+            if delta > 0 { categorical[i]!.add(level) } else { categorical[i]!.remove(level) }
+        }
+    }
+
+    func featureDrift() -> [FeatureDrift] {
+        names.indices.compactMap { i in
+            if let histogram = numeric[i] {
+                return FeatureDrift(feature: names[i], count: histogram.total, psi: histogram.psi(), ks: histogram.ks())
+            }
+            if let counts = categorical[i] {
+                return FeatureDrift(feature: names[i], count: counts.total, psi: counts.psi(),
+                                    chiSquaredPValue: counts.chiSquared().pValue)
+            }
+            return nil
+        }
+    }
+
+    func scoreDrift() -> FeatureDrift {
+        FeatureDrift(feature: "score", count: score.total, psi: score.psi(), ks: score.ks())
+    }
+}
+
+// MARK: - Label-free estimates
+
+/// The predictions of one event-time chunk (a uniform sample of their scores) and its labels.
+final class EstimationChunk: @unchecked Sendable {
+    let index: Int64
+    let startMs: Int64
+    private(set) var predictions = 0
+    private(set) var labeled = 0
+    private var scores: [Double] = []
+    private var labeledScores: [Double] = []
+    private var labels: [Bool] = []
+    private var random = SplitMix(seed: 0x5eed)
+
+    init(index: Int64, startMs: Int64) {
+        self.index = index
+        self.startMs = startMs
+        random = SplitMix(seed: UInt64(bitPattern: index) &+ 0x5eed)
+    }
+
+    func add(score: Double, sample: Int) {
+        predictions += 1
+        if scores.count < sample {
+            scores.append(score)
+        } else {
+            let slot = Int(random.next() % UInt64(predictions))
+            if slot < sample { scores[slot] = score }
+        }
+    }
+
+    func add(score: Double, label: Bool, sample: Int) {
+        labeled += 1
+        if labeledScores.count < sample {
+            labeledScores.append(score)
+            labels.append(label)
+        } else {
+            let slot = Int(random.next() % UInt64(labeled))
+            if slot < sample {
+                labeledScores[slot] = score
+                labels[slot] = label
+            }
+        }
+    }
+
+    /// CBPE over the chunk's scores; once at least `minimumLabels` labels arrived, the actual
+    /// figures on the labeled ones and the estimate's error.
+    func estimate(threshold: Double, minimumLabels: Int) -> ChunkEstimate {
+        let estimate = PerformanceEstimation.estimate(scores: scores, threshold: threshold)
+        var result = ChunkEstimate(
+            startMs: startMs, predictions: predictions, labeled: labeled, estimatedAUC: estimate.expectedAUC,
+            estimatedAccuracy: estimate.expectedAccuracy)
+        if labeled >= minimumLabels {
+            result.actualAUC = Metrics.rocAUC(scores: labeledScores, labels: labels)
+            let accuracy = Metrics.accuracy(scores: labeledScores, labels: labels, threshold: threshold)
+            result.actualAccuracy = accuracy
+            result.accuracyError = estimate.expectedAccuracy - accuracy
+            if let estimated = estimate.expectedAUC, let actual = result.actualAUC { result.aucError = estimated - actual }
+        }
+        return result
+    }
+}
+
+/// A small deterministic generator for reservoir sampling.
+struct SplitMix: Sendable {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,239 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Contracts
+import Feedback
+import Foundation
+import Kafka
+import ServiceKit
+import Testing
+import TestSupport
+
+@Suite("exactly-once delivery", .serialized)
+struct DeliveryTests {
+    static let packageRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test("a crash after the broker acknowledged part of the outbox but before it was confirmed: recovery sends only the rest")
+    func outboxRecovery() async throws {
+        let broker = try await Broker.shared()
+        let kafka = KafkaConfig(brokers: broker.bootstrap)
+        let labeled = broker.uniqueTopic("labeled")
+        try await KafkaAdmin(config: kafka, logger: testLogger).createTopics([TopicSpec(name: labeled, partitions: 2)])
+        let path = try temporaryDirectory("outbox") + "/join.sqlite"
+        var driver = try JoinDriver(path: path)
+        var inputs: [JoinInput] = []
+        for i in 0..<6 { inputs += [.prediction(prediction("r\(i)", at: 0)), outcome("r\(i)", i % 2 == 0, at: 10)] }
+        let result = try driver.apply(inputs, partition: 1)
+        #expect(result.outbox.count == 6)
+
+        // The crashed run: the first four reached the broker, the confirmation never happened.
+        let producer = try KafkaProducer(config: kafka, logger: testLogger)
+        _ = try await producer.send(result.outbox.prefix(4).map { entry in
+            OutgoingRecord(
+                topic: labeled, key: Array(entry.entity.utf8), value: entry.bytes,
+                headers: [KafkaHeader(key: LabeledPublisher.requestIdHeader, string: entry.requestId),
+                          KafkaHeader(key: LabeledPublisher.labelSourceHeader, string: entry.labelSource.rawValue)],
+                partition: entry.partition)
+        })
+
+        let restarted = try JoinStore(path: path, policy: driver.store.policy)
+        let publisher = LabeledPublisher(producer: producer, store: restarted, topic: labeled, kafka: kafka, logger: testLogger)
+        #expect(try await publisher.recover() == 2)
+        #expect(try restarted.outbox().isEmpty)
+        #expect(try await publisher.recover() == 0)
+
+        let written = try await readAll(labeled, partitions: 2, brokers: broker.bootstrap)
+        let ids = try written.map { try LabeledExample(bytes: $0.value ?? []).requestId }
+        #expect(ids.sorted() == (0..<6).map { "r\($0)" })
+        #expect(written.allSatisfy { $0.partition == 1 }, "examples go to the partition of their input")
+    }
+
+    // MARK: - kill -9 of the feedback process
+
+    /// `feedback` in the build products directory, next to the test bundle.
+    static func feedbackBinary() throws -> URL {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var candidates = [Bundle.main.bundleURL.deletingLastPathComponent(), executable.deletingLastPathComponent()]
+        for directory in [Bundle.main.bundleURL, executable] where directory.pathExtension == "xctest" {
+            candidates.append(directory.deletingLastPathComponent())
+        }
+        for directory in candidates {
+            let binary = directory.appendingPathComponent("feedback")
+            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
+        }
+        throw HTTP.Failure(description: "no feedback binary in \(candidates.map(\.path)); run `swift build --product feedback`")
+    }
+
+    /// A copy of the Elec2 loop.yaml with its own topic prefix and two partitions.
+    static func writeConfig(prefix: String, directory: String) throws -> String {
+        let original = try String(contentsOf: packageRoot.appendingPathComponent("examples/elec2/loop.yaml"), encoding: .utf8)
+        let text = original
+            .replacingOccurrences(of: "prefix: loop ", with: "prefix: \(prefix) ")
+            .replacingOccurrences(of: "partitions: 4 ", with: "partitions: 2 ")
+            .replacingOccurrences(of: "snapshotInterval: 10s", with: "snapshotInterval: 1s")
+        let path = directory + "/loop.yaml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func launch(
+        config: String, state: String, brokers: String, group: String, port: Int, log: String, apiKeys: String? = nil
+    ) throws -> Process {
+        let process = Process()
+        process.executableURL = try feedbackBinary()
+        process.arguments = ["--config", config, "--admin-port", String(port), "--admin-host", "127.0.0.1"]
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
+        environment["LOOP_BROKERS"] = brokers
+        environment["LOOP_STATE_DIR"] = state
+        environment["LOOP_GROUP"] = group
+        environment["LOOP_BATCH_SIZE"] = "200"
+        if let apiKeys { environment["LOOP_API_KEYS"] = apiKeys }
+        process.environment = environment
+        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    static func outcomeRecord(topic: String, requestId: String, entity: String, label: Bool, timeMs: Int64) -> OutgoingRecord {
+        let time = Timestamp(seconds: timeMs / 1000, nanoseconds: Int32(timeMs % 1000) * 1_000_000)
+        let event = CloudEvent(
+            id: "o-\(requestId)", source: "test", type: EventType.outcome.description, subject: entity, time: time,
+            data: .json(["requestId": .string(requestId), "label": .string(label ? "1" : "0")]))
+        let message = KafkaBinding.encode(event, mode: .binary, key: .subject)
+        return OutgoingRecord(topic: topic, key: message.key, value: message.value,
+                              headers: message.headers.map { KafkaHeader(key: $0.name, value: $0.value) })
+    }
+
+    /// Predictions and outcomes for requests `range`, interleaved over eight entities.
+    static func pairs(_ range: Range<Int>, topics: Topics) -> [OutgoingRecord] {
+        var records: [OutgoingRecord] = []
+        let start: Int64 = 1_700_000_000_000
+        for i in range {
+            let entity = "e\(i % 8)"
+            let served = prediction("req-\(i)", entity: entity, at: start + Int64(i) * 1000, score: Double(i % 100) / 100)
+            records.append(OutgoingRecord(topic: topics.predictions, key: Array(entity.utf8), value: served.bytes))
+            records.append(outcomeRecord(topic: topics.events, requestId: "req-\(i)", entity: entity, label: i % 3 == 0,
+                                         timeMs: start + Int64(i) * 1000 + 500))
+        }
+        return records
+    }
+
+    @Test("kill -9 of the feedback executable mid-stream, then restart: every labeled example exactly once")
+    func killAndRestart() async throws {
+        let broker = try await Broker.shared()
+        let directory = try temporaryDirectory("kill")
+        let prefix = broker.uniqueTopic("fb")
+        let configPath = try Self.writeConfig(prefix: prefix, directory: directory)
+        let config = try LoopConfig.load(path: configPath)
+        let topics = config.topics.names
+        try await TopicLayout(config: config).ensureTopics(kafka: KafkaConfig(brokers: broker.bootstrap), logger: testLogger)
+        let producer = try KafkaProducer(config: KafkaConfig(brokers: broker.bootstrap), logger: testLogger)
+        let state = directory + "/state"
+        let group = broker.uniqueTopic("feedback")
+        let log = directory + "/feedback.log"
+        let total = 3000
+
+        _ = try await producer.send(Self.pairs(0..<2000, topics: topics))
+        let port = try Broker.freePort()
+        let first = try Self.launch(config: configPath, state: state, brokers: broker.bootstrap, group: group, port: port, log: log)
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        func joined(_ port: Int) async -> Double {
+            guard let reply = try? await HTTP.request(port: port, path: "/metrics") else { return -1 }
+            return HTTP.sample(reply.body, #"loop_feedback_join_total{result="joined"}"#) ?? 0
+        }
+        #expect(await waitUntil(timeout: .seconds(30)) { await joined(port) > 0 }, "no join before the kill; log: \(log)")
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        #expect(first.terminationReason == .uncaughtSignal)
+
+        _ = try await producer.send(Self.pairs(2000..<total, topics: topics))
+        let secondPort = try Broker.freePort()
+        let second = try Self.launch(config: configPath, state: state, brokers: broker.bootstrap, group: group, port: secondPort, log: log)
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        #expect(await waitUntil(timeout: .seconds(40)) { await joined(secondPort) == Double(total) },
+                "joined never reached \(total); log: \(log)")
+
+        let written = try await readAll(topics.labeled, partitions: 2, brokers: broker.bootstrap)
+        let ids = try written.map { try LabeledExample(bytes: $0.value ?? []).requestId }
+        #expect(ids.count == total, "\(ids.count - Set(ids).count) duplicates")
+        #expect(Set(ids).count == total)
+
+        let metrics = try await HTTP.request(port: secondPort, path: "/metrics").body
+        #expect(HTTP.sample(metrics, #"loop_feedback_join_total{result="duplicates"}"#) == 0)
+        let dashboard = try await HTTP.request(port: secondPort, path: "/dashboard")
+        #expect(dashboard.status == 200 && dashboard.body.contains("<svg"))
+        kill(second.processIdentifier, SIGTERM)
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+    }
+
+    @Test("review over HTTP: the queue lists review-routed predictions by uncertainty, a verdict becomes a review label and an audit entry")
+    func reviewOverHTTP() async throws {
+        let broker = try await Broker.shared()
+        let directory = try temporaryDirectory("review")
+        let configPath = try Self.writeConfig(prefix: broker.uniqueTopic("rv"), directory: directory)
+        let config = try LoopConfig.load(path: configPath)
+        let topics = config.topics.names
+        try await TopicLayout(config: config).ensureTopics(kafka: KafkaConfig(brokers: broker.bootstrap), logger: testLogger)
+        let producer = try KafkaProducer(config: KafkaConfig(brokers: broker.bootstrap), logger: testLogger)
+        let start: Int64 = 1_700_000_000_000
+        let served = [
+            prediction("far", entity: "a", at: start, score: 0.3, route: .review),
+            prediction("near", entity: "b", at: start + 1000, score: 0.51, route: .review),
+            prediction("auto", entity: "c", at: start + 2000, score: 0.9, route: .auto),
+        ]
+        _ = try await producer.send(served.map {
+            OutgoingRecord(topic: topics.predictions, key: Array($0.entity.utf8), value: $0.bytes)
+        })
+        let reviewer = APIKeys.generate(name: "ann", roles: [.reviewer])
+        let viewer = APIKeys.generate(name: "vic", roles: [.viewer])
+        let port = try Broker.freePort()
+        let process = try Self.launch(
+            config: configPath, state: directory + "/state", brokers: broker.bootstrap, group: broker.uniqueTopic("fb"),
+            port: port, log: directory + "/feedback.log", apiKeys: reviewer.hashLine + ";" + viewer.hashLine)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let auth = ["Authorization": "Bearer \(reviewer.key)"]
+
+        var queue = ""
+        #expect(await waitUntil(timeout: .seconds(30)) {
+            queue = (try? await HTTP.request(port: port, path: "/v1/reviews", headers: auth).body) ?? ""
+            return queue.contains("far")
+        }, "queue never filled; log: \(directory)/feedback.log")
+        let listed = try JSONValue.parse(Array(queue.utf8))["reviews"]?.arrayValue?.compactMap { $0["requestId"]?.stringValue }
+        #expect(listed == ["near", "far"])
+        #expect(try await HTTP.request(port: port, path: "/v1/reviews").status == 401)
+        let forbidden = try await HTTP.request(
+            port: port, method: "POST", path: "/v1/reviews/near", headers: ["Authorization": "Bearer \(viewer.key)"],
+            body: #"{"label":"1"}"#)
+        #expect(forbidden.status == 403)
+        #expect(try await HTTP.request(port: port, method: "POST", path: "/v1/reviews/nope", headers: auth,
+                                       body: #"{"label":"1"}"#).status == 404)
+        let accepted = try await HTTP.request(
+            port: port, method: "POST", path: "/v1/reviews/near", headers: auth, body: #"{"label":"1","note":"clear up"}"#)
+        #expect(accepted.status == 202, "\(accepted.body)")
+
+        var labeled: [LabeledExample] = []
+        #expect(await waitUntil(timeout: .seconds(20)) {
+            labeled = ((try? await readAll(topics.labeled, partitions: 2, brokers: broker.bootstrap)) ?? [])
+                .compactMap { try? LabeledExample(bytes: $0.value ?? []) }
+            return !labeled.isEmpty
+        })
+        #expect(labeled.map(\.requestId) == ["near"])
+        #expect(labeled.first?.labelSource == .review && labeled.first?.label == true)
+        let audit = try await readAll(topics.audit, partitions: 2, brokers: broker.bootstrap)
+            .compactMap { try? AuditEntry(bytes: $0.value ?? []) }
+        let verdict = try #require(audit.first { $0.action == "review.verdict" })
+        #expect(verdict.actor == "ann" && verdict.target == "near")
+        #expect(audit.contains { $0.action == "auth.failed" && $0.actor == "vic" })
+        let again = try await HTTP.request(
+            port: port, method: "POST", path: "/v1/reviews/near", headers: auth, body: #"{"label":"0"}"#)
+        #expect(again.status == 409)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+}
