@@ -6,6 +6,7 @@ import Foundation
 /// The benchmarks by name, with a one-line usage each.
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
+    ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--brokers host:port]", runIngestBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
