@@ -77,8 +77,25 @@ func runIngestBench(_ arguments: [String]) async throws {
                       KafkaHeader(key: "ce_time", string: "2024-05-01T10:00:00Z"),
                       KafkaHeader(key: "content-type", string: "application/json")])
     }
-    _ = try await producer.send(raw)
-    print("produced \(options.events) raw events to \(names.rawEvents)")
+    let produced = try await measure(options.events) { _ = try await producer.send(raw) }
+    print("produced \(options.events) raw events to \(names.rawEvents): \(Int(produced.rate)) records/s")
+
+    // Baseline: a plain consumer group reading the same records, no processing.
+    let baseline = try await measure(options.events) {
+        var consumerSettings = ConsumerSettings()
+        consumerSettings.bufferedBatches = 2
+        let consumer = try KafkaConsumer(config: kafka, groupID: prefix + "-baseline", consumer: consumerSettings, logger: logger)
+        try consumer.subscribe(topics: [names.rawEvents])
+        var seen = 0
+        var started = false
+        for try await batch in consumer.batches(maxRecords: 5000, maxWait: .milliseconds(20)) {
+            if !started { started = true }
+            seen += batch.count
+            if seen >= options.events { break }
+        }
+        await consumer.close()
+    }
+    print("baseline consumer group read (incl. join): \(Int(baseline.rate)) records/s in \(String(format: "%.2f", baseline.seconds)) s")
 
     let key = APIKeys.generate(name: "bench", roles: [.producer])
     let common = CommonSettings(service: IngestService.name, defaultAdminPort: 0)

@@ -21,7 +21,7 @@ public struct ValidatedEvent: Sendable {
 public struct EventValidator: Sendable {
     let config: LoopConfig
     let eventsTopic: String
-    let piiKey: [UInt8]
+    let piiHasher: PIIHasher
     /// Declared fields plus, for quick lookup, whether any needs redaction.
     let fields: [String: FieldSpec]
     let hasPII: Bool
@@ -38,7 +38,7 @@ public struct EventValidator: Sendable {
         }
         self.config = config
         self.eventsTopic = config.topics.names.events
-        self.piiKey = piiKey ?? []
+        self.piiHasher = PIIHasher(key: piiKey ?? [])
         self.fields = config.fields
         self.hasPII = config.fields.values.contains { $0.pii != .none }
         self.required = config.fields.filter(\.value.required).map(\.key).sorted()
@@ -276,8 +276,7 @@ public struct EventValidator: Sendable {
     /// The keyed hash that replaces a `pii: hash` value: hex HMAC-SHA256 of the string (or, for
     /// other JSON values, of their canonical text).
     func hash(_ value: JSONValue) -> String {
-        let text = value.stringValue ?? value.canonicalString
-        return Digest.hex(Digest.hmacSHA256(key: piiKey, message: Array(text.utf8)))
+        piiHasher.hash(value.stringValue ?? value.canonicalString)
     }
 
     /// `data` with every declared PII field dropped or hashed, the rest untouched (used for
@@ -340,5 +339,30 @@ public struct TraceGenerator: Sendable {
         var bytes = [UInt8](repeating: 0, count: 16)
         for index in 0..<16 { bytes[index] = digits[Int((word >> UInt64(60 - index * 4)) & 0xF)] }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+// MARK: - Keyed hash
+
+/// HMAC-SHA256 (RFC 2104) with the key's inner and outer pads computed once: two SHA-256 calls
+/// per value instead of OpenSSL's one-shot HMAC, which sets up a MAC context on every call.
+struct PIIHasher: Sendable {
+    let innerPad: [UInt8]
+    let outerPad: [UInt8]
+
+    init(key: [UInt8]) {
+        var block = key.count > 64 ? Digest.sha256(key) : key
+        block += [UInt8](repeating: 0, count: 64 - block.count)
+        innerPad = block.map { $0 ^ 0x36 }
+        outerPad = block.map { $0 ^ 0x5C }
+    }
+
+    /// The lowercase hex HMAC-SHA256 of the UTF-8 bytes of `text`.
+    func hash(_ text: String) -> String {
+        var inner = innerPad
+        inner.append(contentsOf: text.utf8)
+        var outer = outerPad
+        outer.append(contentsOf: Digest.sha256(inner))
+        return Digest.hex(Digest.sha256(outer))
     }
 }

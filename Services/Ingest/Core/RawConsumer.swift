@@ -31,10 +31,21 @@ struct RawConsumer: Sendable {
         func revoked(_ partitions: [TopicPartition]) async {}
     }
 
+    /// Validates a batch, in two halves on two tasks when it is large enough to be worth it.
+    func validate(_ batch: [ConsumedRecord]) async -> [WriteItem] {
+        guard batch.count >= 1000 else { return intake.items(from: batch) }
+        let middle = batch.count / 2
+        let intake = self.intake
+        let firstHalf = Array(batch[..<middle])
+        async let first = intake.items(from: firstHalf)
+        let second = intake.items(from: Array(batch[middle...]))
+        return await first + second
+    }
+
     func run() async throws {
         var inFlight: [(records: [ConsumedRecord], outcome: Task<[EventOutcome], any Error>)] = []
         for try await batch in consumer.batches(maxRecords: batchSize, maxWait: .milliseconds(20)) {
-            let items = intake.items(from: batch)
+            let items = await validate(batch)
             var next: [TopicPartition: Int64] = [:]
             var oldest = Date()
             for record in batch {
