@@ -9,6 +9,7 @@ let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> V
     ("feature-store", "feature-store [--events 1000000] [--entities 1000000] [--rate 1000] [--seconds 10] [--brokers host:port]", runFeatureStoreBench),
     ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
     ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
+    ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--brokers host:port]", runIngestBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import TestSupport
 
 /// Launches the built `ingest` binary as an operator would.
 @Suite("ingest process")
@@ -41,6 +42,9 @@ struct ProcessTests {
         process.currentDirectoryURL = packageRoot
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
         environment["LOOP_STATE_DIR"] = FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID())").path
+        // elec2's loop.yaml hashes a PII field, so ingest refuses to start without a key.
+        environment["LOOP_PII_KEY"] = "process-tests"
+        environment["LOOP_CONSUMER_GROUP"] = Broker.uniqueTopic("process-tests")
         process.environment = environment
         let directory = FileManager.default.temporaryDirectory
         let output = directory.appendingPathComponent("ingest-\(UUID()).out")
@@ -66,7 +70,9 @@ struct ProcessTests {
 
     @Test("starts on port 0, serves /healthz and exits 0 promptly on SIGTERM")
     func startAndStop() async throws {
-        let launched = try Self.launch(["--config", "examples/elec2/loop.yaml", "--admin-port", "0",
+        // Ingest creates its topics and recovers before it is ready, so it needs a broker.
+        let broker = try await Broker.shared()
+        let launched = try Self.launch(["--config", "examples/elec2/loop.yaml", "--brokers", broker.bootstrap, "--admin-port", "0",
                                         "--admin-host", "127.0.0.1"])
         defer { if launched.process.isRunning { launched.process.interrupt() } }
 

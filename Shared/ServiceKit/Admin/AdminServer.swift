@@ -8,13 +8,16 @@ import Synchronization
 // MARK: - Request context
 
 /// The request context of every service's HTTP router: Hummingbird's core context plus the
-/// identity an API key authenticated (see ``RequireRole``).
-public struct LoopRequestContext: AuthenticatedRequestContext {
+/// identity an API key authenticated (see ``RequireRole``) and the peer's address.
+public struct LoopRequestContext: AuthenticatedRequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var identity: APIKeyIdentity?
+    /// The connected peer, when the channel knows it.
+    public let remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 }
 

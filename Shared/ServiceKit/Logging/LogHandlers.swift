@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 import Logging
 import struct Foundation.Date
 
@@ -168,6 +169,7 @@ enum LogMetadata {
 /// UTC timestamps with milliseconds, `2025-01-31T12:00:00.123Z`, without Foundation formatters.
 enum LogTimestamp {
     static func now() -> String {
+        // Not `clock_gettime`: in release builds with NIO linked, `timespec` resolves to CNIOLinux's copy.
         let now = Date().timeIntervalSince1970
         var seconds = time_t(now.rounded(.down))
         var parts = tm()

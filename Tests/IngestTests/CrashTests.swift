@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Contracts
+import Foundation
+import Kafka
+import Logging
+import ServiceKit
+import TestSupport
+import Testing
+
+@Suite("ingest: crash and restart of the built executable")
+struct CrashTests {
+    /// `ingest` in the build products directory, next to the test bundle.
+    static func ingestBinary() throws -> URL {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var candidates = [Bundle.main.bundleURL.deletingLastPathComponent(), executable.deletingLastPathComponent()]
+        for directory in [Bundle.main.bundleURL, executable] where directory.pathExtension == "xctest" {
+            candidates.append(directory.deletingLastPathComponent())
+        }
+        for directory in candidates {
+            let binary = directory.appendingPathComponent("ingest")
+            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
+        }
+        throw TestFailure("no ingest binary next to the tests in \(candidates.map(\.path)); run `swift build --product ingest`")
+    }
+
+    static func launch(_ deployment: Deployment, log: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = try ingestBinary()
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
+        environment["LOOP_BROKERS"] = deployment.broker.bootstrap
+        environment["LOOP_CONFIG"] = deployment.configPath
+        environment["LOOP_STATE_DIR"] = deployment.stateDirectory
+        environment["LOOP_CONSUMER_GROUP"] = deployment.group
+        environment["LOOP_PII_KEY"] = Deployment.piiKey
+        environment["LOOP_ADMIN_HOST"] = "127.0.0.1"
+        environment["LOOP_ADMIN_PORT"] = "0"
+        environment["LOOP_BATCH_SIZE"] = "500"
+        process.environment = environment
+        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    @Test("SIGKILL of the ingest process mid-way through 50k raw events, then a restart: every raw event exactly once in loop.events or the DLQ")
+    func killAndRestart() async throws {
+        let deployment = try await Deployment()
+        let logger = Logger(label: "crash-test")
+        try await TopicLayout(config: deployment.config).ensureTopics(kafka: deployment.kafka, logger: logger)
+        let admin = try KafkaAdmin(config: deployment.kafka, logger: logger)
+        let total = 50_000
+        let raw = deployment.names.rawEvents
+        let ids = (0..<total).map { "c-\($0)" }
+        let invalid = Set(stride(from: 7, to: total, by: 20).map { ids[$0] })
+        let records = ids.enumerated().map { index, id in
+            var data = observationData()
+            if invalid.contains(id) { data["dow"] = 9 }
+            return binaryRecord(topic: raw, id: id, subject: "entity-\(index % 97)", data: data)
+        }
+        try await deployment.produceRaw(records)
+
+        func written() async throws -> Int64 {
+            try await deployment.recordCount(deployment.names.events, admin: admin)
+                + deployment.recordCount(deployment.names.deadLetters, admin: admin)
+        }
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("ingest-crash") + ".log")
+        let first = try Self.launch(deployment, log: log)
+        var atKill: Int64 = 0
+        let started = await waitFor(timeout: .seconds(60)) {
+            atKill = (try? await written()) ?? 0
+            return atKill >= 8_000 || !first.isRunning
+        }
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        #expect(started, "ingest wrote \(atKill) records in 60 s; log: \(log.path)")
+        #expect(first.terminationReason == .uncaughtSignal)
+        #expect(atKill < Int64(total), "the kill came after everything was written (\(atKill)); it did not test a crash mid-way")
+
+        let second = try Self.launch(deployment, log: log)
+        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        var after: Int64 = 0
+        #expect(await waitFor(timeout: .seconds(60)) {
+            after = (try? await written()) ?? 0
+            return after >= Int64(total)
+        }, "only \(after) of \(total) written after the restart; log: \(log.path)")
+        kill(second.processIdentifier, SIGTERM)
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+
+        let events = try await deployment.readAll(deployment.names.events)
+        let letters = try await deployment.readAll(deployment.names.deadLetters)
+        let eventIDs = events.compactMap { $0.text("ce_id") }
+        let letterIDs = try letters.compactMap { try DeadLetter(bytes: $0.value ?? []).headers["ce_id"] }
+        #expect(events.count == total - invalid.count)
+        #expect(letters.count == invalid.count)
+        #expect(Set(eventIDs).count == eventIDs.count, "duplicates in loop.events")
+        #expect(Set(letterIDs).count == letterIDs.count, "duplicates in the DLQ")
+        #expect(Set(letterIDs) == invalid)
+        #expect(Set(eventIDs).union(letterIDs) == Set(ids))
+        #expect(Set(eventIDs).isDisjoint(with: letterIDs))
+    }
+}
+
+private func uniqueName(_ prefix: String) -> String { "\(prefix)-\(getpid())-\(UUID().uuidString.prefix(8))" }
