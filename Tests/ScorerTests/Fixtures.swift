@@ -144,7 +144,7 @@ enum Fixtures {
     }
 
     /// Waits until `condition` holds, for at most `timeout`.
-    static func waitUntil(_ timeout: Duration = .seconds(30), _ what: String, _ condition: () async throws -> Bool) async throws {
+    static func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while try await !condition() {
             guard ContinuousClock.now < deadline else { throw TestFailure(description: "timed out waiting for \(what)") }

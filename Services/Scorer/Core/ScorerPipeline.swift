@@ -214,6 +214,7 @@ public final class ScorerPipeline: Sendable {
         do {
             try await followModels(reader)
         } catch {
+            if Task.isCancelled { return }
             logger.error("loop.models follower failed; stopping", metadata: ["error.message": "\(error)"])
             failure.withLock { $0 = ScorerError(.kafka, "reading loop.models failed: \(error)", isRetryable: true) }
             modelsLoaded.fire()
@@ -335,6 +336,7 @@ public final class ScorerPipeline: Sendable {
                 }
             }
         } catch {
+            if Task.isCancelled { return }
             logger.error("loop.features follower stopped", metadata: ["kafka.partition": "\(partition)", "error.message": "\(error)"])
         }
     }
