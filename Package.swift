@@ -93,7 +93,7 @@ let package = Package(
 
         // MARK: - Benchmarks
 
-        .executableTarget(name: "Bench", dependencies: ["Kafka", "TestSupport", .product(name: "Logging", package: "swift-log")], path: "Benchmarks", swiftSettings: swiftSettings),
+        .executableTarget(name: "Bench", dependencies: ["Kafka", "Scorer", "TestSupport", .product(name: "Logging", package: "swift-log")], path: "Benchmarks", swiftSettings: swiftSettings),
 
         // MARK: - Tests
 

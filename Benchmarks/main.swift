@@ -6,6 +6,7 @@ import Foundation
 /// The benchmarks by name, with a one-line usage each.
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
+    ("scorer", "scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--brokers host:port]", runScorerBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

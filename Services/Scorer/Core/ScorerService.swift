@@ -23,8 +23,7 @@ public struct ScorerService: LoopService, Service {
     private let logger: Logger
 
     public init(environment: ServiceEnvironment) async throws {
-        var options = ScorerOptions(settings: environment.settings)
-        options.consumer.startPosition = .earliest
+        let options = ScorerOptions(settings: environment.settings)
         layout = TopicLayout(config: environment.config)
         kafka = environment.kafka
         logger = environment.logger
