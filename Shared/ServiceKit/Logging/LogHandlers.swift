@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Logging
+import struct Foundation.Date
 
 // MARK: - JSON lines
 
@@ -167,12 +168,11 @@ enum LogMetadata {
 /// UTC timestamps with milliseconds, `2025-01-31T12:00:00.123Z`, without Foundation formatters.
 enum LogTimestamp {
     static func now() -> String {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        var seconds = time.tv_sec
+        let now = Date().timeIntervalSince1970
+        var seconds = time_t(now.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        let milliseconds = Int(time.tv_nsec) / 1_000_000
+        let milliseconds = min(999, Int((now - now.rounded(.down)) * 1000))
         return pad(Int(parts.tm_year) + 1900, 4) + "-" + pad(Int(parts.tm_mon) + 1, 2) + "-" + pad(Int(parts.tm_mday), 2)
             + "T" + pad(Int(parts.tm_hour), 2) + ":" + pad(Int(parts.tm_min), 2) + ":" + pad(Int(parts.tm_sec), 2)
             + "." + pad(milliseconds, 3) + "Z"
