@@ -128,6 +128,7 @@ func runScorerBench(_ arguments: [String]) async throws {
 
     // The requests.
     let count = options.requests
+    try stageTimings(config: config, layout: layout, states: states, entities: entities, artifact: artifact, t0: t0)
     var requests: [OutgoingRecord] = []
     requests.reserveCapacity(count)
     for i in 0..<count {
@@ -171,8 +172,12 @@ func runScorerBench(_ arguments: [String]) async throws {
     let sent = Mutex<[String: ContinuousClock.Instant]>([:])
     let latencies = Mutex<[Double]>([])
     let total = options.rate * options.seconds
-    let reader = try PartitionReader(
-        config: kafka, partitions: (0..<4).map { TopicPartition(topic: topics.predictions, partition: $0) }, logger: logger)
+    let admin = try KafkaAdmin(config: kafka, logger: logger)
+    var ends: [TopicPartition: Int64] = [:]
+    for partition in Int32(0)..<4 {
+        ends[TopicPartition(topic: topics.predictions, partition: partition)] = try await admin.watermarks(topic: topics.predictions, partition: partition).high
+    }
+    let reader = try PartitionReader(config: kafka, partitions: Array(ends.keys), offsets: ends, logger: logger)
     let watcher = Task {
         for try await event in reader.events(maxRecords: 10_000, maxWait: .milliseconds(1)) {
             guard case .records(let records) = event else { continue }
@@ -248,4 +253,38 @@ private func requestRecord(topic: String, entity: String, id: String, timeMs: In
         data: .json(.object(JSONObject([("requestId", .string(id))] + data.members.map { ($0.key, $0.value) }))))
     let message = KafkaBinding.encode(event, mode: .binary, key: .subject)
     return OutgoingRecord(topic: topic, key: message.key, value: message.value, headers: message.headers.map { KafkaHeader(key: $0.name, value: $0.value) })
+}
+
+/// The cost of each in-process stage per request, without Kafka.
+private func stageTimings(
+    config: LoopConfig, layout: RequestVectorLayout, states: [String: EntityFeatureState], entities: [String],
+    artifact: ModelArtifact, t0: Double
+) throws {
+    let n = 50_000
+    let records = (0..<n).map { i in
+        let outgoing = requestRecord(topic: "t", entity: entities[i % entities.count], id: "s\(i)", timeMs: Int64(t0 * 1000) + 60_000 + Int64(i))
+        return ConsumedRecord(topic: "t", partition: 0, offset: Int64(i), key: outgoing.key, value: outgoing.value, headers: outgoing.headers)
+    }
+    let models = ServingModels(
+        revision: 1, champion: try ServingModel(version: 1, artifact: artifact, layout: layout), canary: nil, canaryShare: 0, shadows: [])
+    let engine = PredictionEngine(layout: layout, policy: config.decision)
+    var writer = PredictionWriter()
+    var requests: [ScoreRequest] = []
+    requests.reserveCapacity(n)
+    let decode = measureStage(n) { for record in records where ScoreRequest.isScoreRequest(record) { requests.append(try! ScoreRequest(record: record)) } }
+    let evaluate = measureStage(n) { for request in requests { _ = try? states[request.entity]!.evaluate(asOf: Double(request.eventTimeMs) / 1000) } }
+    var predictions: [Prediction] = []
+    predictions.reserveCapacity(n)
+    let predict = measureStage(n) { for request in requests { predictions.append(engine.predict(request, state: states[request.entity], models: models)) } }
+    var bytes = 0
+    let write = measureStage(n) { for prediction in predictions { bytes += writer.write(prediction).count } }
+    let canonical = measureStage(n) { for prediction in predictions.prefix(n / 10) { bytes += prediction.bytes.count } } * 10
+    print(String(format: "in-process µs/request: decode %.2f, evaluate %.2f, predict (incl. evaluate) %.2f, fast write %.2f (JSONValue tree %.2f)",
+                 decode, evaluate, predict, write, canonical))
+}
+
+private func measureStage(_ n: Int, _ body: () -> Void) -> Double {
+    let start = ContinuousClock.now
+    body()
+    return seconds(ContinuousClock.now - start) * 1e6 / Double(n)
 }

@@ -40,8 +40,53 @@ public struct ScoreRequest: Sendable {
         return false
     }
 
-    /// The request of a `loop.events` record (binary mode, decoded with ``KafkaBinding``).
+    /// The request of a `loop.events` record. Binary mode (what ingest writes) is read straight from
+    /// the `ce_subject`, `ce_time`, `ce_traceparent` headers and the JSON value, without building a
+    /// `CloudEvent`; structured mode goes through ``KafkaBinding``.
     public init(record: ConsumedRecord) throws(ScorerError) {
+        var subject: [UInt8]?
+        var time: [UInt8]?
+        var traceparent: [UInt8]?
+        var id: [UInt8]?
+        for header in record.headers {
+            switch header.key {
+            case "ce_subject": subject = header.value
+            case "ce_time": time = header.value
+            case "ce_traceparent": traceparent = header.value
+            case "ce_id": id = header.value
+            case "content-type":
+                if let value = header.value, value.starts(with: Self.structuredPrefix) {
+                    try self.init(structured: record)
+                    return
+                }
+            default: continue
+            }
+        }
+        let where_ = "\(record.topic)[\(record.partition)]@\(record.offset)"
+        let eventID = id.map { String(decoding: $0, as: UTF8.self) } ?? where_
+        guard let entityBytes = subject ?? record.key, !entityBytes.isEmpty else {
+            throw ScorerError(.invalidRequest, "score request \(eventID) has no subject (entity)")
+        }
+        guard let time else { throw ScorerError(.invalidRequest, "score request \(eventID) has no time") }
+        let timestamp: Timestamp
+        do { timestamp = try Timestamp(rfc3339: String(decoding: time, as: UTF8.self)) } catch {
+            throw ScorerError(.invalidRequest, "score request \(eventID) has an invalid time: \(error.message)")
+        }
+        guard let value = record.value, case .object(let data)? = try? JSONValue.parse(value) else {
+            throw ScorerError(.invalidRequest, "score request \(eventID) has no JSON object data")
+        }
+        guard let requestId = data[PayloadField.requestId]?.stringValue, !requestId.isEmpty else {
+            throw ScorerError(.invalidRequest, "score request \(eventID) has no requestId")
+        }
+        self.init(
+            requestId: requestId, entity: String(decoding: entityBytes, as: UTF8.self),
+            eventTimeMs: timestamp.epochMilliseconds, context: data,
+            traceparent: traceparent.map { String(decoding: $0, as: UTF8.self) })
+    }
+
+    static let structuredPrefix = Array("application/cloudevents".utf8)
+
+    private init(structured record: ConsumedRecord) throws(ScorerError) {
         let message = KafkaBinding.Message(
             key: record.key, value: record.value,
             headers: record.headers.map { KafkaBinding.Header(name: $0.key, value: $0.value) })
