@@ -93,7 +93,7 @@ let package = Package(
 
         // MARK: - Benchmarks
 
-        .executableTarget(name: "Bench", dependencies: ["Kafka", "Learning", "Ingest", "FeatureStore", "Feedback", "TestSupport", .product(name: "Logging", package: "swift-log")], path: "Benchmarks", swiftSettings: swiftSettings),
+        .executableTarget(name: "Bench", dependencies: ["Kafka", "Learning", "Ingest", "FeatureStore", "Scorer", "Feedback", "TestSupport", .product(name: "Logging", package: "swift-log")], path: "Benchmarks", swiftSettings: swiftSettings),
 
         // MARK: - Tests
 

@@ -10,6 +10,7 @@ let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> V
     ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
     ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
     ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--brokers host:port]", runIngestBench),
+    ("scorer", "scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--brokers host:port]", runScorerBench),
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

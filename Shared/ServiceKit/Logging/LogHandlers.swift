@@ -7,6 +7,7 @@ import Darwin
 #endif
 import Foundation
 import Logging
+import struct Foundation.Date
 
 // MARK: - JSON lines
 

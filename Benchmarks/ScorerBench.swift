@@ -1,0 +1,290 @@
+import Contracts
+import Features
+import Foundation
+import Kafka
+import Learning
+import Logging
+import Prometheus
+import Scorer
+import ServiceKit
+import Synchronization
+import TestSupport
+
+// loop-bench scorer: consume → score → produce with a 20-input model against the Kafka
+// pass-through (consume → produce, same client, same batches) measured in the same run, then
+// request → prediction latency at a paced request rate.
+//
+//   loop-bench scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--brokers host:port]
+
+struct ScorerBenchOptions {
+    var requests = 200_000
+    var entities = 1_000
+    var rate = 5_000
+    var seconds = 5
+    var brokers: String?
+
+    init(_ arguments: [String]) throws {
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            func value() throws -> Int {
+                guard let text = iterator.next(), let number = Int(text), number > 0 else {
+                    throw BenchError(description: "\(argument) needs a positive number")
+                }
+                return number
+            }
+            switch argument {
+            case "--requests": requests = try value()
+            case "--entities": entities = try value()
+            case "--rate": rate = try value()
+            case "--seconds": seconds = try value()
+            case "--brokers":
+                guard let text = iterator.next() else { throw BenchError(description: "--brokers needs a value") }
+                brokers = text
+            default: throw BenchError(description: "unknown option \(argument)")
+            }
+        }
+    }
+}
+
+/// `loop-bench scorer`.
+func runScorerBench(_ arguments: [String]) async throws {
+    let options = try ScorerBenchOptions(arguments)
+    var logger = Logger(label: "loop-bench")
+    logger.logLevel = .error
+    var broker: Broker?
+    let bootstrap: String
+    if let brokers = options.brokers {
+        bootstrap = brokers
+    } else {
+        broker = try await Broker.start()
+        bootstrap = broker!.bootstrap
+    }
+    defer { broker?.stop() }
+    var kafka = KafkaConfig(brokers: bootstrap, clientID: "loop-bench-scorer")
+    kafka.extra["fetch.wait.max.ms"] = "5"
+
+    // A deployment: elec2 with two more features, so the model takes 14 features + 6 context fields.
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    let path = root.appendingPathComponent("examples/elec2/loop.yaml").path
+    var config = try LoopConfig.parse(yaml: try String(contentsOfFile: path, encoding: .utf8), file: path)
+    let prefix = Broker.uniqueTopic("bench-scorer")
+    config.topics = TopicSettings(prefix: prefix, partitions: 4, replicationFactor: 1, retention: config.topics.retention)
+    let types = config.features.eventTypes
+    config.features.definitions += [
+        FeatureDefinition(name: "nswdemand_max_24h", field: "nswdemand", aggregation: .max, window: TimeSpan(seconds: 86_400), eventTypes: types),
+        FeatureDefinition(name: "vicprice_last", field: "vicprice", aggregation: .last, eventTypes: types),
+    ]
+    config.model.features = config.features.definitions.map(\.name)
+    let topics = config.topics.names
+    try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
+    let passThroughTopic = Broker.uniqueTopic("bench-pass")
+    try await KafkaAdmin(config: kafka, logger: logger).createTopics([TopicSpec(name: passThroughTopic, partitions: 4)])
+    let producer = try KafkaProducer(config: kafka, logger: logger)
+
+    // Features of every entity, as of t0.
+    let schema = try Features.FeatureSchema(settings: config.features)
+    let t0: Double = 1_699_992_000
+    let entities = (0..<options.entities).map { "region-\($0)" }
+    var featureRecords: [OutgoingRecord] = []
+    var states: [String: EntityFeatureState] = [:]
+    for (index, entity) in entities.enumerated() {
+        var state = EntityFeatureState(entityID: entity, schema: schema)
+        for step in 0..<8 {
+            let x = Double((index * 7 + step * 13) % 100) / 100
+            _ = try state.apply(FeatureEvent(time: t0 - Double(7 - step) * 900, type: "loop.observation.v1", values: [
+                "nswprice": x, "nswdemand": 1 - x, "vicprice": x * 0.5, "transfer": 0.5,
+            ]))
+        }
+        states[entity] = state
+        featureRecords.append(OutgoingRecord(topic: topics.features, key: Array(entity.utf8), value: state.encoded()))
+    }
+    _ = try await producer.send(featureRecords)
+
+    // A champion trained on the vectors serving will see.
+    let layout = try RequestVectorLayout(config: config, featureSchema: schema)
+    guard layout.count == 20 else { throw BenchError(description: "the bench model should take 20 inputs, not \(layout.count)") }
+    let engine = PredictionEngine(layout: layout, policy: config.decision)
+    var columns = [[Double]](repeating: [], count: layout.count)
+    var labels: [Bool] = []
+    for i in 0..<2_000 {
+        let entity = entities[i % entities.count]
+        let request = ScoreRequest(
+            requestId: "train-\(i)", entity: entity, eventTimeMs: Int64(t0 * 1000) + 60_000,
+            context: context(i))
+        let vector = engine.predict(request, state: states[entity], models: .baseline).features.map { $0.value ?? 0 }
+        for j in 0..<layout.count { columns[j].append(vector[j]) }
+        labels.append((vector[layout.names.firstIndex(of: "nswprice")!] + Double(i % 10) / 20) > 0.7)
+    }
+    let artifact = try LogisticRegression.fit(Dataset(columns: zip(layout.names, columns).map { .numeric($0, $1) }, labels: labels))
+    let record = ModelVersionRecord(
+        version: 1, status: .champion, parent: nil, trigger: "manual", createdAtMs: 0, reasons: [],
+        lineage: .object([:]), artifact: try JSONValue.parse(Array(artifact.jsonData())), card: "")
+    _ = try await producer.send([
+        OutgoingRecord(topic: topics.models, key: Array(ModelVersionRecord.key(version: 1).utf8), value: record.bytes, partition: 0),
+        OutgoingRecord(
+            topic: topics.models, key: Array(RegistryState.key.utf8),
+            value: RegistryState(champion: 1, canary: nil, canaryShare: 0, shadows: [], history: [], revision: 1).bytes, partition: 0),
+    ])
+
+    // The requests.
+    let count = options.requests
+    try stageTimings(config: config, layout: layout, states: states, entities: entities, artifact: artifact, t0: t0)
+    var requests: [OutgoingRecord] = []
+    requests.reserveCapacity(count)
+    for i in 0..<count {
+        requests.append(requestRecord(topic: topics.events, entity: entities[i % entities.count], id: "r\(i)", timeMs: Int64(t0 * 1000) + 60_000 + Int64(i)))
+    }
+    for chunk in stride(from: 0, to: count, by: 50_000) {
+        _ = try await producer.send(Array(requests[chunk..<min(count, chunk + 50_000)]))
+    }
+    print("scorer bench: \(count) requests, \(entities.count) entities, 4 partitions, 20-input model, broker \(bootstrap)")
+
+    // Pass-through: the same consumer group client and batches, producing each record unchanged.
+    let passConsumer = try KafkaConsumer(config: kafka, groupID: Broker.uniqueTopic("bench-pass-group"), logger: logger)
+    try passConsumer.subscribe(topics: [topics.events])
+    var moved = 0
+    var passStart: ContinuousClock.Instant?
+    for try await batch in passConsumer.batches(maxRecords: 2_000, maxWait: .milliseconds(2)) {
+        if passStart == nil { passStart = .now }
+        let outgoing = batch.map { OutgoingRecord(topic: passThroughTopic, key: $0.key, value: $0.value, headers: $0.headers) }
+        _ = try await producer.send(outgoing)
+        passConsumer.markProcessed(batch)
+        moved += batch.count
+        if moved >= count { break }
+    }
+    let passSeconds = seconds(ContinuousClock.now - passStart!)
+    await passConsumer.close()
+    let passRate = Double(count) / passSeconds
+
+    // The scorer.
+    var scorerOptions = ScorerOptions()
+    scorerOptions.groupID = Broker.uniqueTopic("bench-scorer-group")
+    let pipeline = try ScorerPipeline(
+        config: config, options: scorerOptions, kafka: kafka, metrics: PrometheusCollectorRegistry(), logger: logger)
+    let running = Task { try await pipeline.run() }
+    while pipeline.statistics.requests == 0 { try await Task.sleep(for: .milliseconds(1)) }
+    let scoreStart = ContinuousClock.now
+    let firstBatch = pipeline.statistics.requests
+    while pipeline.statistics.predictions < count { try await Task.sleep(for: .milliseconds(1)) }
+    let scoreRate = Double(count - firstBatch) / seconds(ContinuousClock.now - scoreStart)
+
+    // Latency at a paced rate: send time → prediction read back from loop.predictions.
+    let sent = Mutex<[String: ContinuousClock.Instant]>([:])
+    let latencies = Mutex<[Double]>([])
+    let total = options.rate * options.seconds
+    let admin = try KafkaAdmin(config: kafka, logger: logger)
+    var ends: [TopicPartition: Int64] = [:]
+    for partition in Int32(0)..<4 {
+        ends[TopicPartition(topic: topics.predictions, partition: partition)] = try await admin.watermarks(topic: topics.predictions, partition: partition).high
+    }
+    let reader = try PartitionReader(config: kafka, partitions: Array(ends.keys), offsets: ends, logger: logger)
+    let watcher = Task {
+        for try await event in reader.events(maxRecords: 10_000, maxWait: .milliseconds(1)) {
+            guard case .records(let records) = event else { continue }
+            let now = ContinuousClock.now
+            for record in records {
+                guard let value = record.value, let id = try JSONValue.parse(value)["requestId"]?.stringValue,
+                      let start = sent.withLock({ $0[id] }) else { continue }
+                latencies.withLock { $0.append(seconds(now - start) * 1000) }
+            }
+            if latencies.withLock({ $0.count }) >= total { break }
+        }
+    }
+    var latencyProducerSettings = ProducerSettings()
+    latencyProducerSettings.linger = .milliseconds(0)
+    let pacedProducer = try KafkaProducer(config: kafka, producer: latencyProducerSettings, logger: logger)
+    let tick = Duration.milliseconds(2)
+    let perTick = max(1, options.rate * 2 / 1000)
+    let begin = ContinuousClock.now
+    var next = 0
+    var tickIndex = 0
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        while next < total {
+            tickIndex += 1
+            let due = begin + tick * tickIndex
+            try await Task.sleep(until: due, clock: .continuous)
+            let batch = (next..<min(total, next + perTick)).map { i in
+                requestRecord(topic: topics.events, entity: entities[i % entities.count], id: "paced-\(i)", timeMs: Int64(t0 * 1000) + 120_000 + Int64(i))
+            }
+            let now = ContinuousClock.now
+            sent.withLock { map in for i in next..<next + batch.count { map["paced-\(i)"] = now } }
+            next += batch.count
+            group.addTask { _ = try await pacedProducer.send(batch) }
+        }
+        try await group.waitForAll()
+    }
+    let deadline = ContinuousClock.now + .seconds(30)
+    while latencies.withLock({ $0.count }) < total && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+    watcher.cancel()
+    await reader.close()
+    await pipeline.stop()
+    try await running.value
+
+    let sorted = latencies.withLock { $0 }.sorted()
+    guard !sorted.isEmpty else { throw BenchError(description: "no paced prediction was read back") }
+    func percentile(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1)))] }
+    print("")
+    print(pad("kafka pass-through", 30) + String(format: "%10.0f msg/s", passRate))
+    print(pad("scorer consume→score→produce", 30) + String(format: "%10.0f req/s  (%.0f%% of pass-through)", scoreRate, 100 * scoreRate / passRate))
+    print(pad("latency at \(options.rate) req/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d of %d requests",
+                                                               percentile(0.5), percentile(0.99), sorted.last!, sorted.count, total))
+}
+
+private func seconds(_ duration: Duration) -> Double {
+    let (whole, attoseconds) = duration.components
+    return Double(whole) + Double(attoseconds) / 1e18
+}
+
+private func context(_ i: Int) -> JSONObject {
+    let x = Double(i % 100) / 100
+    return JSONObject([
+        ("requestId", .string("r\(i)")), ("period", .double(Double(i % 48) / 48)), ("nswprice", .double(x)),
+        ("nswdemand", .double(1 - x)), ("vicprice", .double(x * 0.5)), ("vicdemand", .double(0.4)), ("transfer", .double(0.5)),
+    ])
+}
+
+private func requestRecord(topic: String, entity: String, id: String, timeMs: Int64) -> OutgoingRecord {
+    var data = context(Int(timeMs % 1000))
+    data.removeValue(forKey: "requestId")
+    let event = CloudEvent(
+        id: id, source: "bench", type: "loop.score_request.v1", subject: entity,
+        time: Timestamp(seconds: timeMs / 1000, nanoseconds: Int32(timeMs % 1000) * 1_000_000),
+        dataContentType: "application/json",
+        data: .json(.object(JSONObject([("requestId", .string(id))] + data.members.map { ($0.key, $0.value) }))))
+    let message = KafkaBinding.encode(event, mode: .binary, key: .subject)
+    return OutgoingRecord(topic: topic, key: message.key, value: message.value, headers: message.headers.map { KafkaHeader(key: $0.name, value: $0.value) })
+}
+
+/// The cost of each in-process stage per request, without Kafka.
+private func stageTimings(
+    config: LoopConfig, layout: RequestVectorLayout, states: [String: EntityFeatureState], entities: [String],
+    artifact: ModelArtifact, t0: Double
+) throws {
+    let n = 50_000
+    let records = (0..<n).map { i in
+        let outgoing = requestRecord(topic: "t", entity: entities[i % entities.count], id: "s\(i)", timeMs: Int64(t0 * 1000) + 60_000 + Int64(i))
+        return ConsumedRecord(topic: "t", partition: 0, offset: Int64(i), key: outgoing.key, value: outgoing.value, headers: outgoing.headers)
+    }
+    let models = ServingModels(
+        revision: 1, champion: try ServingModel(version: 1, artifact: artifact, layout: layout), canary: nil, canaryShare: 0, shadows: [])
+    let engine = PredictionEngine(layout: layout, policy: config.decision)
+    var writer = PredictionWriter()
+    var requests: [ScoreRequest] = []
+    requests.reserveCapacity(n)
+    let decode = measureStage(n) { for record in records where ScoreRequest.isScoreRequest(record) { requests.append(try! ScoreRequest(record: record)) } }
+    let evaluate = measureStage(n) { for request in requests { _ = try? states[request.entity]!.evaluate(asOf: Double(request.eventTimeMs) / 1000) } }
+    var predictions: [Prediction] = []
+    predictions.reserveCapacity(n)
+    let predict = measureStage(n) { for request in requests { predictions.append(engine.predict(request, state: states[request.entity], models: models)) } }
+    var bytes = 0
+    let write = measureStage(n) { for prediction in predictions { bytes += writer.write(prediction).count } }
+    let canonical = measureStage(n) { for prediction in predictions.prefix(n / 10) { bytes += prediction.bytes.count } } * 10
+    print(String(format: "in-process µs/request: decode %.2f, evaluate %.2f, predict (incl. evaluate) %.2f, fast write %.2f (JSONValue tree %.2f)",
+                 decode, evaluate, predict, write, canonical))
+}
+
+private func measureStage(_ n: Int, _ body: () -> Void) -> Double {
+    let start = ContinuousClock.now
+    body()
+    return seconds(ContinuousClock.now - start) * 1e6 / Double(n)
+}

@@ -1,0 +1,109 @@
+import Features
+import Synchronization
+
+/// The latest feature state of every entity of the assigned partitions, as read from
+/// `loop.features` (latest record per key; a tombstone removes the entity).
+public final class FeatureTable: Sendable {
+    private let partitions = Mutex<[Int32: [String: EntityFeatureState]]>([:])
+
+    /// An empty table.
+    public init() {}
+
+    /// Starts (or restarts) holding `partition`, empty.
+    func open(_ partition: Int32) {
+        partitions.withLock { $0[partition] = [:] }
+    }
+
+    /// Stops holding `partition` and forgets its entities.
+    func drop(_ partition: Int32) {
+        _ = partitions.withLock { $0.removeValue(forKey: partition) }
+    }
+
+    /// Stores (or, with `nil`, removes) the state of `entity` in `partition`.
+    func store(_ states: [(entity: String, state: EntityFeatureState?)], partition: Int32) {
+        partitions.withLock { partitions in
+            guard partitions[partition] != nil else { return }
+            for (entity, state) in states { partitions[partition]![entity] = state }
+        }
+    }
+
+    /// The state of `entity` in `partition`.
+    public func state(of entity: String, partition: Int32) -> EntityFeatureState? {
+        partitions.withLock { $0[partition]?[entity] }
+    }
+
+    /// The state of `entity` in whichever held partition has it.
+    public func state(of entity: String) -> EntityFeatureState? {
+        partitions.withLock { partitions in
+            for (_, entities) in partitions { if let state = entities[entity] { return state } }
+            return nil
+        }
+    }
+
+    /// Looks up many entities under one lock: `body` gets a lookup function.
+    func withLookup<T>(_ body: ((String, Int32) -> EntityFeatureState?) -> T) -> T {
+        partitions.withLock { partitions in body { entity, partition in partitions[partition]?[entity] } }
+    }
+
+    /// The number of entities held.
+    public var entityCount: Int { partitions.withLock { $0.values.reduce(0) { $0 + $1.count } } }
+}
+
+/// The requestIds already answered per partition, bounded: the oldest are forgotten first once a
+/// partition holds ``capacity`` of them.
+public final class RequestDeduplicator: Sendable {
+    private struct Window {
+        var seen: Set<String> = []
+        var order: [String] = []
+        var next = 0
+
+        mutating func insert(_ id: String, capacity: Int) -> Bool {
+            guard seen.insert(id).inserted else { return false }
+            if order.count < capacity {
+                order.append(id)
+            } else {
+                seen.remove(order[next])
+                order[next] = id
+                next = (next + 1) % capacity
+            }
+            return true
+        }
+    }
+
+    /// How many requestIds a partition remembers.
+    public let capacity: Int
+    private let partitions = Mutex<[Int32: Window]>([:])
+
+    /// A deduplicator remembering `capacity` ids per partition.
+    public init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    /// Starts holding `partition` with the ids already answered in it (oldest first).
+    func open(_ partition: Int32, answered: [String]) {
+        var window = Window()
+        for id in answered { _ = window.insert(id, capacity: capacity) }
+        partitions.withLock { $0[partition] = window }
+    }
+
+    /// Forgets `partition`.
+    func drop(_ partition: Int32) {
+        _ = partitions.withLock { $0.removeValue(forKey: partition) }
+    }
+
+    /// Records `requestId` as answered in `partition`; `false` if it already was.
+    public func insert(_ requestId: String, partition: Int32) -> Bool {
+        let capacity = capacity
+        return partitions.withLock { $0[partition, default: Window()].insert(requestId, capacity: capacity) }
+    }
+
+    /// Forgets `requestIds` in `partition` (their predictions were never acknowledged).
+    func remove(_ requestIds: [String], partition: Int32) {
+        partitions.withLock { partitions in
+            for id in requestIds { partitions[partition]?.seen.remove(id) }
+        }
+    }
+
+    /// Whether `requestId` was answered in any held partition.
+    public func contains(_ requestId: String) -> Bool {
+        partitions.withLock { $0.values.contains { $0.seen.contains(requestId) } }
+    }
+}

@@ -1,0 +1,100 @@
+import Contracts
+import Prometheus
+import Synchronization
+
+/// The scorer's Prometheus metrics. Counters with labels are created once per label set and
+/// cached; the hot path records a batch's aggregates, not one update per message where it can.
+public final class ScorerMetrics: Sendable {
+    private let registry: PrometheusCollectorRegistry
+    /// Score requests read (after the `ce_type` filter).
+    let requests: Counter
+    /// Records of `loop.events` skipped as another event type.
+    let otherEvents: Counter
+    /// Score requests that could not be read (no requestId, entity or time).
+    let invalidRequests: Counter
+    /// Score requests whose requestId was answered before.
+    let duplicates: Counter
+    let scores: ValueHistogram
+    let featureAge: ValueHistogram
+    let batchSize: ValueHistogram
+    let endToEnd: DurationHistogram
+    let modelRevision: Gauge
+    let featureRecords: Counter
+    let badFeatureRecords: Counter
+    private let predictionCounters = Mutex<[String: Counter]>([:])
+    private let reasonCounters = Mutex<[String: Counter]>([:])
+
+    /// Registers the scorer's metrics in `registry`.
+    public init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+        requests = registry.makeCounter(name: "scorer_requests_total", help: "Score requests read from loop.events.")
+        otherEvents = registry.makeCounter(name: "scorer_other_events_total", help: "loop.events records of other types, skipped by ce_type.")
+        invalidRequests = registry.makeCounter(name: "scorer_invalid_requests_total", help: "Score requests without a usable requestId, entity or time.")
+        duplicates = registry.makeCounter(name: "scorer_duplicate_requests_total", help: "Score requests whose requestId was already answered.")
+        scores = registry.makeValueHistogram(
+            name: "scorer_score", buckets: stride(from: 0.1, through: 1.0, by: 0.1).map { $0 },
+            help: "Scores of the deciding model.")
+        featureAge = registry.makeValueHistogram(
+            name: "scorer_feature_age_seconds", buckets: [1, 10, 60, 300, 900, 3600, 7200, 21600, 86400],
+            help: "Request time minus the entity's latest feature update.")
+        batchSize = registry.makeValueHistogram(
+            name: "scorer_batch_size", buckets: [1, 10, 100, 500, 1000, 2000, 5000, 10000],
+            help: "Score requests per batch.")
+        endToEnd = registry.makeDurationHistogram(
+            name: "scorer_end_to_end_latency_seconds",
+            buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                      .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5)],
+            help: "Request produce time to prediction acknowledged.")
+        modelRevision = registry.makeGauge(name: "scorer_registry_revision", help: "Registry revision serving now.")
+        featureRecords = registry.makeCounter(name: "scorer_feature_records_total", help: "loop.features records applied.")
+        badFeatureRecords = registry.makeCounter(name: "scorer_bad_feature_records_total", help: "loop.features records that could not be decoded.")
+    }
+
+    /// Counts `count` predictions of one route, role and model version.
+    func predictions(route: Route, role: ModelRole, version: Int64?, count: Int) {
+        let versionText = version.map(String.init) ?? "baseline"
+        let key = "\(route.rawValue)|\(role.rawValue)|\(versionText)"
+        let counter = predictionCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(
+                name: "scorer_predictions_total",
+                labels: [("route", route.rawValue), ("role", role.rawValue), ("model_version", versionText)],
+                help: "Predictions produced, by route, deciding role and model version.")
+            counters[key] = counter
+            return counter
+        }
+        counter.increment(by: Int64(count))
+    }
+
+    /// Counts `count` predictions routed or decided by fallback for `reason`.
+    func routed(reason: String, count: Int) {
+        let counter = reasonCounters.withLock { counters in
+            if let counter = counters[reason] { return counter }
+            let counter = registry.makeCounter(
+                name: "scorer_guarded_predictions_total", labels: [("reason", reason)],
+                help: "Predictions carrying a reason code (missing, stale or out-of-range inputs, review band).")
+            counters[reason] = counter
+            return counter
+        }
+        counter.increment(by: Int64(count))
+    }
+}
+
+/// Running counts, for tests, benchmarks and logs.
+public final class ScorerStatistics: Sendable {
+    let requestsRead = Atomic<Int>(0)
+    let predictionsProduced = Atomic<Int>(0)
+    let duplicatesSkipped = Atomic<Int>(0)
+    let invalidSkipped = Atomic<Int>(0)
+
+    init() {}
+
+    /// Score requests read.
+    public var requests: Int { requestsRead.load(ordering: .relaxed) }
+    /// Predictions acknowledged by the broker.
+    public var predictions: Int { predictionsProduced.load(ordering: .relaxed) }
+    /// Requests skipped as already answered.
+    public var duplicates: Int { duplicatesSkipped.load(ordering: .relaxed) }
+    /// Requests skipped as unreadable.
+    public var invalid: Int { invalidSkipped.load(ordering: .relaxed) }
+}

@@ -1,0 +1,97 @@
+import Contracts
+import Kafka
+import ServiceKit
+
+/// How the scorer runs, beyond `loop.yaml`: consumer group, batching and the idempotency horizon.
+/// Validated once by ``validate()``.
+public struct ScorerOptions: Sendable {
+    /// The consumer group of every scorer instance.
+    public var groupID: String = "feedbackloop-scorer"
+    /// The most score requests taken (and predictions produced) per batch.
+    public var maxBatch: Int = 2_000
+    /// How long a batch waits to fill once it holds a request.
+    public var maxBatchWait: Duration = .milliseconds(2)
+    /// How many requestIds per partition are remembered for deduplication (the idempotency
+    /// horizon, by count). Restored on assignment from the partition's `loop.predictions`.
+    public var dedupeCapacity: Int = 1_000_000
+    /// Consumer-group settings of the request consumer.
+    public var consumer: ConsumerSettings = ConsumerSettings()
+    /// Producer settings of the prediction producer.
+    public var producer: ProducerSettings = {
+        var settings = ProducerSettings()
+        settings.linger = .milliseconds(1)
+        return settings
+    }()
+
+    /// Options with the defaults.
+    public init() {}
+
+    /// Throws a ``ScorerError`` naming the first invalid option.
+    public func validate() throws(ScorerError) {
+        guard !groupID.isEmpty else { throw ScorerError(.invalidOptions, "the consumer group id is empty") }
+        guard maxBatch >= 1 else { throw ScorerError(.invalidOptions, "maxBatch must be at least 1") }
+        guard maxBatchWait >= .zero else { throw ScorerError(.invalidOptions, "maxBatchWait must not be negative") }
+        guard dedupeCapacity >= 1 else { throw ScorerError(.invalidOptions, "dedupeCapacity must be at least 1") }
+    }
+
+    // MARK: - Settings
+
+    /// `LOOP_SCORER_GROUP` / `--scorer-group`.
+    public static let group = Setting.string(
+        "scorer-group", default: "feedbackloop-scorer", valueName: "<group>",
+        help: "Consumer group of the scorer instances on loop.events.")
+    /// `LOOP_SCORER_BATCH` / `--scorer-batch`.
+    public static let batch = Setting.integer(
+        "scorer-batch", default: 2_000, range: 1...100_000,
+        help: "Most score requests scored and produced per batch.")
+    /// `LOOP_SCORER_BATCH_WAIT_MS` / `--scorer-batch-wait-ms`.
+    public static let batchWait = Setting.integer(
+        "scorer-batch-wait-ms", default: 2, range: 0...10_000, valueName: "<ms>",
+        help: "How long a batch waits to fill once it holds a request, in milliseconds.")
+    /// `LOOP_SCORER_DEDUPE_CAPACITY` / `--scorer-dedupe-capacity`.
+    public static let dedupe = Setting.integer(
+        "scorer-dedupe-capacity", default: 1_000_000, range: 1...100_000_000,
+        help: "RequestIds remembered per partition for idempotency (restored from loop.predictions on assignment).")
+
+    /// The scorer's own settings.
+    public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, dedupe]
+
+    /// Options from parsed settings.
+    public init(settings: Settings) {
+        groupID = settings[Self.group]
+        maxBatch = settings[Self.batch]
+        maxBatchWait = .milliseconds(settings[Self.batchWait])
+        dedupeCapacity = settings[Self.dedupe]
+    }
+}
+
+/// The one error type of the scorer: a code, a human reason and whether a retry can help.
+public struct ScorerError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong.
+    public enum Code: String, Sendable {
+        /// ``ScorerOptions`` out of range.
+        case invalidOptions = "invalid_options"
+        /// `loop.yaml` names a model feature that no feature definition provides.
+        case invalidConfiguration = "invalid_configuration"
+        /// A score request without a usable requestId, entity or time.
+        case invalidRequest = "invalid_request"
+        /// A model version cannot be served (unreadable artifact, inputs the request vector lacks).
+        case unservableModel = "unservable_model"
+        /// Kafka failed (producing predictions, committing offsets).
+        case kafka = "kafka"
+    }
+
+    public var code: Code
+    /// A sentence a person can act on.
+    public var reason: String
+    public var isRetryable: Bool
+
+    /// An error with `code` and `reason`.
+    public init(_ code: Code, _ reason: String, isRetryable: Bool = false) {
+        self.code = code
+        self.reason = reason
+        self.isRetryable = isRetryable
+    }
+
+    public var description: String { "\(code.rawValue): \(reason)" }
+}

@@ -1,0 +1,489 @@
+import Contracts
+import Features
+import Foundation
+import Kafka
+import Logging
+import Prometheus
+import ServiceKit
+import Synchronization
+
+/// The scorer's data path: consumes score requests from `loop.events` in a consumer group, keeps the
+/// features of exactly its assigned partitions from `loop.features`, follows `loop.models`, and
+/// writes one `Prediction` per requestId to `loop.predictions`, committing offsets only after the
+/// predictions are acknowledged.
+///
+/// Idempotency: a per-partition bounded set of answered requestIds (``ScorerOptions/dedupeCapacity``),
+/// restored on assignment by reading the partition's `loop.predictions` (co-partitioned by
+/// entity) from the beginning. The output topic is the record of what was answered, so a crash
+/// between producing and committing never yields a second prediction on replay.
+public final class ScorerPipeline: Sendable {
+    public let config: LoopConfig
+    public let topics: Topics
+    public let layout: RequestVectorLayout
+    /// The features of the assigned partitions.
+    public let features = FeatureTable()
+    /// The requestIds answered per assigned partition.
+    public let deduplicator: RequestDeduplicator
+    /// Running counts.
+    public let statistics = ScorerStatistics()
+
+    let options: ScorerOptions
+    let kafka: KafkaConfig
+    let featureSchema: Features.FeatureSchema
+    let metrics: ScorerMetrics
+    let readiness: Readiness
+    let logger: Logger
+    let consumer: KafkaConsumer
+    let producer: KafkaProducer
+    private let serving = Mutex<ServingModels>(.baseline)
+    private let owned = Mutex<Set<Int32>>([])
+    private let followers = Mutex<[Int32: FeatureFollower]>([:])
+    private let gate = BatchGate()
+    private let modelsLoaded = Signal()
+    private let failure = Mutex<ScorerError?>(nil)
+
+    /// Readiness condition: `loop.models` read up to its end.
+    public static let modelsCondition = "scorer.models_loaded"
+    /// Readiness condition: partitions assigned and their features and answered requestIds restored.
+    public static let assignedCondition = "scorer.partitions_restored"
+
+    /// Builds the pipeline; nothing connects until ``run()``.
+    public init(
+        config: LoopConfig, options: ScorerOptions = ScorerOptions(), kafka: KafkaConfig,
+        metrics: PrometheusCollectorRegistry, readiness: Readiness = Readiness(), logger: Logger
+    ) throws {
+        try options.validate()
+        self.config = config
+        self.options = options
+        self.kafka = kafka
+        self.topics = config.topics.names
+        self.featureSchema = try Features.FeatureSchema(settings: config.features)
+        self.layout = try RequestVectorLayout(config: config, featureSchema: featureSchema)
+        self.deduplicator = RequestDeduplicator(capacity: options.dedupeCapacity)
+        self.metrics = ScorerMetrics(registry: metrics)
+        self.readiness = readiness
+        self.logger = logger
+        consumer = try KafkaConsumer(config: kafka, groupID: options.groupID, consumer: options.consumer, logger: logger)
+        producer = try KafkaProducer(config: kafka, producer: options.producer, logger: logger)
+        readiness.require(Self.modelsCondition)
+        readiness.require(Self.assignedCondition)
+    }
+
+    /// The models serving now.
+    public var models: ServingModels { serving.withLock { $0 } }
+
+    /// The partitions of `loop.events` this instance owns and has restored.
+    public var ownedPartitions: Set<Int32> { owned.withLock { $0 } }
+
+    // MARK: - Running
+
+    /// Reads `loop.models` to its end, joins the group and scores until ``stop()``.
+    public func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.followModels() }
+            await modelsLoaded.wait()
+            try consumer.subscribe(topics: [topics.events], rebalance: Rebalancer(pipeline: self))
+            let engine = PredictionEngine(layout: layout, policy: config.decision)
+            var writer = PredictionWriter()
+            for try await batch in consumer.batches(maxRecords: options.maxBatch, maxWait: options.maxBatchWait) {
+                try await process(batch, engine: engine, writer: &writer)
+            }
+            group.cancelAll()
+        }
+        closeFollowers(followers.withLock { Array($0.keys) })
+        if let failure = failure.withLock({ $0 }) { throw failure }
+    }
+
+    /// Finishes the batch in flight, commits, leaves the group and ends ``run()``.
+    public func stop() async {
+        readiness.beginShutdown()
+        await consumer.close()
+    }
+
+    // MARK: - Batches
+
+    private func process(_ batch: [ConsumedRecord], engine: PredictionEngine, writer: inout PredictionWriter) async throws {
+        gate.enter()
+        defer { gate.leave() }
+        let received = ContinuousClock.now
+        let models = serving.withLock { $0 }
+        let mine = owned.withLock { $0 }
+        var outgoing: [OutgoingRecord] = []
+        outgoing.reserveCapacity(batch.count)
+        var answered: [(id: String, partition: Int32)] = []
+        answered.reserveCapacity(batch.count)
+        var tally = BatchTally()
+        features.withLookup { lookup in
+            for record in batch where mine.contains(record.partition) {
+                guard ScoreRequest.isScoreRequest(record) else {
+                    tally.other += 1
+                    continue
+                }
+                tally.requests += 1
+                let request: ScoreRequest
+                do { request = try ScoreRequest(record: record) } catch {
+                    tally.invalid += 1
+                    logger.warning("unreadable score request skipped", metadata: ["error.message": "\(error)"])
+                    continue
+                }
+                guard deduplicator.insert(request.requestId, partition: record.partition) else {
+                    tally.duplicates += 1
+                    continue
+                }
+                answered.append((request.requestId, record.partition))
+                var prediction = engine.predict(request, state: lookup(request.entity, record.partition), models: models)
+                prediction.latencyMs = Self.milliseconds(ContinuousClock.now - received)
+                tally.add(prediction)
+                let headers = request.traceparent.map { [KafkaHeader(key: "traceparent", string: $0)] } ?? []
+                outgoing.append(OutgoingRecord(
+                    topic: topics.predictions, key: Array(request.entity.utf8), value: writer.write(prediction), headers: headers))
+            }
+        }
+        do {
+            _ = try await producer.send(outgoing)
+        } catch {
+            for (id, partition) in answered { deduplicator.remove([id], partition: partition) }
+            throw ScorerError(.kafka, "predictions not acknowledged: \(error)", isRetryable: error.isRetriable)
+        }
+        consumer.markProcessed(batch)
+        record(tally, batch: batch)
+    }
+
+    private func record(_ tally: BatchTally, batch: [ConsumedRecord]) {
+        statistics.requestsRead.add(tally.requests, ordering: .relaxed)
+        statistics.predictionsProduced.add(tally.predictions, ordering: .relaxed)
+        statistics.duplicatesSkipped.add(tally.duplicates, ordering: .relaxed)
+        statistics.invalidSkipped.add(tally.invalid, ordering: .relaxed)
+        metrics.requests.increment(by: Int64(tally.requests))
+        metrics.otherEvents.increment(by: Int64(tally.other))
+        metrics.invalidRequests.increment(by: Int64(tally.invalid))
+        metrics.duplicates.increment(by: Int64(tally.duplicates))
+        if tally.requests > 0 { metrics.batchSize.record(Double(tally.requests)) }
+        for (key, count) in tally.byOutcome {
+            metrics.predictions(route: key.route, role: key.role, version: key.version, count: count)
+        }
+        for (reason, count) in tally.reasons { metrics.routed(reason: reason, count: count) }
+        for score in tally.scores { metrics.scores.record(score) }
+        for age in tally.ages { metrics.featureAge.record(age) }
+        let now = Date()
+        for record in batch {
+            guard let produced = record.timestamp else { continue }
+            metrics.endToEnd.record(.nanoseconds(Int64(max(0, now.timeIntervalSince(produced)) * 1e9)))
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+
+    // MARK: - Synchronous scoring
+
+    /// Scores one request now with the same features, models and logging as the stream, for
+    /// `POST /v1/score`: produces the prediction to `loop.predictions` and returns it once
+    /// acknowledged. A requestId already answered is a ``ScorerError/Code/invalidRequest`` error.
+    public func score(_ request: ScoreRequest) async throws(ScorerError) -> Prediction {
+        let started = ContinuousClock.now
+        guard !deduplicator.contains(request.requestId) else {
+            throw ScorerError(.invalidRequest, "requestId \(request.requestId) was already answered")
+        }
+        let engine = PredictionEngine(layout: layout, policy: config.decision)
+        var prediction = engine.predict(request, state: features.state(of: request.entity), models: models)
+        prediction.latencyMs = Self.milliseconds(ContinuousClock.now - started)
+        let headers = request.traceparent.map { [KafkaHeader(key: "traceparent", string: $0)] } ?? []
+        let report: DeliveryReport
+        do {
+            report = try await producer.send(OutgoingRecord(
+                topic: topics.predictions, key: Array(request.entity.utf8), value: prediction.bytes, headers: headers))
+        } catch {
+            throw ScorerError(.kafka, "prediction not acknowledged: \(error)", isRetryable: error.isRetriable)
+        }
+        _ = deduplicator.insert(request.requestId, partition: report.partition)
+        var tally = BatchTally()
+        tally.requests = 1
+        tally.add(prediction)
+        record(tally, batch: [])
+        return prediction
+    }
+
+    // MARK: - loop.models
+
+    private func followModels() async throws {
+        let reader = try PartitionReader(
+            config: kafka, partitions: [TopicPartition(topic: topics.models, partition: 0)], logger: logger)
+        do {
+            try await followModels(reader)
+        } catch {
+            if Task.isCancelled { return }
+            logger.error("loop.models follower failed; stopping", metadata: ["error.message": "\(error)"])
+            failure.withLock { $0 = ScorerError(.kafka, "reading loop.models failed: \(error)", isRetryable: true) }
+            modelsLoaded.fire()
+            await consumer.close()
+        }
+    }
+
+    private func followModels(_ reader: PartitionReader) async throws {
+        var book = ModelBook(layout: layout)
+        try await withTaskCancellationHandler {
+            for try await event in reader.events(maxRecords: 1000, maxWait: .milliseconds(10)) {
+                switch event {
+                case .records(let records):
+                    var changed = false
+                    for record in records {
+                        let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                        do { changed = try book.apply(key: key, value: record.value) || changed } catch {
+                            logger.error("unreadable loop.models record skipped", metadata: [
+                                "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
+                        }
+                    }
+                    if changed { publish(&book) }
+                case .caughtUp:
+                    readiness.satisfy(Self.modelsCondition)
+                    modelsLoaded.fire()
+                    logger.info("loop.models read", metadata: ["registry.revision": "\(models.revision)"])
+                }
+            }
+        } onCancel: {
+            Task { await reader.close() }
+        }
+    }
+
+    private func publish(_ book: inout ModelBook) {
+        do {
+            guard let next = try book.snapshot() else { return }
+            serving.withLock { $0 = next }
+            metrics.modelRevision.set(Double(next.revision))
+            logger.info("serving registry revision", metadata: [
+                "registry.revision": "\(next.revision)", "model.champion": "\(next.champion.map { String($0.version) } ?? "baseline")",
+                "model.canary": "\(next.canary.map { String($0.version) } ?? "-")", "model.canary_share": "\(next.canaryShare)",
+                "model.shadows": "\(next.shadows.map(\.version))",
+            ])
+        } catch {
+            logger.error("registry state not served; the previous models keep serving", metadata: ["error.message": "\(error)"])
+        }
+    }
+
+    // MARK: - Assignment
+
+    /// Restores `partitions` of `loop.events`: their features (read to the end, then followed) and
+    /// the requestIds already answered in them.
+    func assigned(_ partitions: [Int32]) async {
+        await withTaskGroup(of: Void.self) { group in
+            for partition in partitions {
+                group.addTask {
+                    await self.startFollowing(partition)
+                    await self.restoreAnswered(partition)
+                }
+            }
+        }
+        owned.withLock { $0.formUnion(partitions) }
+        readiness.satisfy(Self.assignedCondition)
+        logger.info("partitions restored", metadata: [
+            "kafka.partitions": "\(partitions.sorted())", "scorer.entities": "\(features.entityCount)"])
+    }
+
+    /// Gives up `partitions` once the batch in flight is done.
+    func revoked(_ partitions: [Int32]) async {
+        owned.withLock { $0.subtract(partitions) }
+        await gate.idle()
+        closeFollowers(partitions)
+        for partition in partitions { deduplicator.drop(partition) }
+    }
+
+    private func startFollowing(_ partition: Int32) async {
+        closeFollowers([partition])
+        features.open(partition)
+        let caughtUp = Signal()
+        do {
+            let reader = try PartitionReader(
+                config: kafka, partitions: [TopicPartition(topic: topics.features, partition: partition)], logger: logger)
+            let task = Task { await self.follow(reader, partition: partition, caughtUp: caughtUp) }
+            followers.withLock { $0[partition] = FeatureFollower(reader: reader, task: task) }
+            await caughtUp.wait()
+        } catch {
+            logger.error("cannot read loop.features; requests of this partition get no features", metadata: [
+                "kafka.partition": "\(partition)", "error.message": "\(error)"])
+        }
+    }
+
+    private func follow(_ reader: PartitionReader, partition: Int32, caughtUp: Signal) async {
+        defer { caughtUp.fire() }
+        do {
+            for try await event in reader.events(maxRecords: 5000, maxWait: .milliseconds(5)) {
+                switch event {
+                case .records(let records):
+                    var states: [(entity: String, state: EntityFeatureState?)] = []
+                    states.reserveCapacity(records.count)
+                    for record in records {
+                        guard let key = record.key else { continue }
+                        let entity = String(decoding: key, as: UTF8.self)
+                        guard let value = record.value else {
+                            states.append((entity, nil))
+                            continue
+                        }
+                        do {
+                            states.append((entity, try EntityFeatureState(decoding: value, schema: featureSchema)))
+                        } catch {
+                            metrics.badFeatureRecords.increment()
+                            logger.warning("undecodable loop.features record skipped", metadata: [
+                                "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
+                        }
+                    }
+                    features.store(states, partition: partition)
+                    metrics.featureRecords.increment(by: Int64(states.count))
+                case .caughtUp:
+                    caughtUp.fire()
+                }
+            }
+        } catch {
+            if Task.isCancelled { return }
+            logger.error("loop.features follower stopped", metadata: ["kafka.partition": "\(partition)", "error.message": "\(error)"])
+        }
+    }
+
+    private func closeFollowers(_ partitions: [Int32]) {
+        let stopped = followers.withLock { followers in partitions.compactMap { followers.removeValue(forKey: $0) } }
+        for follower in stopped {
+            follower.task.cancel()
+            Task { await follower.reader.close() }
+        }
+        for partition in partitions { features.drop(partition) }
+    }
+
+    /// Reads the partition's `loop.predictions` to its end and remembers the requestIds answered.
+    private func restoreAnswered(_ partition: Int32) async {
+        var answered: [String] = []
+        do {
+            let reader = try PartitionReader(
+                config: kafka, partitions: [TopicPartition(topic: topics.predictions, partition: partition)], logger: logger)
+            reading: for try await event in reader.events(maxRecords: 10_000, maxWait: .milliseconds(5)) {
+                switch event {
+                case .records(let records):
+                    for record in records {
+                        guard let value = record.value, let id = try? JSONValue.parse(value)[PayloadField.requestId]?.stringValue
+                        else { continue }
+                        answered.append(id)
+                    }
+                case .caughtUp:
+                    break reading
+                }
+            }
+            await reader.close()
+        } catch {
+            logger.error("cannot read loop.predictions; requestIds answered before are not known", metadata: [
+                "kafka.partition": "\(partition)", "error.message": "\(error)"])
+        }
+        deduplicator.open(partition, answered: answered.suffix(deduplicator.capacity))
+    }
+}
+
+// MARK: - Helpers
+
+/// Hands rebalances of `loop.events` to the pipeline.
+struct Rebalancer: RebalanceHandler {
+    let pipeline: ScorerPipeline
+
+    func assigned(_ partitions: [TopicPartition]) async -> [TopicPartition: Int64]? {
+        await pipeline.assigned(partitions.map(\.partition))
+        return nil
+    }
+
+    func revoked(_ partitions: [TopicPartition]) async {
+        await pipeline.revoked(partitions.map(\.partition))
+    }
+}
+
+/// A feature follower of one partition.
+struct FeatureFollower: Sendable {
+    let reader: PartitionReader
+    let task: Task<Void, Never>
+}
+
+/// What one batch produced, recorded into metrics once the batch is acknowledged.
+struct BatchTally {
+    struct Outcome: Hashable {
+        var route: Route
+        var role: ModelRole
+        var version: Int64?
+    }
+
+    var requests = 0
+    var predictions = 0
+    var other = 0
+    var invalid = 0
+    var duplicates = 0
+    var byOutcome: [Outcome: Int] = [:]
+    var reasons: [String: Int] = [:]
+    var scores: [Double] = []
+    var ages: [Double] = []
+
+    mutating func add(_ prediction: Prediction) {
+        predictions += 1
+        byOutcome[Outcome(route: prediction.route, role: prediction.role, version: prediction.modelVersion), default: 0] += 1
+        for reason in prediction.reasons { reasons[reason, default: 0] += 1 }
+        scores.append(prediction.score)
+        if let age = prediction.featureAgeSeconds { ages.append(age) }
+    }
+}
+
+/// Whether a batch is in flight, so a revocation can wait for it.
+final class BatchGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func enter() { state.withLock { $0.busy = true } }
+
+    func leave() {
+        let waiters = state.withLock { state in
+            state.busy = false
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once no batch is in flight.
+    func idle() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state in
+                if !state.busy { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+}
+
+/// Fires once; any number of tasks wait for it.
+final class Signal: Sendable {
+    private struct State {
+        var fired = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func fire() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.fired else { return [] }
+            state.fired = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let fired = state.withLock { state in
+                if state.fired { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if fired { continuation.resume() }
+        }
+    }
+}

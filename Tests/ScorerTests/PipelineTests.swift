@@ -1,0 +1,189 @@
+import Contracts
+import Features
+import Foundation
+import Kafka
+import Learning
+import Prometheus
+import Scorer
+import ServiceKit
+import Testing
+import TestSupport
+
+/// A deployment on the test broker: its own topic prefix, topics created, features published.
+struct Deployment {
+    let config: LoopConfig
+    let kafka: KafkaConfig
+    let producer: KafkaProducer
+    let entities: [String]
+    static let partitions = 2
+
+    static func make(entities count: Int = 20) async throws -> Deployment {
+        let broker = try await Broker.shared()
+        let prefix = Broker.uniqueTopic("scorer")
+        let config = try Fixtures.config(prefix: prefix, partitions: partitions)
+        let kafka = Fixtures.kafka(broker)
+        try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: Fixtures.logger)
+        let producer = try KafkaProducer(config: kafka, logger: Fixtures.logger)
+        let schema = try Features.FeatureSchema(settings: config.features)
+        let entities = (0..<count).map { "entity-\($0)" }
+        var records: [OutgoingRecord] = []
+        for entity in entities {
+            let state = try Fixtures.featureState(entity, schema: schema)
+            records.append(OutgoingRecord(topic: config.topics.names.features, key: Array(entity.utf8), value: state.encoded()))
+        }
+        _ = try await producer.send(records)
+        return Deployment(config: config, kafka: kafka, producer: producer, entities: entities)
+    }
+
+    var topics: Topics { config.topics.names }
+
+    func pipeline(group: String) throws -> ScorerPipeline {
+        var options = ScorerOptions()
+        options.groupID = group
+        options.consumer.sessionTimeout = .seconds(2)
+        options.consumer.heartbeatInterval = .milliseconds(500)
+        return try ScorerPipeline(
+            config: config, options: options, kafka: kafka, metrics: PrometheusCollectorRegistry(), logger: Fixtures.logger)
+    }
+
+    /// Runs `pipeline` in the background and waits until it owns every partition.
+    func start(_ pipeline: ScorerPipeline) async throws -> Task<Void, any Error> {
+        let task = Task { try await pipeline.run() }
+        try await Fixtures.waitUntil("partitions assigned") { pipeline.ownedPartitions.count == Self.partitions }
+        return task
+    }
+
+    /// Sends requests `ids` (entity chosen round-robin) and returns once acknowledged.
+    func send(_ ids: [String], offsetMs: Int64 = 60_000) async throws {
+        let base = Int64(Fixtures.t0 * 1000) + offsetMs
+        let records = ids.enumerated().map { index, id in
+            Fixtures.requestRecord(topic: topics.events, entity: entities[index % entities.count], requestId: id, timeMs: base + Int64(index))
+        }
+        _ = try await producer.send(records)
+    }
+
+    func predictions() async throws -> [(partition: Int32, prediction: Prediction)] {
+        try await Fixtures.predictions(topic: topics.predictions, partitions: Self.partitions, kafka: kafka)
+    }
+}
+
+/// The scorer's data path against the real broker.
+@Suite struct PipelineTests {
+    @Test func aModelPublishedMidStreamTakesOverWithNoRequestLost() async throws {
+        let deployment = try await Deployment.make()
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"))
+        let running = try await deployment.start(pipeline)
+        #expect(pipeline.models.champion == nil)
+
+        let before = (0..<1500).map { "before-\($0)" }
+        let during = (0..<1500).map { "during-\($0)" }
+        let after = (0..<1000).map { "after-\($0)" }
+        try await deployment.send(before)
+        try await Fixtures.waitUntil("the baseline answering") { pipeline.statistics.predictions > 0 }
+        let artifact = try Fixtures.artifact(layout: pipeline.layout, seed: 9)
+        async let sentDuring: Void = deployment.send(during, offsetMs: 70_000)
+        try await Fixtures.publish(
+            [try Fixtures.versionRecord(1, artifact: artifact, status: .champion)],
+            state: RegistryState(champion: 1, canary: nil, canaryShare: 0, shadows: [], history: [], revision: 1),
+            topic: deployment.topics.models, producer: deployment.producer)
+        try await sentDuring
+        try await Fixtures.waitUntil("the champion serving") { pipeline.models.champion?.version == 1 }
+        try await deployment.send(after, offsetMs: 80_000)
+        let total = before.count + during.count + after.count
+        try await Fixtures.waitUntil("every prediction") { pipeline.statistics.predictions == total }
+
+        let predictions = try await deployment.predictions()
+        #expect(predictions.count == total)
+        let ids = predictions.map(\.prediction.requestId)
+        #expect(Set(ids) == Set(before + during + after))
+        #expect(Set(ids).count == ids.count)
+        // Per partition, the baseline answers until the swap and the champion from then on.
+        for partition in 0..<Int32(Deployment.partitions) {
+            let roles = predictions.filter { $0.partition == partition }.map(\.prediction.role)
+            let firstChampion = roles.firstIndex(of: .champion) ?? roles.count
+            #expect(roles[..<firstChampion].allSatisfy { $0 == .baseline })
+            #expect(roles[firstChampion...].allSatisfy { $0 == .champion })
+        }
+        let afterSet = Set(after)
+        #expect(predictions.filter { afterSet.contains($0.prediction.requestId) }.allSatisfy { $0.prediction.modelVersion == 1 })
+        #expect(predictions.contains { $0.prediction.role == .baseline })
+        // The features of the assigned partitions were there: nothing routed for missing inputs.
+        #expect(predictions.allSatisfy { !$0.prediction.reasons.contains(PredictionReason.missingFeatures) })
+        #expect(predictions.allSatisfy { $0.prediction.traceparent != nil })
+
+        await pipeline.stop()
+        try await running.value
+    }
+
+    @Test func duplicateRequestIdsGetOnePrediction() async throws {
+        let deployment = try await Deployment.make()
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"))
+        let running = try await deployment.start(pipeline)
+        let ids = (0..<300).map { "dup-\($0 % 200)" }
+        try await deployment.send(ids)
+        try await Fixtures.waitUntil("every request read") { pipeline.statistics.requests == ids.count }
+        #expect(pipeline.statistics.duplicates == 100)
+        #expect(pipeline.statistics.predictions == 200)
+        let predictions = try await deployment.predictions()
+        #expect(predictions.count == 200)
+        #expect(Set(predictions.map(\.prediction.requestId)) == Set(ids))
+        await pipeline.stop()
+        try await running.value
+    }
+
+    /// The first instance stops mid-stream; the second joins under a new group id, so it replays
+    /// every request from the beginning, as after a crash that lost every commit (in-process).
+    @Test func restartMidStreamReplayingEverythingLosesAndDuplicatesNothing() async throws {
+        let deployment = try await Deployment.make()
+        let first = try deployment.pipeline(group: Broker.uniqueTopic("group"))
+        let firstRun = try await deployment.start(first)
+        let ids = (0..<4000).map { "restart-\($0)" }
+        try await deployment.send(Array(ids[..<2000]))
+        try await Fixtures.waitUntil("some predictions") { first.statistics.predictions >= 300 }
+        await first.stop()
+        try await firstRun.value
+        let answeredFirst = first.statistics.predictions
+        #expect(answeredFirst >= 300)
+
+        let second = try deployment.pipeline(group: Broker.uniqueTopic("group"))
+        let secondRun = try await deployment.start(second)
+        try await deployment.send(Array(ids[2000...]), offsetMs: 90_000)
+        try await Fixtures.waitUntil("every request read again") { second.statistics.requests == ids.count }
+        #expect(second.statistics.duplicates == answeredFirst)
+        #expect(answeredFirst + second.statistics.predictions == ids.count)
+
+        let predictions = try await deployment.predictions()
+        let seen = predictions.map(\.prediction.requestId)
+        #expect(seen.count == ids.count)
+        #expect(Set(seen) == Set(ids))
+        await second.stop()
+        try await secondRun.value
+    }
+
+    @Test func canaryAndShadowsFromTheRegistryServe() async throws {
+        let deployment = try await Deployment.make()
+        let layout = try RequestVectorLayout(
+            config: deployment.config, featureSchema: try Features.FeatureSchema(settings: deployment.config.features))
+        try await Fixtures.publish(
+            [
+                try Fixtures.versionRecord(1, artifact: try Fixtures.artifact(layout: layout, seed: 1), status: .champion),
+                try Fixtures.versionRecord(2, artifact: try Fixtures.artifact(layout: layout, seed: 2), status: .canary),
+                try Fixtures.versionRecord(3, artifact: try Fixtures.artifact(layout: layout, seed: 3), status: .shadow),
+            ],
+            state: RegistryState(champion: 1, canary: 2, canaryShare: 0.25, shadows: [3], history: [], revision: 4),
+            topic: deployment.topics.models, producer: deployment.producer)
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"))
+        let running = try await deployment.start(pipeline)
+        #expect(pipeline.models.revision == 4)
+        let ids = (0..<2000).map { "canary-\($0)" }
+        try await deployment.send(ids)
+        try await Fixtures.waitUntil("every prediction") { pipeline.statistics.predictions == ids.count }
+        let predictions = try await deployment.predictions().map(\.prediction)
+        #expect(predictions.allSatisfy { $0.challengers.contains { $0.role == .shadow && $0.modelVersion == 3 } })
+        let canary = predictions.filter { $0.role == .canary }
+        #expect(canary.allSatisfy { $0.modelVersion == 2 && PredictionEngine.canaryBucket($0.requestId) < 0.25 })
+        #expect(abs(Double(canary.count) / Double(ids.count) - 0.25) < 0.04)
+        await pipeline.stop()
+        try await running.value
+    }
+}
