@@ -7,7 +7,6 @@ import Darwin
 #endif
 import Foundation
 import Logging
-import struct Foundation.Date
 
 // MARK: - JSON lines
 
