@@ -132,6 +132,11 @@ struct RetrainerIntegrationTests {
         #expect(try restarted.store.nextOffsets(topic: config.topics.names.labeled).values.first == 300)
         #expect(try await restarted.coordinator.resumePending() == 1)
         try await restarted.working {
+            // The resumed run publishes first; later input would otherwise coalesce into it.
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await restarted.publishedRegistry().versions.isEmpty, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             // The consumer resumes at the stored offset with the rest of the records.
             try await restarted.ingestor.process(Array(records[300...]))
             _ = await restarted.coordinator.requestAndWait(
