@@ -46,7 +46,9 @@ struct JoinTests {
     func deadlineUnlabeled() throws {
         var driver = try JoinDriver(deadlineMs: 2 * hour)
         try driver.apply([.prediction(prediction("r1", at: 0))])
-        let atDeadline = try driver.apply([.clock(eventTimeMs: 2 * hour)])
+        let eventsOnly = try driver.apply([.clock(eventTimeMs: 2 * hour)])
+        #expect(eventsOnly.counters.unlabeled == 0, "deadlines wait until the predictions reach them too")
+        let atDeadline = try driver.apply([.prediction(prediction("r2", at: 2 * hour))])
         #expect(atDeadline.labeled.isEmpty)
         #expect(atDeadline.counters.unlabeled == 1)
         let late = try driver.apply([outcome("r1", true, at: 3 * hour)])
@@ -62,15 +64,15 @@ struct JoinTests {
         #expect(try driver.apply([.clock(eventTimeMs: 2 * hour - 1)]).labeled.isEmpty)
         let other = try driver.apply([.clock(eventTimeMs: 5 * hour)], partition: 1)
         #expect(other.labeled.isEmpty, "another partition's clock does not expire partition 0")
-        let expired = try driver.apply([.clock(eventTimeMs: 2 * hour)])
+        let expired = try driver.apply([.clock(eventTimeMs: 2 * hour), .prediction(prediction("r3", at: 2 * hour))])
         #expect(expired.labeled.map(\.requestId) == ["r1"])
         #expect(expired.labeled.first?.labelSource == .default && expired.labeled.first?.label == false)
         #expect(expired.labeled.first?.labelDelaySeconds == 7200)
         #expect(expired.counters.defaulted == 1 && expired.counters.unlabeled == 0)
-        let late = try driver.apply([outcome("r1", true, at: 4 * hour)])
-        #expect(late.labeled.map(\.requestId) == ["r1", "r2"])
-        #expect(late.labeled.map(\.labelSource) == [.outcome, .default], "the late ground truth is still emitted, and r2 expires")
-        #expect(late.counters.late == 1 && late.counters.defaulted == 2)
+        let late = try driver.apply([outcome("r1", true, at: 4 * hour), .prediction(prediction("r4", at: 4 * hour))])
+        #expect(late.labeled.map(\.requestId) == ["r1", "r2", "r3"])
+        #expect(late.labeled.map(\.labelSource) == [.outcome, .default, .default], "the late ground truth is still emitted, and r2, r3 expire")
+        #expect(late.counters.late == 1 && late.counters.defaulted == 3)
     }
 
     @Test("an outcome whose own event time is past the deadline is late even before the clock expired the prediction")
@@ -86,10 +88,20 @@ struct JoinTests {
     func orphan() throws {
         var driver = try JoinDriver(deadlineMs: 2 * hour)
         try driver.apply([outcome("ghost", true, at: hour)])
-        #expect(try driver.apply([.clock(eventTimeMs: 2 * hour)]).counters.orphans == 0)
-        let result = try driver.apply([.clock(eventTimeMs: 3 * hour)])
+        #expect(try driver.apply([.clock(eventTimeMs: 2 * hour), .prediction(prediction("a", at: 2 * hour))]).counters.orphans == 0)
+        let result = try driver.apply([.clock(eventTimeMs: 3 * hour), .prediction(prediction("b", at: 3 * hour))])
         #expect(result.counters.orphans == 1)
         #expect(try driver.apply([.prediction(prediction("ghost", at: 3 * hour))]).labeled.isEmpty)
+    }
+
+    @Test("loop.events running far ahead of loop.predictions (a replay) expires nothing the predictions have not reached")
+    func eventsAheadOfPredictions() throws {
+        var driver = try JoinDriver(deadlineMs: 2 * hour)
+        try driver.apply([outcome("r1", true, at: hour), outcome("r2", false, at: 30 * hour), .clock(eventTimeMs: 100 * hour)])
+        let first = try driver.apply([.prediction(prediction("r1", at: hour / 2))])
+        let second = try driver.apply([.prediction(prediction("r2", at: 29 * hour))])
+        #expect(first.labeled.map(\.requestId) == ["r1"] && second.labeled.map(\.requestId) == ["r2"])
+        #expect(second.counters.joined == 2 && second.counters.orphans == 0 && second.counters.unlabeled == 0)
     }
 
     @Test("duplicate outcomes are counted and not emitted, whether they arrive before or after the prediction")

@@ -4,6 +4,7 @@ import Logging
 import Prometheus
 import ServiceKit
 import ServiceLifecycle
+import TestSupport
 import Testing
 
 /// Runs `server` in a service group for the duration of `body`, then shuts it down gracefully.

@@ -110,8 +110,12 @@ public final class JoinStore: Sendable {
             try database.migrate(Self.migrations)
             let cache = try database.withConnection { connection -> JoinStoreCache in
                 var cache = JoinStoreCache()
-                let clocks = try connection.statement("SELECT partition, max_event_ms FROM clocks")
-                while try clocks.step() { cache.clocks[Int32(clocks.int64(at: 0))] = clocks.int64(at: 1) }
+                let clocks = try connection.statement("SELECT partition, max_event_ms, prediction_ms FROM clocks")
+                while try clocks.step() {
+                    let partition = Int32(clocks.int64(at: 0))
+                    cache.eventClocks[partition] = clocks.int64(at: 1)
+                    if !clocks.isNull(at: 2) { cache.predictionClocks[partition] = clocks.int64(at: 2) }
+                }
                 let counters = try connection.statement("SELECT name, value FROM counters")
                 while try counters.step() {
                     let name = counters.string(at: 0) ?? ""
@@ -152,6 +156,8 @@ public final class JoinStore: Sendable {
             CREATE TABLE output_offsets (partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL);
             CREATE TABLE open_alerts (id TEXT PRIMARY KEY, record BLOB NOT NULL);
             """),
+        // max_event_ms is the clock of loop.events; the join clock is the lesser of the two.
+        Migration("prediction clock", sql: "ALTER TABLE clocks ADD COLUMN prediction_ms INTEGER"),
     ]
 
     /// Prediction states.
@@ -167,7 +173,7 @@ public final class JoinStore: Sendable {
     /// The counters now.
     public var counters: JoinCounters { state.withLock { $0.counters } }
 
-    /// The event-time clock of each partition (the latest event time seen), milliseconds.
+    /// The join clock of each partition (the event time both inputs have reached), milliseconds.
     public var clocks: [Int32: Int64] { state.withLock { $0.clocks } }
 
     /// The next offset to read of each stored input partition among `partitions`.
@@ -355,8 +361,19 @@ public final class JoinStore: Sendable {
 
 /// The in-memory copy of the clocks and counters, changed only with the transaction that stores them.
 struct JoinStoreCache: Sendable {
-    var clocks: [Int32: Int64] = [:]
+    /// The latest event time seen per partition on each input.
+    var eventClocks: [Int32: Int64] = [:]
+    var predictionClocks: [Int32: Int64] = [:]
     var counters = JoinCounters()
+
+    /// The join clock of each partition: the event time both inputs have reached. Deadlines follow it,
+    /// so an input running ahead (a replay reaches `loop.events` long before its predictions are made)
+    /// never expires predictions or outcomes the other input has not caught up with.
+    var clocks: [Int32: Int64] {
+        predictionClocks.reduce(into: [:]) { clocks, entry in
+            if let events = eventClocks[entry.key] { clocks[entry.key] = min(entry.value, events) }
+        }
+    }
 }
 
 /// The join logic of one batch, inside its transaction.
@@ -381,7 +398,7 @@ private struct BatchApplication {
             touched.insert(record.partition)
             switch record.input {
             case .prediction(let prediction):
-                advance(record.partition, to: prediction.eventTimeMs)
+                advancePredictions(record.partition, to: prediction.eventTimeMs)
                 try accept(prediction, partition: record.partition)
             case .outcome(let outcome):
                 advance(record.partition, to: outcome.eventTimeMs)
@@ -403,7 +420,11 @@ private struct BatchApplication {
     }
 
     private mutating func advance(_ partition: Int32, to time: Int64) {
-        if time > cache.clocks[partition] ?? Int64.min { cache.clocks[partition] = time }
+        if time > cache.eventClocks[partition] ?? Int64.min { cache.eventClocks[partition] = time }
+    }
+
+    private mutating func advancePredictions(_ partition: Int32, to time: Int64) {
+        if time > cache.predictionClocks[partition] ?? Int64.min { cache.predictionClocks[partition] = time }
     }
 
     // MARK: Predictions
@@ -640,14 +661,14 @@ private struct BatchApplication {
 
     private func saveClocksAndCounters() throws {
         let clock = try connection.statement("""
-            INSERT INTO clocks(partition, max_event_ms) VALUES (?1, ?2)
-            ON CONFLICT(partition) DO UPDATE SET max_event_ms = excluded.max_event_ms
+            INSERT INTO clocks(partition, max_event_ms, prediction_ms) VALUES (?1, ?2, ?3)
+            ON CONFLICT(partition) DO UPDATE SET max_event_ms = excluded.max_event_ms, prediction_ms = excluded.prediction_ms
             """)
         for partition in touched {
-            guard let time = cache.clocks[partition] else { continue }
             clock.reset()
             try clock.bind(Int64(partition), at: 1)
-            try clock.bind(time, at: 2)
+            try clock.bind(cache.eventClocks[partition] ?? Int64.min, at: 2)
+            if let time = cache.predictionClocks[partition] { try clock.bind(time, at: 3) } else { try clock.bindNull(at: 3) }
             try clock.run()
         }
         let counter = try connection.statement("""

@@ -6,22 +6,23 @@ import Darwin
 import Foundation
 
 /// A response read by ``HTTPGet``.
-struct HTTPReply {
-    var status: Int
-    var headers: [String: String]
-    var body: String
+public struct HTTPReply {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: String
 }
 
 /// A tiny HTTP/1.1 GET over a raw socket to 127.0.0.1 (HummingbirdTesting and
 /// FoundationNetworking are not used: the testing module is unavailable with traits off).
-enum HTTPGet {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+public enum HTTPGet {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Fetches on a thread of its own, so the blocking socket never holds one of the few threads of
     /// Swift's cooperative pool, which the in-process server needs to answer.
-    static func fetch(port: Int, path: String, headers: [String: String] = [:]) async throws -> HTTPReply {
+    public static func fetch(port: Int, path: String, headers: [String: String] = [:]) async throws -> HTTPReply {
         try await withCheckedThrowingContinuation { continuation in
             Thread {
                 continuation.resume(with: Result { try fetchBlocking(port: port, path: path, headers: headers) })
