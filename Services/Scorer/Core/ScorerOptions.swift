@@ -14,6 +14,10 @@ public struct ScorerOptions: Sendable {
     /// How many requestIds per partition are remembered for deduplication (the idempotency
     /// horizon, by count). Restored on assignment from the partition's `loop.predictions`.
     public var dedupeCapacity: Int = 1_000_000
+    /// How long a batch may wait for the features of its requests to reach the requests' event time
+    /// (when score requests feed features, the feature-store's record of the request itself marks
+    /// that); past it the request is scored with what there is, and stale features are routed.
+    public var featureWait: Duration = .seconds(2)
     /// Consumer-group settings of the request consumer.
     public var consumer: ConsumerSettings = ConsumerSettings()
     /// Producer settings of the prediction producer.
@@ -32,6 +36,7 @@ public struct ScorerOptions: Sendable {
         guard maxBatch >= 1 else { throw ScorerError(.invalidOptions, "maxBatch must be at least 1") }
         guard maxBatchWait >= .zero else { throw ScorerError(.invalidOptions, "maxBatchWait must not be negative") }
         guard dedupeCapacity >= 1 else { throw ScorerError(.invalidOptions, "dedupeCapacity must be at least 1") }
+        guard featureWait >= .zero else { throw ScorerError(.invalidOptions, "featureWait must not be negative") }
     }
 
     // MARK: - Settings
@@ -53,8 +58,13 @@ public struct ScorerOptions: Sendable {
         "scorer-dedupe-capacity", default: 1_000_000, range: 1...100_000_000,
         help: "RequestIds remembered per partition for idempotency (restored from loop.predictions on assignment).")
 
+    /// `LOOP_SCORER_FEATURE_WAIT_MS` / `--scorer-feature-wait-ms`.
+    public static let featureWait = Setting.integer(
+        "scorer-feature-wait-ms", default: 2_000, range: 0...60_000, valueName: "<ms>",
+        help: "Longest a batch waits for its entities' features to reach the requests' event time, in milliseconds.")
+
     /// The scorer's own settings.
-    public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, dedupe]
+    public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, dedupe, featureWait]
 
     /// Options from parsed settings.
     public init(settings: Settings) {
@@ -62,6 +72,7 @@ public struct ScorerOptions: Sendable {
         maxBatch = settings[Self.batch]
         maxBatchWait = .milliseconds(settings[Self.batchWait])
         dedupeCapacity = settings[Self.dedupe]
+        featureWait = .milliseconds(settings[Self.featureWait])
     }
 }
 

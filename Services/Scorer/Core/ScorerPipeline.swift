@@ -41,6 +41,8 @@ public final class ScorerPipeline: Sendable {
     private let gate = BatchGate()
     private let modelsLoaded = Signal()
     private let failure = Mutex<ScorerError?>(nil)
+    /// Whether score requests feed features, so the features of a request's own time will come.
+    private let requestsFeedFeatures: Bool
 
     /// Readiness condition: `loop.models` read up to its end.
     public static let modelsCondition = "scorer.models_loaded"
@@ -60,6 +62,7 @@ public final class ScorerPipeline: Sendable {
         self.featureSchema = try Features.FeatureSchema(settings: config.features)
         self.layout = try RequestVectorLayout(config: config, featureSchema: featureSchema)
         self.deduplicator = RequestDeduplicator(capacity: options.dedupeCapacity)
+        requestsFeedFeatures = config.features.definitions.contains { $0.eventTypes.contains(EventType.scoreRequest.description) }
         self.metrics = ScorerMetrics(registry: metrics)
         self.readiness = readiness
         self.logger = logger
@@ -113,25 +116,28 @@ public final class ScorerPipeline: Sendable {
         var answered: [(id: String, partition: Int32)] = []
         answered.reserveCapacity(batch.count)
         var tally = BatchTally()
+        var requests: [(request: ScoreRequest, partition: Int32)] = []
+        requests.reserveCapacity(batch.count)
+        for record in batch where mine.contains(record.partition) {
+            guard ScoreRequest.isScoreRequest(record) else {
+                tally.other += 1
+                continue
+            }
+            tally.requests += 1
+            do { requests.append((try ScoreRequest(record: record), record.partition)) } catch {
+                tally.invalid += 1
+                logger.warning("unreadable score request skipped", metadata: ["error.message": "\(error)"])
+            }
+        }
+        if requestsFeedFeatures { await waitForFeatures(of: requests) }
         features.withLookup { lookup in
-            for record in batch where mine.contains(record.partition) {
-                guard ScoreRequest.isScoreRequest(record) else {
-                    tally.other += 1
-                    continue
-                }
-                tally.requests += 1
-                let request: ScoreRequest
-                do { request = try ScoreRequest(record: record) } catch {
-                    tally.invalid += 1
-                    logger.warning("unreadable score request skipped", metadata: ["error.message": "\(error)"])
-                    continue
-                }
-                guard deduplicator.insert(request.requestId, partition: record.partition) else {
+            for (request, partition) in requests {
+                guard deduplicator.insert(request.requestId, partition: partition) else {
                     tally.duplicates += 1
                     continue
                 }
-                answered.append((request.requestId, record.partition))
-                var prediction = engine.predict(request, state: lookup(request.entity, record.partition), models: models)
+                answered.append((request.requestId, partition))
+                var prediction = engine.predict(request, state: lookup(request.entity, partition), models: models)
                 prediction.latencyMs = Self.milliseconds(ContinuousClock.now - received)
                 tally.add(prediction)
                 let headers = request.traceparent.map { [KafkaHeader(key: "traceparent", string: $0)] } ?? []
@@ -147,6 +153,23 @@ public final class ScorerPipeline: Sendable {
         }
         consumer.markProcessed(batch)
         record(tally, batch: batch)
+    }
+
+    /// Waits, up to ``ScorerOptions/featureWait``, until every request's entity has features as of
+    /// the request's event time. The feature-store applies the request itself, so this only waits
+    /// while it lags behind (a fast replay reaches the scorer before the features).
+    private func waitForFeatures(of requests: [(request: ScoreRequest, partition: Int32)]) async {
+        let deadline = ContinuousClock.now + options.featureWait
+        while ContinuousClock.now < deadline {
+            let behind = features.withLookup { lookup in
+                requests.contains { item in
+                    let latest = lookup(item.request.entity, item.partition)?.latestEventTime ?? -Double.infinity
+                    return latest * 1000 < Double(item.request.eventTimeMs)
+                }
+            }
+            guard behind else { return }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     private func record(_ tally: BatchTally, batch: [ConsumedRecord]) {
