@@ -62,6 +62,9 @@ public struct TrainingOptions: Sendable, Equatable {
 public enum LogisticRegression {
     /// Fits a model to `data` and returns its artifact, with the feature schema taken from the
     /// columns in order and training summaries for drift detection.
+    /// A standard deviation at or below this share of a column's magnitude counts as constant.
+    static let constantSpread = 1e-9
+
     public static func fit(_ data: Dataset, options: TrainingOptions = TrainingOptions()) throws(LearningError) -> ModelArtifact {
         try options.validate()
         try data.validate()
@@ -85,7 +88,10 @@ public enum LogisticRegression {
                 specs.append(FeatureSpec(name: column.name, kind: .numeric))
                 summaries.append(FeatureSummary(name: column.name, count: n, numeric: summary))
                 means.append(summary.mean)
-                scales.append(summary.std > 0 ? summary.std : 1)
+                // A constant column (or one whose spread is only rounding noise, like a window mean
+                // over identical values) keeps scale 1, as scikit-learn's StandardScaler does for
+                // zero variance: dividing by noise would blow later, real variation up to millions.
+                scales.append(summary.std > Self.constantSpread * max(1, abs(summary.mean)) ? summary.std : 1)
             case .categorical(let values):
                 let summary = categoricalSummary(values, options: options)
                 specs.append(FeatureSpec(name: column.name, kind: .categorical, levels: summary.levels))

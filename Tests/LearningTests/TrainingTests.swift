@@ -115,3 +115,17 @@ import Testing
         #expect(Set([base.hash, renamed.hash, relevelled.hash]).count == 3)
     }
 }
+
+@Test("a column constant but for rounding noise keeps scale 1, so later real variation stays bounded")
+func nearConstantColumnIsNotBlownUp() throws {
+    let n = 400
+    let signal = (0..<n).map { Double($0 % 20) / 20 }
+    let noisy = (0..<n).map { 0.414912 + ($0 % 2 == 0 ? 1e-17 : -1e-17) + ($0 % 3 == 0 ? 5.5e-17 : 0) }
+    let labels = signal.map { $0 > 0.5 }
+    let artifact = try LogisticRegression.fit(
+        Dataset(columns: [.numeric("signal", signal), .numeric("flat", noisy)], labels: labels))
+    let scorer = try LinearScorer(artifact: artifact)
+    let score = try scorer.score([0.7, 0.45])
+    #expect(score.probability > 0.5 && score.probability < 1, "a flat column moved by 0.035 must not decide alone")
+    #expect(abs(score.logit) < 50)
+}
