@@ -32,7 +32,7 @@ struct CrashTests {
         environment["LOOP_BROKERS"] = deployment.broker.bootstrap
         environment["LOOP_CONFIG"] = deployment.configPath
         environment["LOOP_STATE_DIR"] = deployment.stateDirectory
-        environment["LOOP_CONSUMER_GROUP"] = deployment.group
+        environment["LOOP_GROUP"] = deployment.group
         environment["LOOP_PII_KEY"] = Deployment.piiKey
         environment["LOOP_ADMIN_HOST"] = "127.0.0.1"
         environment["LOOP_ADMIN_PORT"] = "0"

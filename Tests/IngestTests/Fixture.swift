@@ -60,7 +60,7 @@ struct Deployment {
     /// An environment for an in-process service.
     func environment(logger: Logger, arguments: [String] = [], apiKeys: APIKeys = APIKeys()) throws -> ServiceEnvironment {
         let common = CommonSettings(service: IngestService.name, defaultAdminPort: 0)
-        let all = ["--brokers", broker.bootstrap, "--state-dir", stateDirectory, "--consumer-group", group,
+        let all = ["--brokers", broker.bootstrap, "--state-dir", stateDirectory, "--group", group,
                    "--pii-key", Self.piiKey, "--config", configPath] + arguments
         guard case .run(let settings) = try Settings.parse(common.all + IngestService.settings, arguments: all, environment: [:]) else {
             throw TestFailure("settings did not parse")

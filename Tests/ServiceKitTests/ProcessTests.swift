@@ -44,7 +44,7 @@ struct ProcessTests {
         environment["LOOP_STATE_DIR"] = FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID())").path
         // elec2's loop.yaml hashes a PII field, so ingest refuses to start without a key.
         environment["LOOP_PII_KEY"] = "process-tests"
-        environment["LOOP_CONSUMER_GROUP"] = Broker.uniqueTopic("process-tests")
+        environment["LOOP_GROUP"] = Broker.uniqueTopic("process-tests")
         process.environment = environment
         let directory = FileManager.default.temporaryDirectory
         let output = directory.appendingPathComponent("ingest-\(UUID()).out")

@@ -21,8 +21,8 @@ public struct FeedbackService: LoopService, Service {
     // MARK: - Settings
 
     static let groupSetting = Setting.string(
-        "group", default: "feedbackloop-feedback", valueName: "<group id>",
-        help: "Consumer group of the feedback instances (they share the partitions).")
+        "group", default: "", valueName: "<group id>",
+        help: "Consumer group of the feedback instances (they share the partitions); empty means `<topic prefix>.feedback`.")
     static let retentionSetting = Setting.integer(
         "late-retention-seconds", default: 604_800, range: 0...31_536_000, valueName: "<seconds>",
         help: "Event time a prediction is kept after its join deadline, so late outcomes are still emitted and duplicates recognised.")
@@ -66,7 +66,7 @@ public struct FeedbackService: LoopService, Service {
         kafka = environment.kafka
         logger = environment.logger
         readiness = environment.readiness
-        groupID = settings[Self.groupSetting]
+        groupID = settings[Self.groupSetting].isEmpty ? "\(config.topics.prefix).feedback" : settings[Self.groupSetting]
         batchSize = settings[Self.batchSetting]
         let policy = try JoinPolicy(config: config, retentionSeconds: Double(settings[Self.retentionSetting]))
         try FileManager.default.createDirectory(atPath: environment.stateDirectory, withIntermediateDirectories: true)

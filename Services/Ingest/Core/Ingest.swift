@@ -36,7 +36,7 @@ public struct IngestService: LoopService, Service {
         kafka = environment.kafka
         logger = environment.logger
         readiness = environment.readiness
-        ingestSettings = IngestSettings(settings: environment.settings)
+        ingestSettings = IngestSettings(settings: environment.settings, topicPrefix: environment.config.topics.prefix)
         layout = TopicLayout(config: environment.config)
         let validator = try EventValidator(config: environment.config, piiKey: ingestSettings.piiKey)
         intake = Intake(validator: validator, deadLetterTopic: layout.names.deadLetters)

@@ -35,7 +35,8 @@ public struct IngestSettings: Sendable {
         help: "Secret key of the HMAC-SHA256 that replaces `pii: hash` fields (required if loop.yaml has one).",
         secret: true)
     static let consumerGroupSetting = Setting.string(
-        "consumer-group", default: "ingest", valueName: "<group>", help: "Consumer group reading the raw events topic.")
+        "group", default: "", valueName: "<group>",
+        help: "Consumer group reading the raw events topic; empty means `<topic prefix>.ingest`.")
     static let batchSizeSetting = Setting.integer(
         "batch-size", default: 5000, range: 1...100_000, help: "Raw records consumed, validated and written per batch.")
     static let httpMaxBatchSetting = Setting.integer(
@@ -53,9 +54,10 @@ public struct IngestSettings: Sendable {
     ]
 
     /// Reads the parsed settings.
-    init(settings: Settings) {
+    init(settings: Settings, topicPrefix: String) {
         self.init(
-            piiKey: settings[Self.piiKeySetting].map { Array($0.utf8) }, consumerGroup: settings[Self.consumerGroupSetting],
+            piiKey: settings[Self.piiKeySetting].map { Array($0.utf8) }, consumerGroup: settings[Self.consumerGroupSetting].isEmpty
+                ? "\(topicPrefix).ingest" : settings[Self.consumerGroupSetting],
             batchSize: settings[Self.batchSizeSetting], httpMaxBatch: settings[Self.httpMaxBatchSetting],
             httpMaxBodyBytes: settings[Self.httpMaxBodySetting], maxPendingEvents: settings[Self.maxPendingSetting])
     }

@@ -41,10 +41,10 @@ public struct ScorerOptions: Sendable {
 
     // MARK: - Settings
 
-    /// `LOOP_SCORER_GROUP` / `--scorer-group`.
+    /// `LOOP_GROUP` / `--group`; empty means `<topic prefix>.scorer`.
     public static let group = Setting.string(
-        "scorer-group", default: "feedbackloop-scorer", valueName: "<group>",
-        help: "Consumer group of the scorer instances on loop.events.")
+        "group", default: "", valueName: "<group>",
+        help: "Consumer group of the scorer instances on loop.events; empty means `<topic prefix>.scorer`.")
     /// `LOOP_SCORER_BATCH` / `--scorer-batch`.
     public static let batch = Setting.integer(
         "scorer-batch", default: 2_000, range: 1...100_000,
@@ -67,8 +67,8 @@ public struct ScorerOptions: Sendable {
     public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, dedupe, featureWait]
 
     /// Options from parsed settings.
-    public init(settings: Settings) {
-        groupID = settings[Self.group]
+    public init(settings: Settings, topicPrefix: String) {
+        groupID = settings[Self.group].isEmpty ? "\(topicPrefix).scorer" : settings[Self.group]
         maxBatch = settings[Self.batch]
         maxBatchWait = .milliseconds(settings[Self.batchWait])
         dedupeCapacity = settings[Self.dedupe]

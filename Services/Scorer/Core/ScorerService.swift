@@ -23,7 +23,7 @@ public struct ScorerService: LoopService, Service {
     private let logger: Logger
 
     public init(environment: ServiceEnvironment) async throws {
-        let options = ScorerOptions(settings: environment.settings)
+        let options = ScorerOptions(settings: environment.settings, topicPrefix: environment.config.topics.prefix)
         layout = TopicLayout(config: environment.config)
         kafka = environment.kafka
         logger = environment.logger
