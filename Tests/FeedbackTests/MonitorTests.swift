@@ -28,7 +28,7 @@ struct MonitorTests {
             body: .logisticRegression(LogisticRegressionModel(
                 intercept: 0, coefficients: [[1]], means: [0.5], scales: [0.29], l2: 1, classWeight: "none",
                 iterations: 10, converged: true)))
-        let lineage: JSONValue = holdoutAUC.map { ["holdout": ["auc": .double($0)]] } ?? [:]
+        let lineage: JSONValue = holdoutAUC.map { ["holdout": ["candidate": ["auc": .double($0)]]] } ?? [:]
         return ModelVersionRecord(
             version: version, status: .champion, parent: nil, trigger: "manual", createdAtMs: 0, reasons: [],
             lineage: lineage, artifact: try JSONValue.parse(Array(artifact.jsonData())), card: "")

@@ -218,14 +218,9 @@ public final class Monitor: Sendable {
         }
     }
 
-    /// The holdout AUC in a lineage: `holdout.auc`, `candidate.auc`, `metrics.auc` or `auc`.
+    /// The version's own holdout AUC, where the retrainer's lineage keeps it: `holdout.candidate.auc`.
     static func referenceAUC(in lineage: JSONValue) -> Double? {
-        for path in [["holdout", "auc"], ["candidate", "auc"], ["metrics", "auc"], ["auc"]] {
-            var value: JSONValue? = lineage
-            for key in path { value = value?[key] }
-            if let auc = value?.doubleValue { return auc }
-        }
-        return nil
+        lineage["holdout"]?["candidate"]?["auc"]?.doubleValue
     }
 
     static func delayBin(_ seconds: Double) -> Int {
