@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Prints a service's command and environment from docker-compose.yml, adapted to the local stack.
 
-usage: compose-env.py SERVICE BROKERS CONFIG STATE_DIR
+usage: compose-env.py [--lenient] SERVICE BROKERS CONFIG STATE_DIR
 The local stack runs exactly the commands and settings compose ships; only the values that name
 places differ (the broker address, the loop.yaml path, the state directory), and `${VAR:-default}`
 interpolations take the value from the environment as compose would. Output: the command on the
-first line, then one KEY=VALUE line per setting.
+first line, then one KEY=VALUE line per setting. `--lenient` leaves a required `${VAR:?...}` that is
+not set empty instead of failing, for callers that only read a setting that is not secret (the port).
 """
 import os
 import pathlib
@@ -14,7 +15,9 @@ import sys
 
 import yaml
 
-service, brokers, config, state_dir = sys.argv[1:5]
+arguments = sys.argv[1:]
+lenient = arguments[:1] == ["--lenient"]
+service, brokers, config, state_dir = arguments[1:5] if lenient else arguments[0:4]
 root = pathlib.Path(__file__).resolve().parent.parent.parent
 compose = yaml.safe_load((root / "docker-compose.yml").read_text())
 spec = compose["services"][service]
@@ -27,7 +30,7 @@ def interpolate(value: str) -> str:
         current = os.environ.get(name, "")
         if operator == ":-":
             return current or rest
-        if operator == ":?" and not current:
+        if operator == ":?" and not current and not lenient:
             sys.exit(f"{name} must be set: {rest}")
         return current
     return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", substitute, str(value))

@@ -17,7 +17,7 @@ mkdir -p "$state/logs" "$state/run"
 log() { printf '[stack] %s\n' "$*" >&2; }
 pid_of() { cat "$state/run/$1.pid" 2>/dev/null || true; }
 alive() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
-admin_port() { python3 deploy/local/compose-env.py "$1" x x x | sed -n 's/^LOOP_ADMIN_PORT=//p'; }
+admin_port() { python3 deploy/local/compose-env.py --lenient "$1" x x x | sed -n 's/^LOOP_ADMIN_PORT=//p'; }
 
 # Local API keys: one key with every role, its hash handed to the services like compose's .env does.
 ensure_keys() {
