@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Prometheus
 import Scorer
+import Synchronization
 import Testing
 import TestSupport
 @testable import Retrainer
@@ -19,13 +20,6 @@ struct RollbackScorerTests {
         @Sendable func manual(_ name: String) -> Trigger {
             Trigger(id: "manual:\(name)", kind: .manual, reason: name, requestedAtMs: 0, actor: "ops")
         }
-        // Version 1 on one concept; version 2 after more examples of the opposite concept.
-        let first = try await harness.working {
-            try await harness.ingestor.process(Fixture.records(Fixture.examples(count: 400), topic: topic))
-            return await harness.coordinator.requestAndWait(manual("v1"))
-        }
-        #expect(first.outcome == .published(version: 1, status: .champion))
-
         var options = ScorerOptions()
         options.groupID = Broker.uniqueTopic("rt-rollback-scorer")
         options.consumer.sessionTimeout = .seconds(2)
@@ -33,37 +27,47 @@ struct RollbackScorerTests {
         let scorer = try ScorerPipeline(
             config: config, options: options, kafka: harness.kafka, metrics: PrometheusCollectorRegistry(), logger: Fixture.logger)
         let running = Task { try await scorer.run() }
-        var requests = 0
-        func score() async throws -> Prediction {
-            requests += 1
+        try await waitUntil("the scorer owning loop.events") { scorer.ownedPartitions.count == config.topics.partitions }
+        let requests = Mutex(0)
+        @Sendable func score() async throws -> Prediction {
+            let id = requests.withLock { count in
+                count += 1
+                return "rollback-\(count)"
+            }
             return try await scorer.score(ScoreRequest(
-                requestId: "rollback-\(requests)", entity: "e-1", eventTimeMs: Fixture.startMs,
+                requestId: id, entity: "e-1", eventTimeMs: Fixture.startMs,
                 context: JSONObject([("x1", .double(1)), ("x2", .double(-0.5))])))
         }
-        try await waitUntil("the scorer serving version 1") { scorer.models.champion?.version == 1 }
-        let servedByFirst = try await score()
-        #expect(servedByFirst.modelVersion == 1 && servedByFirst.role == .champion)
 
-        let second = try await harness.working {
+        // The coordinator works for the whole test (it runs once: finishing it ends it for good).
+        try await harness.working {
+            // Version 1 on one concept; version 2 after more examples of the opposite concept.
+            try await harness.ingestor.process(Fixture.records(Fixture.examples(count: 400), topic: topic))
+            let first = await harness.coordinator.requestAndWait(manual("v1"))
+            #expect(first.outcome == .published(version: 1, status: .champion))
+            try await waitUntil("the scorer serving version 1") { scorer.models.champion?.version == 1 }
+            let servedByFirst = try await score()
+            #expect(servedByFirst.modelVersion == 1 && servedByFirst.role == .champion)
+
             try await harness.ingestor.process(Fixture.records(
                 Fixture.examples(count: 400, from: 400, weights: (-1, 2)), topic: topic, firstOffset: 400))
-            return await harness.coordinator.requestAndWait(manual("v2"))
-        }
-        #expect(second.outcome == .published(version: 2, status: .champion))
-        try await waitUntil("the scorer serving version 2") { scorer.models.champion?.version == 2 }
-        let servedBySecond = try await score()
-        #expect(servedBySecond.modelVersion == 2)
-        #expect(abs(servedBySecond.score - servedByFirst.score) > 0.01, "the two champions score differently")
+            let second = await harness.coordinator.requestAndWait(manual("v2"))
+            #expect(second.outcome == .published(version: 2, status: .champion))
+            try await waitUntil("the scorer serving version 2") { scorer.models.champion?.version == 2 }
+            let servedBySecond = try await score()
+            #expect(servedBySecond.modelVersion == 2)
+            #expect(abs(servedBySecond.score - servedByFirst.score) > 0.01, "the two champions score differently")
 
-        let change = try await harness.registry.rollback(actor: "ops", reason: "version 2 misbehaves")
-        #expect(change.state?.champion == 1 && change.state?.history == [])
-        let revision = try #require(change.state?.revision)
-        try await waitUntil("the scorer following the rollback") {
-            scorer.models.revision == revision && scorer.models.champion?.version == 1
+            let change = try await harness.registry.rollback(actor: "ops", reason: "version 2 misbehaves")
+            #expect(change.state?.champion == 1 && change.state?.history == [])
+            let revision = try #require(change.state?.revision)
+            try await waitUntil("the scorer following the rollback") {
+                scorer.models.revision == revision && scorer.models.champion?.version == 1
+            }
+            let servedAfterRollback = try await score()
+            #expect(servedAfterRollback.modelVersion == 1 && servedAfterRollback.role == .champion)
+            #expect(servedAfterRollback.score == servedByFirst.score, "the restored champion is the same model")
         }
-        let servedAfterRollback = try await score()
-        #expect(servedAfterRollback.modelVersion == 1 && servedAfterRollback.role == .champion)
-        #expect(servedAfterRollback.score == servedByFirst.score, "the restored champion is the same model")
 
         await scorer.stop()
         try await running.value

@@ -118,7 +118,7 @@ struct Harness {
             producer: producer)
     }
 
-    /// Runs `body` while the coordinator works, then lets the coordinator finish.
+    /// Runs `body` while the coordinator works, then lets the coordinator finish (for good: once per harness).
     @discardableResult
     func working<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         let worker = Task { await coordinator.work() }
