@@ -205,8 +205,6 @@ actor Latch {
         for waiter in waiters { waiter.resume() }
         waiters = []
     }
-
-    var opened: Bool { isOpen }
 }
 
 /// A clock a test steps by hand: ``sleep()`` returns once per ``tick()``; a cancelled sleeper throws.
