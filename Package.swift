@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "TestSupport"], path: "Tests/FeatureStoreTests", swiftSettings: swiftSettings),
         .testTarget(name: "ScorerTests", dependencies: ["Scorer", "TestSupport"], path: "Tests/ScorerTests", swiftSettings: swiftSettings),
         .testTarget(name: "FeedbackTests", dependencies: ["Feedback", "TestSupport"], path: "Tests/FeedbackTests", swiftSettings: swiftSettings),
-        .testTarget(name: "RetrainerTests", dependencies: ["Retrainer", "TestSupport"], path: "Tests/RetrainerTests", swiftSettings: swiftSettings),
+        .testTarget(name: "RetrainerTests", dependencies: ["Retrainer", "Scorer", "TestSupport"], path: "Tests/RetrainerTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "DeployTests",
             dependencies: ["Ingest", "FeatureStore", "Scorer", "Feedback", "Retrainer", .product(name: "Yams", package: "Yams")],

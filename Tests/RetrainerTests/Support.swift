@@ -93,7 +93,12 @@ struct Harness {
     let producer: KafkaProducer
 
     /// Parts over the store at `storePath`, with `loop.models` restored; topics are created.
-    static func make(config: LoopConfig, storePath: String) async throws -> Harness {
+    /// `observe` sees each step of every registry change (see ``ModelRegistry/Step``); with
+    /// `restore: false` the registry is left empty (nothing is read, completed or repaired).
+    static func make(
+        config: LoopConfig, storePath: String, restore: Bool = true,
+        observe: @escaping @Sendable (ModelRegistry.Step, RegistryBook.Change) async -> Void = { _, _ in }
+    ) async throws -> Harness {
         let broker = try await Broker.shared()
         let kafka = KafkaConfig(brokers: broker.bootstrap, clientID: "retrainer-test")
         try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: Fixture.logger)
@@ -101,8 +106,9 @@ struct Harness {
         let producer = try KafkaProducer(config: kafka, logger: Fixture.logger)
         let topics = config.topics.names
         let audit = AuditLog(producer: producer, topic: topics.audit, service: "retrainer", logger: Fixture.logger)
-        let registry = ModelRegistry(producer: producer, topics: topics, audit: audit, store: store, logger: Fixture.logger)
-        try await registry.restore(kafka: kafka)
+        let registry = ModelRegistry(
+            producer: producer, topics: topics, audit: audit, store: store, logger: Fixture.logger, observe: observe)
+        if restore { try await registry.restore(kafka: kafka) }
         let coordinator = RetrainingCoordinator(config: config, store: store, registry: registry, logger: Fixture.logger)
         let ingestor = LabeledIngestor(
             store: store, coordinator: coordinator, triggers: StreamTriggers(policy: config.retraining),
@@ -112,7 +118,8 @@ struct Harness {
             producer: producer)
     }
 
-    /// Runs `body` while the coordinator works, then lets the coordinator finish.
+    /// Runs `body` while the coordinator works, then lets the coordinator finish (for good: once per harness).
+    @discardableResult
     func working<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         let worker = Task { await coordinator.work() }
         do {
@@ -129,18 +136,30 @@ struct Harness {
 
     /// Every record of `topic` (partition 0) from the beginning, as key and value.
     func readAll(_ topic: String) async throws -> [(key: String, value: [UInt8])] {
+        try await consumeAll(topic).map { (String(decoding: $0.key ?? [], as: UTF8.self), $0.value ?? []) }
+    }
+
+    /// Every record of `topic` (partition 0) from the beginning, as consumed.
+    func consumeAll(_ topic: String) async throws -> [ConsumedRecord] {
         let reader = try PartitionReader(config: kafka, partitions: [TopicPartition(topic: topic, partition: 0)], logger: Fixture.logger)
-        var records: [(key: String, value: [UInt8])] = []
+        var records: [ConsumedRecord] = []
         reading: for try await event in reader.events() {
             switch event {
             case .records(let batch):
-                records += batch.map { (String(decoding: $0.key ?? [], as: UTF8.self), $0.value ?? []) }
+                records += batch
             case .caughtUp:
                 break reading
             }
         }
         await reader.close()
         return records
+    }
+
+    /// The registry as a fresh reader of `loop.models` sees it, before any repair.
+    func readRegistry() async throws -> RegistryBook {
+        var book = RegistryBook()
+        for record in try await readAll(config.topics.names.models) { try book.read(key: record.key, value: record.value) }
+        return book
     }
 
     /// The versions and the latest registry state on `loop.models`.
@@ -155,5 +174,70 @@ struct Harness {
             }
         }
         return (versions, states)
+    }
+}
+
+/// Waits for `condition` to hold, polling until `timeout`; fails the wait with `what` otherwise.
+func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw WaitTimeout(description: "timed out waiting for \(what)") }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+struct WaitTimeout: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// A latch a task waits on until another opens it (opening before the wait lets it pass).
+actor Latch {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func open() {
+        isOpen = true
+        for waiter in waiters { waiter.resume() }
+        waiters = []
+    }
+}
+
+/// A clock a test steps by hand: ``sleep()`` returns once per ``tick()``; a cancelled sleeper throws.
+actor ManualTicker {
+    private var ticks = 0
+    private var sleeper: CheckedContinuation<Void, any Error>?
+    /// How many sleeps have started.
+    private(set) var sleeps = 0
+
+    func sleep() async throws {
+        sleeps += 1
+        if ticks > 0 {
+            ticks -= 1
+            return
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { sleeper = $0 }
+        } onCancel: {
+            Task { await self.cancel() }
+        }
+    }
+
+    func tick() {
+        if let sleeper {
+            self.sleeper = nil
+            sleeper.resume()
+        } else {
+            ticks += 1
+        }
+    }
+
+    private func cancel() {
+        sleeper?.resume(throwing: CancellationError())
+        sleeper = nil
     }
 }

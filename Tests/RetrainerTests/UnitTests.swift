@@ -150,6 +150,40 @@ struct GateTests {
         #expect(tooSmall.verdict.reasons.contains("holdout has 100 examples, fewer than minHoldout 200"))
     }
 
+    @Test("a version record carries the lineage the issue lists and a model card summarizing it")
+    func lineageAndCard() throws {
+        let config = try Fixture.config(retraining: "holdoutShare: 0.25\nl2: 0.5\ngate: { metric: auc, minHoldout: 100 }")
+        let trainer = ModelTrainer(config: config)
+        let examples = stored(Fixture.examples(count: 800))
+        let champion = try trainer.train(stored(Fixture.examples(count: 800, weights: (1, 1), seed: 3)), champion: nil).artifact
+        let result = try trainer.train(examples, champion: champion)
+        let trigger = Trigger(id: "manual:x", kind: .manual, reason: "new data reviewed", requestedAtMs: 0, actor: "ops")
+        let record = try VersionRecordBuilder.record(
+            version: 4, parent: 3, triggers: [trigger], result: result, policy: config.retraining, labeledTopic: "loop.labeled",
+            cutoffMs: nil, deployment: "test", createdAtMs: Fixture.startMs)
+        #expect(record.version == 4 && record.parent == 3 && record.trigger == "manual")
+        let lineage = record.lineage
+        #expect(lineage["triggers"]?.arrayValue?.first?["reason"]?.stringValue == "new data reviewed")
+        #expect(lineage["data"]?["offsets"]?["0"] == ["from": .int(0), "to": .int(799)])
+        #expect(lineage["data"]?["fromEventTimeMs"]?.int64Value == examples.first?.eventTimeMs)
+        #expect(lineage["data"]?["toEventTimeMs"]?.int64Value == examples.last?.eventTimeMs)
+        #expect(lineage["examples"]?["train"]?.int64Value == 600 && lineage["examples"]?["holdout"]?.int64Value == 200)
+        let positives = Int64(examples.filter(\.label).count)
+        #expect(lineage["classBalance"]?["positives"]?.int64Value == positives)
+        #expect(lineage["hyperParameters"]?["l2"]?.doubleValue == 0.5)
+        #expect(lineage["holdout"]?["candidate"]?["auc"]?.doubleValue == result.candidate.auc)
+        #expect(lineage["holdout"]?["champion"]?["auc"]?.doubleValue == result.champion?.auc)
+        #expect(lineage["holdout"]?["championVersion"]?.int64Value == 3)
+        #expect(lineage["featureSchemaHash"]?.stringValue == result.artifact.schema.hash)
+        // The per-feature training summaries drift detection compares against travel in the artifact.
+        #expect(record.artifact["training"]?["features"]?.arrayValue?.count == 2)
+        let artifact = try ModelArtifact.decode(json: Data(record.artifact.canonicalBytes()))
+        #expect(artifact == result.artifact)
+        for text in ["# Model card: test version 4", "new data reviewed", "| ROC AUC |", "| x1 |", "Parent:** version 3"] {
+            #expect(record.card.contains(text), "card lacks \(text)")
+        }
+    }
+
     @Test("log loss, cost and calibration checks")
     func otherMetrics() {
         func report(auc: Double?, logLoss: Double, meanCost: Double, ece: Double, count: Int = 500) -> QualityReport {

@@ -101,7 +101,7 @@ public struct RetrainerService: LoopService, Service {
             topics: [topics.labeled, topics.monitoring],
             rebalance: StoredOffsets(store: store, topic: topics.labeled, readiness: readiness, condition: Self.assignedCondition))
         let (coordinator, ingestor, alerts, consumed, logger) = (coordinator, ingestor, alerts, consumed, logger)
-        let schedule = config.retraining.everyWallClock
+        let schedule = WallClockSchedule(policy: config.retraining)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await coordinator.work() }
             group.addTask {
@@ -118,17 +118,9 @@ public struct RetrainerService: LoopService, Service {
                     _ = consumer.markProcessed(batch)
                 }
             }
-            if let schedule, schedule.seconds > 0 {
+            if let schedule {
                 group.addTask {
-                    try await cancelWhenGracefulShutdown {
-                        while true {
-                            try await Task.sleep(for: .milliseconds(Int64(schedule.seconds * 1000)))
-                            let now = Int64(Date().timeIntervalSince1970 * 1000)
-                            try await coordinator.request(Trigger(
-                                id: "schedule:\(now)", kind: .schedule, reason: "wall-clock schedule (every \(schedule))",
-                                requestedAtMs: now))
-                        }
-                    }
+                    try await cancelWhenGracefulShutdown { try await schedule.run(into: coordinator) }
                 }
             }
             group.addTask {

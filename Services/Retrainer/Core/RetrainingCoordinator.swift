@@ -132,6 +132,13 @@ public actor RetrainingCoordinator {
     // MARK: - A run
 
     private func execute(_ queued: [Trigger]) async -> RunReport {
+        do {
+            // A version whose publication was interrupted is completed first: it may cover these triggers.
+            try await registry.completeInterruptedChange()
+        } catch {
+            logger.error("an interrupted registry change could not be completed; the run waits", metadata: ["error.message": "\(error)"])
+            return RunReport(triggers: queued, outcome: .failed(reason: "\(error)"), trainingSeconds: 0)
+        }
         // A trigger a published version already covers (published, then the audit or the store
         // failed) is done: forget it instead of training again.
         let covered = Set(await registry.snapshot.versions.values.flatMap(Self.triggerIds))

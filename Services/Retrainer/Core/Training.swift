@@ -100,7 +100,8 @@ public struct ModelTrainer: Sendable {
     /// The model's inputs in order: `model.features` then `model.contextFields` (the vector served).
     public var inputs: [String]
     public var policy: RetrainingPolicy
-    public var costs: DecisionCosts
+    /// The business costs of `loop.yaml` (`costs`), for the holdout's cost metric.
+    public var costs: CostMatrix
     public var threshold: Double
     public var options: TrainingOptions
 
@@ -108,7 +109,7 @@ public struct ModelTrainer: Sendable {
     public init(config: LoopConfig) {
         inputs = config.model.features + config.model.contextFields
         policy = config.retraining
-        costs = DecisionCosts(config.costs)
+        costs = config.costs
         threshold = config.decision.threshold
         options = TrainingOptions(policy: config.retraining)
     }
@@ -154,6 +155,7 @@ public struct ModelTrainer: Sendable {
         } catch {
             throw .training(error)
         }
+        let costs = DecisionCosts(self.costs)
         let candidate = Metrics.report(scores: candidateScores, labels: holdout.labels, threshold: threshold, costs: costs)
         let championReport = champion.flatMap { champion -> QualityReport? in
             guard let scores = try? LinearScorer(artifact: champion).scores(for: holdout) else { return nil }

@@ -95,6 +95,9 @@ public final class TrainingStore: Sendable {
                 created_at_ms INTEGER NOT NULL, record TEXT NOT NULL
             );
             """),
+        Migration("registry journal", sql: """
+            CREATE TABLE registry_journal (id INTEGER PRIMARY KEY CHECK (id = 1), change TEXT NOT NULL);
+            """),
     ]
 
     // MARK: - Offsets
@@ -345,6 +348,46 @@ public final class TrainingStore: Sendable {
                 }
                 return versions
             }
+        } catch {
+            throw .storage(error)
+        }
+    }
+
+    // MARK: - Registry journal
+
+    /// Stores the registry change about to be published (replacing any earlier one), so a change
+    /// interrupted part-way is completed after a restart.
+    public func journalRegistryChange(_ change: String) throws(RetrainerError) {
+        do {
+            try database.transaction { db in
+                let upsert = try db.statement(
+                    "INSERT INTO registry_journal(id, change) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET change = excluded.change")
+                defer { upsert.reset() }
+                try upsert.bind(change, at: 1)
+                try upsert.run()
+            }
+        } catch {
+            throw .storage(error)
+        }
+    }
+
+    /// The journaled registry change not yet known to be complete, if any.
+    public func journaledRegistryChange() throws(RetrainerError) -> String? {
+        do {
+            return try database.withConnection { db in
+                let statement = try db.statement("SELECT change FROM registry_journal WHERE id = 1")
+                defer { statement.reset() }
+                return try statement.step() ? statement.string(at: 0) : nil
+            }
+        } catch {
+            throw .storage(error)
+        }
+    }
+
+    /// Forgets the journaled registry change once it is completely published.
+    public func clearRegistryJournal() throws(RetrainerError) {
+        do {
+            try database.transaction { db in try db.execute("DELETE FROM registry_journal") }
         } catch {
             throw .storage(error)
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Contracts
 
 /// Why a training run starts. Every run records the triggers it covers, each with its reason.
@@ -131,6 +132,43 @@ public struct StreamTriggers: Sendable, Equatable {
     static func floor(_ value: Int64, _ period: Int64) -> Int64 {
         let quotient = value / period
         return (value % period < 0 ? quotient - 1 : quotient) * period
+    }
+}
+
+/// The wall-clock schedule for live systems (`retraining.everyWallClock`): one `schedule` trigger
+/// each time the interval elapses. Triggers that come round while a run is in progress coalesce
+/// in the coordinator like any other.
+public struct WallClockSchedule: Sendable, Equatable {
+    /// The time between two triggers.
+    public var interval: Duration
+
+    /// The schedule `policy` asks for; `nil` when it has none.
+    public init?(policy: RetrainingPolicy) {
+        guard let every = policy.everyWallClock, every.seconds > 0 else { return nil }
+        interval = .milliseconds(Int64((every.seconds * 1000).rounded()))
+    }
+
+    /// A schedule firing every `interval`.
+    public init(interval: Duration) {
+        self.interval = interval
+    }
+
+    /// Waits one interval with `sleep`, requests a `schedule` trigger stamped with `now`
+    /// (milliseconds since the epoch), and repeats until the task is cancelled (`sleep` throws).
+    /// The defaults are the real clocks; tests pass their own to step time.
+    public func run(
+        into coordinator: RetrainingCoordinator,
+        sleep: @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) async throws {
+        let every = TimeSpan(seconds: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+        while true {
+            try await sleep(interval)
+            let time = now()
+            try await coordinator.request(Trigger(
+                id: "schedule:\(time)", kind: .schedule, reason: "wall-clock schedule (every \(every)) at \(eventTimeText(time))",
+                requestedAtMs: time))
+        }
     }
 }
 
