@@ -12,6 +12,12 @@ struct LoopStack: Sendable {
     /// The services in the order they start.
     static let serviceNames = ["feature-store", "scorer", "feedback", "retrainer", "ingest"]
 
+    /// Settings of single services beyond the common ones. On a loaded 2-core CI machine the
+    /// feature-store can trail the scorer by more than the default 2 s feature wait, and requests
+    /// are then scored on missing or stale features (whose examples the retrainer cannot use), so
+    /// the scorer waits longer here.
+    static let serviceArguments = ["scorer": ["--scorer-feature-wait-ms", "30000"]]
+
     /// A started service.
     struct Service: Sendable {
         let name: String
@@ -60,7 +66,7 @@ struct LoopStack: Sendable {
                         "--config", configPath, "--brokers", broker.bootstrap,
                         "--state-dir", directory.appendingPathComponent("state/\(name)").path,
                         "--admin-host", "127.0.0.1", "--admin-port", String(port), "--log-format", "json",
-                    ],
+                    ] + serviceArguments[name, default: []],
                     environment: environment, logDirectory: directory.appendingPathComponent("logs"))
                 services.append(Service(name: name, process: process, adminPort: port))
             }
@@ -158,11 +164,25 @@ struct LoopStack: Sendable {
         return records
     }
 
-    /// The decoded records of a topic holding one `TopicRecord` type; fails on one that does not decode.
-    func decoded<Record: TopicRecord>(_ type: Record.Type, from topic: String) async throws -> [Record] {
+    /// The decoded records of `topic` (those whose key `isKey` accepts) as one `TopicRecord` type;
+    /// fails on one that does not decode.
+    func decoded<Record: TopicRecord>(
+        _ type: Record.Type, from topic: String, where isKey: (String) -> Bool = { _ in true }
+    ) async throws -> [Record] {
         try await records(topic).compactMap { record in
-            try record.value.map { try Record(bytes: $0) }
+            guard isKey(record.key.map { String(decoding: $0, as: UTF8.self) } ?? "") else { return nil }
+            return try record.value.map { try Record(bytes: $0) }
         }
+    }
+
+    /// The model versions on loop.models.
+    func modelVersions() async throws -> [ModelVersionRecord] {
+        try await decoded(ModelVersionRecord.self, from: topics.models) { $0.hasPrefix("model.") }
+    }
+
+    /// The registry states on loop.models, oldest first.
+    func registryStates() async throws -> [RegistryState] {
+        try await decoded(RegistryState.self, from: topics.models) { $0 == RegistryState.key }
     }
 }
 
