@@ -178,7 +178,7 @@ struct WholeLoopTests {
         let list = try await stack.loopctl(["models", "list", "--json"])
         #expect(list.succeeded, "\(list.standardError)")
         let listed = try JSONValue.parse(list.standardOutput)
-        let listedVersions = (listed.arrayValue ?? listed["models"]?.arrayValue ?? []).compactMap { $0["version"]?.int64Value }
+        let listedVersions = (listed["versions"]?.arrayValue ?? []).compactMap { $0["version"]?.int64Value }
         #expect(Set(listedVersions).isSuperset(of: Set(versions.map(\.version))), "\(list.standardOutput.prefix(500))")
         let listText = try await stack.loopctl(["models", "list"])
         #expect(listText.standardOutput.split(separator: "\n").contains { $0.hasPrefix("*\(champion) ") }, "\(listText.standardOutput)")
