@@ -119,7 +119,9 @@ struct WholeLoopTests {
             }
             #expect(FileManager.default.fileExists(atPath: reportPath))
 
+            print("whole loop: topics and report checked after \(ContinuousClock.now - started)")
             try await Self.operate(stack, predictions: predictions, versions: versions)
+            print("whole loop: loopctl commands checked after \(ContinuousClock.now - started)")
         }
     }
 
@@ -130,6 +132,7 @@ struct WholeLoopTests {
     static func operate(_ stack: LoopStack, predictions: [Prediction], versions: [ModelVersionRecord]) async throws {
         // status: every service alive and ready; every group's lag read, and drained (monitoring
         // grows every second, so its lag is only read).
+        let operateStarted = ContinuousClock.now
         var lastStatus = ""
         let drainedGroups = ["feature-store", "scorer", "feedback", "retrainer"]
         let status = try await eventually("every consumer group caught up in `loopctl status`", stack, timeout: .seconds(30)) {
@@ -142,6 +145,7 @@ struct WholeLoopTests {
             guard output.succeeded && drained else { throw ChildProcess.Failure(description: "last status: \(lastStatus)") }
             return json
         }
+        print("whole loop: status drained after \(ContinuousClock.now - operateStarted)")
         let reported = status["services"]?.arrayValue ?? []
         #expect(Set(reported.compactMap { $0["service"]?.stringValue }) == Set(LoopStack.serviceNames))
         for entry in reported {
@@ -206,6 +210,7 @@ struct WholeLoopTests {
         #expect(items.allSatisfy { ["pass", "warn", "fail"].contains($0["status"]?.stringValue ?? "") && $0["numbers"]?.objectValue?.isEmpty == false },
                 "\(readiness.standardOutput)")
 
+        print("whole loop: status, models, dlq, tail, readiness after \(ContinuousClock.now - operateStarted)")
         // retrain: a manual run produces a new version on loop.models.
         let before = Set(versions.map(\.version))
         let retrain = try await stack.loopctl(["retrain", "--reason", "end-to-end test"])
