@@ -115,5 +115,10 @@ let package = Package(
             path: "Tests/DeployTests", swiftSettings: swiftSettings
         ),
         .testTarget(name: "LoopctlTests", dependencies: ["Loopctl", "TestSupport"], path: "Tests/LoopctlTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["Contracts", "Kafka", "ServiceKit", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/EndToEndTests", swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -35,6 +35,22 @@ struct HTTPCommandTests {
         #expect(RetrainerAPI(baseURL: base, apiKey: nil).listModels().headers["Authorization"] == nil)
     }
 
+    @Test("models list reads the retrainer's GET /v1/models answer: {registry, versions: [{version, status, holdout, ...}]}")
+    func modelsListOfRetrainerAnswer() {
+        let version: JSONValue = [
+            "version": 3, "status": "champion", "parent": 1, "trigger": "every_labels", "createdAtMs": 0,
+            "reasons": ["holdout has 160 examples"], "holdout": ["candidate": ["auc": 0.9815], "champion": .null],
+            "featureSchemaHash": "d0cbbcd66ba072b6",
+        ]
+        let answer: JSONValue = ["registry": RegistryState(
+            champion: 3, canary: nil, canaryShare: 0, shadows: [], history: [1], revision: 2).json, "versions": [version]]
+        let models = RetrainerAPI.models(in: answer)
+        #expect(models.map(\.version) == [3])
+        #expect(models.first?.holdoutAUC == 0.9815)
+        let lines = RetrainerAPI.listText(answer).split(separator: "\n")
+        #expect(lines.count == 2 && lines[1].hasPrefix("*3") && lines[1].contains("0.982"), "\(lines)")
+    }
+
     @Test("models list reads model version records, stars the champion and shows the holdout AUC")
     func modelsListText() {
         let versions = [

@@ -68,13 +68,14 @@ public struct RetrainerAPI: Sendable {
         public var reason: String?
     }
 
-    /// The model versions of a `GET /v1/models` answer: an array, or an object with `models`.
+    /// The model versions of a `GET /v1/models` answer: an array, or an object with `versions`
+    /// (what the retrainer answers, next to `registry`) or `models`.
     public static func models(in answer: JSONValue) -> [ModelSummary] {
-        let list = answer.arrayValue ?? answer["models"]?.arrayValue ?? []
+        let list = answer.arrayValue ?? answer["versions"]?.arrayValue ?? answer["models"]?.arrayValue ?? []
         return list.compactMap { element in
             guard let version = element["version"]?.int64Value else { return nil }
             let aucPaths: [[String]] = [
-                ["holdoutAUC"], ["metrics", "auc"], ["lineage", "holdout", "candidate", "auc"],
+                ["holdoutAUC"], ["holdout", "candidate", "auc"], ["metrics", "auc"], ["lineage", "holdout", "candidate", "auc"],
                 ["lineage", "metrics", "candidate", "auc"], ["lineage", "candidate", "auc"], ["lineage", "holdoutAUC"],
             ]
             let auc = aucPaths.lazy.compactMap { path in
