@@ -11,8 +11,11 @@ import Synchronization
 import TestSupport
 
 // loop-bench scorer: consume → score → produce with a 20-input model against the Kafka
-// pass-through (consume → produce, same client, same batches) measured in the same run, then
-// request → prediction latency at a paced request rate.
+// pass-through (consume → produce, same client, same batches, same number of batches in flight)
+// measured in the same run, then request → prediction latency at a paced request rate.
+//
+// Features come only from observations here (no feature-store runs in the bench), so the scorer
+// never waits for the feature-store to apply a request: the latency is the scorer's own hop.
 //
 //   loop-bench scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--brokers host:port]
 
@@ -75,6 +78,7 @@ func runScorerBench(_ arguments: [String]) async throws {
         FeatureDefinition(name: "vicprice_last", field: "vicprice", aggregation: .last, eventTypes: types),
     ]
     config.model.features = config.features.definitions.map(\.name)
+    for index in config.features.definitions.indices { config.features.definitions[index].eventTypes = ["loop.observation.v1"] }
     let topics = config.topics.names
     try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
     let passThroughTopic = Broker.uniqueTopic("bench-pass")
@@ -139,25 +143,34 @@ func runScorerBench(_ arguments: [String]) async throws {
     }
     print("scorer bench: \(count) requests, \(entities.count) entities, 4 partitions, 20-input model, broker \(bootstrap)")
 
-    // Pass-through: the same consumer group client and batches, producing each record unchanged.
+    // Pass-through: the same consumer group client and batches, producing each record unchanged,
+    // with as many batches in flight as the scorer.
+    var scorerOptions = ScorerOptions()
     let passConsumer = try KafkaConsumer(config: kafka, groupID: Broker.uniqueTopic("bench-pass-group"), logger: logger)
     try passConsumer.subscribe(topics: [topics.events])
     var moved = 0
     var passStart: ContinuousClock.Instant?
-    for try await batch in passConsumer.batches(maxRecords: 2_000, maxWait: .milliseconds(2)) {
-        if passStart == nil { passStart = .now }
-        let outgoing = batch.map { OutgoingRecord(topic: passThroughTopic, key: $0.key, value: $0.value, headers: $0.headers) }
-        _ = try await producer.send(outgoing)
-        passConsumer.markProcessed(batch)
-        moved += batch.count
-        if moved >= count { break }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        var inFlight = 0
+        for try await batch in passConsumer.batches(maxRecords: scorerOptions.maxBatch, maxWait: scorerOptions.maxBatchWait) {
+            if passStart == nil { passStart = .now }
+            let outgoing = batch.map { OutgoingRecord(topic: passThroughTopic, key: $0.key, value: $0.value, headers: $0.headers) }
+            if inFlight >= scorerOptions.maxInFlight {
+                try await group.next()
+                inFlight -= 1
+            }
+            group.addTask { _ = try await producer.send(outgoing) }
+            inFlight += 1
+            moved += batch.count
+            if moved >= count { break }
+        }
+        try await group.waitForAll()
     }
     let passSeconds = seconds(ContinuousClock.now - passStart!)
     await passConsumer.close()
     let passRate = Double(count) / passSeconds
 
     // The scorer.
-    var scorerOptions = ScorerOptions()
     scorerOptions.groupID = Broker.uniqueTopic("bench-scorer-group")
     let pipeline = try ScorerPipeline(
         config: config, options: scorerOptions, kafka: kafka, metrics: PrometheusCollectorRegistry(), logger: logger)
@@ -167,6 +180,8 @@ func runScorerBench(_ arguments: [String]) async throws {
     let firstBatch = pipeline.statistics.requests
     while pipeline.statistics.predictions < count { try await Task.sleep(for: .milliseconds(1)) }
     let scoreRate = Double(count - firstBatch) / seconds(ContinuousClock.now - scoreStart)
+    let throughputStages = pipeline.statistics.stages.snapshot
+    let throughputLoad = loadAverage()
 
     // Latency at a paced rate: send time → prediction read back from loop.predictions.
     let sent = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -215,6 +230,8 @@ func runScorerBench(_ arguments: [String]) async throws {
     }
     let deadline = ContinuousClock.now + .seconds(30)
     while latencies.withLock({ $0.count }) < total && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+    let latencyStages = pipeline.statistics.stages.snapshot
+    let latencyLoad = loadAverage()
     watcher.cancel()
     await reader.close()
     await pipeline.stop()
@@ -228,6 +245,30 @@ func runScorerBench(_ arguments: [String]) async throws {
     print(pad("scorer consume→score→produce", 30) + String(format: "%10.0f req/s  (%.0f%% of pass-through)", scoreRate, 100 * scoreRate / passRate))
     print(pad("latency at \(options.rate) req/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d of %d requests",
                                                                percentile(0.5), percentile(0.99), sorted.last!, sorted.count, total))
+    print("")
+    print("stages, throughput run (µs/request):  " + stageLine(throughputStages, requests: count) + "   load " + throughputLoad)
+    print("stages, paced run (ms/batch):         " + batchLine(since: throughputStages, latencyStages) + "   load " + latencyLoad)
+}
+
+private func stageLine(_ stages: StageTimes.Snapshot, requests: Int) -> String {
+    func perRequest(_ duration: Duration) -> Double { seconds(duration) * 1e6 / Double(max(1, requests)) }
+    return String(format: "decode %.2f, feature wait %.2f, score+encode %.2f; batches %d (%.0f req/batch), send→ack %.2f ms/batch",
+                  perRequest(stages.decode), perRequest(stages.featureWait), perRequest(stages.score), stages.batches,
+                  Double(requests) / Double(max(1, stages.batches)),
+                  seconds(stages.acknowledgement) * 1000 / Double(max(1, stages.acknowledgedBatches)))
+}
+
+private func batchLine(since before: StageTimes.Snapshot, _ after: StageTimes.Snapshot) -> String {
+    let batches = max(1, after.batches - before.batches)
+    func perBatch(_ a: Duration, _ b: Duration) -> Double { seconds(b - a) * 1000 / Double(batches) }
+    return String(format: "%d batches; decode %.3f, feature wait %.3f, score+encode %.3f, send→ack %.3f",
+                  after.batches - before.batches, perBatch(before.decode, after.decode), perBatch(before.featureWait, after.featureWait),
+                  perBatch(before.score, after.score),
+                  seconds(after.acknowledgement - before.acknowledgement) * 1000 / Double(max(1, after.acknowledgedBatches - before.acknowledgedBatches)))
+}
+
+private func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
 }
 
 private func seconds(_ duration: Duration) -> Double {
