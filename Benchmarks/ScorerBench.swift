@@ -237,6 +237,8 @@ func runScorerBench(_ arguments: [String]) async throws {
     await pipeline.stop()
     try await running.value
 
+    let floor = try await oneHopLatency(kafka: kafka, topic: passThroughTopic, rate: options.rate, seconds: options.seconds, logger: logger)
+
     let sorted = latencies.withLock { $0 }.sorted()
     guard !sorted.isEmpty else { throw BenchError(description: "no paced prediction was read back") }
     func percentile(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(q * Double(sorted.count - 1)))] }
@@ -245,6 +247,8 @@ func runScorerBench(_ arguments: [String]) async throws {
     print(pad("scorer consume→score→produce", 30) + String(format: "%10.0f req/s  (%.0f%% of pass-through)", scoreRate, 100 * scoreRate / passRate))
     print(pad("latency at \(options.rate) req/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d of %d requests",
                                                                percentile(0.5), percentile(0.99), sorted.last!, sorted.count, total))
+    print(pad("kafka one hop at \(options.rate)/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms (produce → read back; the scorer path is two hops)",
+                                                               floor.p50, floor.p99))
     print("")
     print("stages, throughput run (µs/request):  " + stageLine(throughputStages, requests: count) + "   load " + throughputLoad)
     print("stages, paced run (ms/batch):         " + batchLine(since: throughputStages, latencyStages) + "   load " + latencyLoad)
@@ -328,4 +332,53 @@ private func measureStage(_ n: Int, _ body: () -> Void) -> Double {
     let start = ContinuousClock.now
     body()
     return seconds(ContinuousClock.now - start) * 1e6 / Double(n)
+}
+
+/// The Kafka floor of the latency: records produced at `rate` with the paced producer's settings and
+/// read back by a reader with the scorer's fetch settings, p50 and p99 in milliseconds.
+private func oneHopLatency(kafka: KafkaConfig, topic: String, rate: Int, seconds: Int, logger: Logger) async throws -> (p50: Double, p99: Double) {
+    let admin = try KafkaAdmin(config: kafka, logger: logger)
+    var ends: [TopicPartition: Int64] = [:]
+    for partition in Int32(0)..<4 { ends[TopicPartition(topic: topic, partition: partition)] = try await admin.watermarks(topic: topic, partition: partition).high }
+    let reader = try PartitionReader(config: kafka, partitions: Array(ends.keys), offsets: ends, logger: logger)
+    let sent = Mutex<[String: ContinuousClock.Instant]>([:])
+    let latencies = Mutex<[Double]>([])
+    let total = rate * seconds
+    let watcher = Task {
+        for try await event in reader.events(maxRecords: 10_000, maxWait: .milliseconds(1)) {
+            guard case .records(let records) = event else { continue }
+            let now = ContinuousClock.now
+            for record in records {
+                guard let key = record.key, let start = sent.withLock({ $0[String(decoding: key, as: UTF8.self)] }) else { continue }
+                latencies.withLock { $0.append(Double((now - start).components.attoseconds) / 1e15 + Double((now - start).components.seconds) * 1000) }
+            }
+            if latencies.withLock({ $0.count }) >= total { break }
+        }
+    }
+    var settings = ProducerSettings()
+    settings.linger = .milliseconds(0)
+    let producer = try KafkaProducer(config: kafka, producer: settings, logger: logger)
+    let perTick = max(1, rate * 2 / 1000)
+    let begin = ContinuousClock.now
+    var next = 0
+    var tick = 0
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        while next < total {
+            tick += 1
+            try await Task.sleep(until: begin + .milliseconds(2) * tick, clock: .continuous)
+            let batch = (next..<min(total, next + perTick)).map { OutgoingRecord(topic: topic, key: Array("hop-\($0)".utf8), value: Array(repeating: 7, count: 200)) }
+            let now = ContinuousClock.now
+            sent.withLock { map in for i in next..<next + batch.count { map["hop-\(i)"] = now } }
+            next += batch.count
+            group.addTask { _ = try await producer.send(batch) }
+        }
+        try await group.waitForAll()
+    }
+    let deadline = ContinuousClock.now + .seconds(20)
+    while latencies.withLock({ $0.count }) < total && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+    watcher.cancel()
+    await reader.close()
+    let sorted = latencies.withLock { $0 }.sorted()
+    guard !sorted.isEmpty else { return (.nan, .nan) }
+    return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, Int(0.99 * Double(sorted.count - 1)))])
 }
