@@ -11,8 +11,11 @@ import Synchronization
 import TestSupport
 
 // loop-bench scorer: consume → score → produce with a 20-input model against the Kafka
-// pass-through (consume → produce, same client, same batches) measured in the same run, then
-// request → prediction latency at a paced request rate.
+// pass-through (consume → produce, same client, same batches, same number of batches in flight)
+// measured in the same run, then request → prediction latency at a paced request rate.
+//
+// Features come only from observations here (no feature-store runs in the bench), so the scorer
+// never waits for the feature-store to apply a request: the latency is the scorer's own hop.
 //
 //   loop-bench scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--brokers host:port]
 
@@ -75,6 +78,7 @@ func runScorerBench(_ arguments: [String]) async throws {
         FeatureDefinition(name: "vicprice_last", field: "vicprice", aggregation: .last, eventTypes: types),
     ]
     config.model.features = config.features.definitions.map(\.name)
+    for index in config.features.definitions.indices { config.features.definitions[index].eventTypes = ["loop.observation.v1"] }
     let topics = config.topics.names
     try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
     let passThroughTopic = Broker.uniqueTopic("bench-pass")
@@ -139,25 +143,34 @@ func runScorerBench(_ arguments: [String]) async throws {
     }
     print("scorer bench: \(count) requests, \(entities.count) entities, 4 partitions, 20-input model, broker \(bootstrap)")
 
-    // Pass-through: the same consumer group client and batches, producing each record unchanged.
+    // Pass-through: the same consumer group client and batches, producing each record unchanged,
+    // with as many batches in flight as the scorer.
+    var scorerOptions = ScorerOptions()
     let passConsumer = try KafkaConsumer(config: kafka, groupID: Broker.uniqueTopic("bench-pass-group"), logger: logger)
     try passConsumer.subscribe(topics: [topics.events])
     var moved = 0
     var passStart: ContinuousClock.Instant?
-    for try await batch in passConsumer.batches(maxRecords: 2_000, maxWait: .milliseconds(2)) {
-        if passStart == nil { passStart = .now }
-        let outgoing = batch.map { OutgoingRecord(topic: passThroughTopic, key: $0.key, value: $0.value, headers: $0.headers) }
-        _ = try await producer.send(outgoing)
-        passConsumer.markProcessed(batch)
-        moved += batch.count
-        if moved >= count { break }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        var inFlight = 0
+        for try await batch in passConsumer.batches(maxRecords: scorerOptions.maxBatch, maxWait: scorerOptions.maxBatchWait) {
+            if passStart == nil { passStart = .now }
+            let outgoing = batch.map { OutgoingRecord(topic: passThroughTopic, key: $0.key, value: $0.value, headers: $0.headers) }
+            if inFlight >= scorerOptions.maxInFlight {
+                try await group.next()
+                inFlight -= 1
+            }
+            group.addTask { _ = try await producer.send(outgoing) }
+            inFlight += 1
+            moved += batch.count
+            if moved >= count { break }
+        }
+        try await group.waitForAll()
     }
     let passSeconds = seconds(ContinuousClock.now - passStart!)
     await passConsumer.close()
     let passRate = Double(count) / passSeconds
 
     // The scorer.
-    var scorerOptions = ScorerOptions()
     scorerOptions.groupID = Broker.uniqueTopic("bench-scorer-group")
     let pipeline = try ScorerPipeline(
         config: config, options: scorerOptions, kafka: kafka, metrics: PrometheusCollectorRegistry(), logger: logger)
@@ -167,6 +180,8 @@ func runScorerBench(_ arguments: [String]) async throws {
     let firstBatch = pipeline.statistics.requests
     while pipeline.statistics.predictions < count { try await Task.sleep(for: .milliseconds(1)) }
     let scoreRate = Double(count - firstBatch) / seconds(ContinuousClock.now - scoreStart)
+    let throughputStages = pipeline.statistics.stages.snapshot
+    let throughputLoad = loadAverage()
 
     // Latency at a paced rate: send time → prediction read back from loop.predictions.
     let sent = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -215,10 +230,14 @@ func runScorerBench(_ arguments: [String]) async throws {
     }
     let deadline = ContinuousClock.now + .seconds(30)
     while latencies.withLock({ $0.count }) < total && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+    let latencyStages = pipeline.statistics.stages.snapshot
+    let latencyLoad = loadAverage()
     watcher.cancel()
     await reader.close()
     await pipeline.stop()
     try await running.value
+
+    let floor = try await oneHopLatency(kafka: kafka, topic: passThroughTopic, rate: options.rate, seconds: options.seconds, logger: logger)
 
     let sorted = latencies.withLock { $0 }.sorted()
     guard !sorted.isEmpty else { throw BenchError(description: "no paced prediction was read back") }
@@ -228,6 +247,32 @@ func runScorerBench(_ arguments: [String]) async throws {
     print(pad("scorer consume→score→produce", 30) + String(format: "%10.0f req/s  (%.0f%% of pass-through)", scoreRate, 100 * scoreRate / passRate))
     print(pad("latency at \(options.rate) req/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d of %d requests",
                                                                percentile(0.5), percentile(0.99), sorted.last!, sorted.count, total))
+    print(pad("kafka one hop at \(options.rate)/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms (produce → read back; the scorer path is two hops)",
+                                                               floor.p50, floor.p99))
+    print("")
+    print("stages, throughput run (µs/request):  " + stageLine(throughputStages, requests: count) + "   load " + throughputLoad)
+    print("stages, paced run (ms/batch):         " + batchLine(since: throughputStages, latencyStages) + "   load " + latencyLoad)
+}
+
+private func stageLine(_ stages: StageTimes.Snapshot, requests: Int) -> String {
+    func perRequest(_ duration: Duration) -> Double { seconds(duration) * 1e6 / Double(max(1, requests)) }
+    return String(format: "decode %.2f, feature wait %.2f, score+encode %.2f; batches %d (%.0f req/batch), send→ack %.2f ms/batch",
+                  perRequest(stages.decode), perRequest(stages.featureWait), perRequest(stages.score), stages.batches,
+                  Double(requests) / Double(max(1, stages.batches)),
+                  seconds(stages.acknowledgement) * 1000 / Double(max(1, stages.acknowledgedBatches)))
+}
+
+private func batchLine(since before: StageTimes.Snapshot, _ after: StageTimes.Snapshot) -> String {
+    let batches = max(1, after.batches - before.batches)
+    func perBatch(_ a: Duration, _ b: Duration) -> Double { seconds(b - a) * 1000 / Double(batches) }
+    return String(format: "%d batches; decode %.3f, feature wait %.3f, score+encode %.3f, send→ack %.3f",
+                  after.batches - before.batches, perBatch(before.decode, after.decode), perBatch(before.featureWait, after.featureWait),
+                  perBatch(before.score, after.score),
+                  seconds(after.acknowledgement - before.acknowledgement) * 1000 / Double(max(1, after.acknowledgedBatches - before.acknowledgedBatches)))
+}
+
+private func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
 }
 
 private func seconds(_ duration: Duration) -> Double {
@@ -287,4 +332,53 @@ private func measureStage(_ n: Int, _ body: () -> Void) -> Double {
     let start = ContinuousClock.now
     body()
     return seconds(ContinuousClock.now - start) * 1e6 / Double(n)
+}
+
+/// The Kafka floor of the latency: records produced at `rate` with the paced producer's settings and
+/// read back by a reader with the scorer's fetch settings, p50 and p99 in milliseconds.
+private func oneHopLatency(kafka: KafkaConfig, topic: String, rate: Int, seconds: Int, logger: Logger) async throws -> (p50: Double, p99: Double) {
+    let admin = try KafkaAdmin(config: kafka, logger: logger)
+    var ends: [TopicPartition: Int64] = [:]
+    for partition in Int32(0)..<4 { ends[TopicPartition(topic: topic, partition: partition)] = try await admin.watermarks(topic: topic, partition: partition).high }
+    let reader = try PartitionReader(config: kafka, partitions: Array(ends.keys), offsets: ends, logger: logger)
+    let sent = Mutex<[String: ContinuousClock.Instant]>([:])
+    let latencies = Mutex<[Double]>([])
+    let total = rate * seconds
+    let watcher = Task {
+        for try await event in reader.events(maxRecords: 10_000, maxWait: .milliseconds(1)) {
+            guard case .records(let records) = event else { continue }
+            let now = ContinuousClock.now
+            for record in records {
+                guard let key = record.key, let start = sent.withLock({ $0[String(decoding: key, as: UTF8.self)] }) else { continue }
+                latencies.withLock { $0.append(Double((now - start).components.attoseconds) / 1e15 + Double((now - start).components.seconds) * 1000) }
+            }
+            if latencies.withLock({ $0.count }) >= total { break }
+        }
+    }
+    var settings = ProducerSettings()
+    settings.linger = .milliseconds(0)
+    let producer = try KafkaProducer(config: kafka, producer: settings, logger: logger)
+    let perTick = max(1, rate * 2 / 1000)
+    let begin = ContinuousClock.now
+    var next = 0
+    var tick = 0
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        while next < total {
+            tick += 1
+            try await Task.sleep(until: begin + .milliseconds(2) * tick, clock: .continuous)
+            let batch = (next..<min(total, next + perTick)).map { OutgoingRecord(topic: topic, key: Array("hop-\($0)".utf8), value: Array(repeating: 7, count: 200)) }
+            let now = ContinuousClock.now
+            sent.withLock { map in for i in next..<next + batch.count { map["hop-\(i)"] = now } }
+            next += batch.count
+            group.addTask { _ = try await producer.send(batch) }
+        }
+        try await group.waitForAll()
+    }
+    let deadline = ContinuousClock.now + .seconds(20)
+    while latencies.withLock({ $0.count }) < total && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+    watcher.cancel()
+    await reader.close()
+    let sorted = latencies.withLock { $0 }.sorted()
+    guard !sorted.isEmpty else { return (.nan, .nan) }
+    return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, Int(0.99 * Double(sorted.count - 1)))])
 }

@@ -46,9 +46,19 @@ public final class KafkaProducer: Sendable {
     /// fails, throws ``KafkaError/Code/deliveryFailed`` listing each failure
     /// (``KafkaError/failures``) and the reports of the delivered ones.
     public func send(_ records: [OutgoingRecord]) async throws(KafkaError) -> [DeliveryReport] {
-        guard !records.isEmpty else { return [] }
+        try await send(records, enqueued: nil)
+    }
+
+    /// ``send(_:)``, calling `enqueued` as soon as every record is in the local queue, before the
+    /// acknowledgements arrive: a caller that overlaps sends starts the next one from there, so
+    /// its batches reach each partition in the order it made them.
+    public func send(_ records: [OutgoingRecord], enqueued: (@Sendable () -> Void)?) async throws(KafkaError) -> [DeliveryReport] {
+        guard !records.isEmpty else {
+            enqueued?()
+            return []
+        }
         let results: [Result<DeliveryReport, KafkaError>]
-        switch await engine.send(records) {
+        switch await engine.send(records, enqueued: enqueued) {
         case .delivered(let reports): return reports
         case .partial(let perRecord): results = perRecord
         }

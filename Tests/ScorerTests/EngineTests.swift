@@ -195,4 +195,56 @@ import Testing
             #expect(bytes == prediction.bytes)
         }
     }
+
+    /// A context field the artifact takes as categorical: the request's string is scored as its
+    /// training level (one-hot), an unseen value as "other", and the recorded vector holds the
+    /// deciding model's category code, as feedback's drift monitor reads it back.
+    @Test func categoricalContextFieldsAreEncodedWithTheArtifactsLevels() throws {
+        let config = try Fixtures.config { $0.model.contextFields.append("market") }
+        let layout = try RequestVectorLayout(config: config, featureSchema: schema)
+        var generator = SeededGenerator(seed: 3)
+        let markets = ["north", "south", "east"]
+        var columns = [[Double]](repeating: [], count: layout.count - 1)
+        var market: [String] = []
+        var labels: [Bool] = []
+        for _ in 0..<1_500 {
+            for j in 0..<columns.count { columns[j].append(generator.uniform()) }
+            let level = markets[Int(generator.next() % 3)]
+            market.append(level)
+            labels.append(generator.uniform() < (level == "north" ? 0.85 : level == "south" ? 0.15 : 0.5))
+        }
+        let data = Dataset(
+            columns: zip(layout.names.dropLast(), columns).map { .numeric($0, $1) } + [.categorical("market", market)], labels: labels)
+        let artifact = try LogisticRegression.fit(data)
+        let model = try ServingModel(version: 1, artifact: artifact, layout: layout)
+        let models = ServingModels(revision: 1, champion: model, canary: nil, canaryShare: 0, shadows: [])
+        let engine = PredictionEngine(layout: layout, policy: config.decision)
+        let state = try Fixtures.featureState("NSW", schema: schema)
+        func predict(_ value: JSONValue?) -> Prediction {
+            var context = Fixtures.context(requestId: "c")
+            if let value { context["market"] = value }
+            return engine.predict(ScoreRequest(requestId: "c", entity: "NSW", eventTimeMs: requestMs, context: context), state: state, models: models)
+        }
+        let north = predict(.string("north"))
+        let south = predict(.string("south"))
+        let unseen = predict(.string("west"))
+        #expect(north.score > south.score + 0.3)
+        // An unseen value is not a missing one (it may still land in the review band).
+        #expect([north, south, unseen].allSatisfy { !$0.reasons.contains(PredictionReason.missingFeatures) })
+        let marketIndex = artifact.schema.index(of: "market")!
+        let levels = artifact.schema.features[marketIndex].levels
+        #expect(north.features.last == FeatureValue(name: "market", value: Double(levels.firstIndex(of: "north")!)))
+        #expect(unseen.features.last == FeatureValue(name: "market", value: Learning.FeatureSchema.otherCode))
+        // The same score as the shared scorer on the artifact's own encoding.
+        var vector = north.features.map { $0.value ?? 0 }
+        vector[vector.count - 1] = artifact.schema.categoryCode(of: "north", forFeatureAt: marketIndex)
+        #expect(abs(try model.scorer.score(vector).probability - north.score) < 1e-12)
+        #expect(abs(try LinearScorer(artifact: artifact).scores(for: Dataset(
+            columns: zip(layout.names.dropLast(), vector.dropLast()).map { .numeric($0, [$1]) } + [.categorical("market", ["north"])],
+            labels: [true]))[0] - north.score) < 1e-12)
+        // Missing: routed with its reason.
+        let missing = predict(nil)
+        #expect(missing.reasons.contains(PredictionReason.missingFeatures))
+        #expect(missing.features.last == FeatureValue(name: "market", value: nil))
+    }
 }

@@ -37,9 +37,12 @@ struct Deployment {
 
     var topics: Topics { config.topics.names }
 
-    func pipeline(group: String) throws -> ScorerPipeline {
+    /// A pipeline in `group`; `featureWait` zero unless a test is about the wait (no feature-store
+    /// runs here, so the features of a request's own time never come).
+    func pipeline(group: String, featureWait: Duration = .zero) throws -> ScorerPipeline {
         var options = ScorerOptions()
         options.groupID = group
+        options.featureWait = featureWait
         options.consumer.sessionTimeout = .seconds(2)
         options.consumer.heartbeatInterval = .milliseconds(500)
         return try ScorerPipeline(
@@ -51,6 +54,11 @@ struct Deployment {
         let task = Task { try await pipeline.run() }
         try await Fixtures.waitUntil("partitions assigned") { pipeline.ownedPartitions.count == Self.partitions }
         return task
+    }
+
+    /// Sends one request for `entity` and returns its delivery report.
+    func send(_ id: String, entity: String, timeMs: Int64) async throws -> DeliveryReport {
+        try await producer.send(Fixtures.requestRecord(topic: topics.events, entity: entity, requestId: id, timeMs: timeMs))
     }
 
     /// Sends requests `ids` (entity chosen round-robin) and returns once acknowledged.
@@ -183,6 +191,74 @@ struct Deployment {
         let canary = predictions.filter { $0.role == .canary }
         #expect(canary.allSatisfy { $0.modelVersion == 2 && PredictionEngine.canaryBucket($0.requestId) < 0.25 })
         #expect(abs(Double(canary.count) / Double(ids.count) - 0.25) < 0.04)
+        await pipeline.stop()
+        try await running.value
+    }
+}
+
+/// The bounded wait for features to reach the request time (score requests feed features in
+/// elec2, so the feature-store's record of the request itself is what the scorer waits for).
+@Suite struct FeatureWaitTests {
+    @Test func aRequestWhoseFeaturesArriveShortlyAfterIsScoredWithThem() async throws {
+        let deployment = try await Deployment.make(entities: 2)
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"), featureWait: .seconds(10))
+        let running = try await deployment.start(pipeline)
+        let requestMs = Int64(Fixtures.t0 * 1000) + 60_000
+        _ = try await deployment.send("late-features", entity: "newcomer", timeMs: requestMs)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(pipeline.statistics.predictions == 0, "scored before its features came")
+        let schema = try Features.FeatureSchema(settings: deployment.config.features)
+        let state = try Fixtures.featureState("newcomer", schema: schema, latest: Double(requestMs) / 1000)
+        _ = try await deployment.producer.send(OutgoingRecord(
+            topic: deployment.topics.features, key: Array("newcomer".utf8), value: state.encoded()))
+        try await Fixtures.waitUntil("the prediction") { pipeline.statistics.predictions == 1 }
+        let prediction = try #require(try await deployment.predictions().first?.prediction)
+        #expect(prediction.requestId == "late-features")
+        #expect(prediction.reasons.isEmpty)
+        #expect(prediction.featureAgeSeconds == 0)
+        #expect(prediction.featuresAsOfMs == requestMs)
+        #expect(pipeline.statistics.featureWaitTimedOut == 0)
+        await pipeline.stop()
+        try await running.value
+    }
+
+    @Test func aRequestWhoseFeaturesNeverArriveIsRoutedWithItsReasonAfterTheWait() async throws {
+        let deployment = try await Deployment.make(entities: 2)
+        let wait = Duration.milliseconds(400)
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"), featureWait: wait)
+        let running = try await deployment.start(pipeline)
+        _ = try await deployment.send("no-features", entity: "stranger", timeMs: Int64(Fixtures.t0 * 1000) + 60_000)
+        try await Fixtures.waitUntil("the prediction") { pipeline.statistics.predictions == 1 }
+        let prediction = try #require(try await deployment.predictions().first?.prediction)
+        #expect(prediction.reasons == [PredictionReason.missingFeatures])
+        #expect(prediction.route == .review)
+        #expect(prediction.features.prefix(deployment.config.model.features.count).allSatisfy { $0.value == nil })
+        #expect(prediction.latencyMs >= 400, "scored after \(prediction.latencyMs) ms, before the wait ended")
+        #expect(pipeline.statistics.featureWaitTimedOut == 1)
+        await pipeline.stop()
+        try await running.value
+    }
+
+    /// The feature-store's changelog says it has published everything up to the request's offset
+    /// (`fs_input_next`), so no newer features are coming: the request is scored at once.
+    @Test func theFeatureStoresInputOffsetEndsTheWaitEarly() async throws {
+        let deployment = try await Deployment.make(entities: 2)
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"), featureWait: .seconds(20))
+        let running = try await deployment.start(pipeline)
+        let report = try await deployment.send("covered", entity: "stranger", timeMs: Int64(Fixtures.t0 * 1000) + 60_000)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(pipeline.statistics.predictions == 0)
+        let schema = try Features.FeatureSchema(settings: deployment.config.features)
+        let other = try Fixtures.featureState("neighbour", schema: schema)
+        _ = try await deployment.producer.send(OutgoingRecord(
+            topic: deployment.topics.features, key: Array("neighbour".utf8), value: other.encoded(),
+            headers: [KafkaHeader(key: "fs_batch", string: "7/0/1"), KafkaHeader(key: "fs_input_next", string: String(report.offset + 1))],
+            partition: report.partition))
+        try await Fixtures.waitUntil("the prediction", timeout: .seconds(10)) { pipeline.statistics.predictions == 1 }
+        let prediction = try #require(try await deployment.predictions().first?.prediction)
+        #expect(prediction.reasons == [PredictionReason.missingFeatures])
+        #expect(prediction.latencyMs < 10_000)
+        #expect(pipeline.statistics.featureWaitTimedOut == 0)
         await pipeline.stop()
         try await running.value
     }

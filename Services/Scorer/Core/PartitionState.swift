@@ -3,8 +3,12 @@ import Synchronization
 
 /// The latest feature state of every entity of the assigned partitions, as read from
 /// `loop.features` (latest record per key; a tombstone removes the entity).
+///
+/// Also keeps, per partition, how far the feature-store's published states go in `loop.events`
+/// (the `fs_input_next` header of the last record of each complete changelog batch).
 public final class FeatureTable: Sendable {
     private let partitions = Mutex<[Int32: [String: EntityFeatureState]]>([:])
+    private let coveredInput = Mutex<[Int32: Int64]>([:])
 
     /// An empty table.
     public init() {}
@@ -12,19 +16,31 @@ public final class FeatureTable: Sendable {
     /// Starts (or restarts) holding `partition`, empty.
     func open(_ partition: Int32) {
         partitions.withLock { $0[partition] = [:] }
+        _ = coveredInput.withLock { $0.removeValue(forKey: partition) }
     }
 
     /// Stops holding `partition` and forgets its entities.
     func drop(_ partition: Int32) {
         _ = partitions.withLock { $0.removeValue(forKey: partition) }
+        _ = coveredInput.withLock { $0.removeValue(forKey: partition) }
     }
 
-    /// Stores (or, with `nil`, removes) the state of `entity` in `partition`.
-    func store(_ states: [(entity: String, state: EntityFeatureState?)], partition: Int32) {
+    /// Stores (or, with `nil`, removes) the state of `entity` in `partition`; `inputNext` is the
+    /// `loop.events` offset the feature-store's published states of `partition` now cover (if known).
+    func store(_ states: [(entity: String, state: EntityFeatureState?)], partition: Int32, inputNext next: Int64? = nil) {
         partitions.withLock { partitions in
             guard partitions[partition] != nil else { return }
             for (entity, state) in states { partitions[partition]![entity] = state }
+            if let next {
+                coveredInput.withLock { $0[partition] = max($0[partition] ?? next, next) }
+            }
         }
+    }
+
+    /// The `loop.events` offset up to which the feature-store has published the states of
+    /// `partition` (exclusive), if its changelog headers said so.
+    public func inputNext(of partition: Int32) -> Int64? {
+        coveredInput.withLock { $0[partition] }
     }
 
     /// The state of `entity` in `partition`.
@@ -43,6 +59,15 @@ public final class FeatureTable: Sendable {
     /// Looks up many entities under one lock: `body` gets a lookup function.
     func withLookup<T>(_ body: ((String, Int32) -> EntityFeatureState?) -> T) -> T {
         partitions.withLock { partitions in body { entity, partition in partitions[partition]?[entity] } }
+    }
+
+    /// Looks up many entities and partitions' ``inputNext(of:)`` under one lock.
+    func withLookup<T>(_ body: ((String, Int32) -> EntityFeatureState?, (Int32) -> Int64?) -> T) -> T {
+        partitions.withLock { partitions in
+            coveredInput.withLock { next in
+                body({ entity, partition in partitions[partition]?[entity] }, { next[$0] })
+            }
+        }
     }
 
     /// The number of entities held.

@@ -142,6 +142,8 @@ public final class PredictionEngine {
     public let policy: DecisionPolicy
     private var values: [Double]
     private var present: [Bool]
+    /// The raw values of the context fields some serving model takes as categorical.
+    private var categories: [String?]
     private var inputs: [Double] = []
     private var contributions: [Double] = []
     private var top: [Int]
@@ -152,6 +154,7 @@ public final class PredictionEngine {
         self.policy = policy
         values = [Double](repeating: 0, count: layout.count)
         present = [Bool](repeating: false, count: layout.count)
+        categories = [String?](repeating: nil, count: layout.contextFields.count)
         top = [Int](repeating: 0, count: max(0, policy.explainTopK))
     }
 
@@ -187,7 +190,13 @@ public final class PredictionEngine {
         // Context fields, from the request's data.
         for (offset, field) in layout.contextFields.enumerated() {
             let i = layout.featureCount + offset
-            if let number = Self.number(request.context[field]) {
+            if models.categoricalPositions.contains(i) {
+                let category = Self.category(request.context[field])
+                categories[offset] = category
+                present[i] = category != nil
+                values[i] = category.flatMap { Double($0) } ?? .nan
+                if category == nil { missing = true }
+            } else if let number = Self.number(request.context[field]) {
                 values[i] = number
                 present[i] = true
             } else {
@@ -244,6 +253,7 @@ public final class PredictionEngine {
 
         var features: [FeatureValue] = []
         features.reserveCapacity(layout.count)
+        if !models.categoricalPositions.isEmpty { recordCategoryCodes(of: decider, models: models) }
         for i in 0..<layout.count {
             features.append(FeatureValue(name: layout.names[i], value: present[i] ? values[i] : nil))
         }
@@ -263,6 +273,32 @@ public final class PredictionEngine {
         return nil
     }
 
+    /// The category of a categorical context value: a string as is, a number or boolean as its text.
+    static func category(_ value: JSONValue?) -> String? {
+        guard let value else { return nil }
+        if let text = value.stringValue { return text }
+        if let flag = value.boolValue { return flag ? "true" : "false" }
+        if let number = value.doubleValue, number.isFinite {
+            return number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+        }
+        return nil
+    }
+
+    /// Puts, for each categorical context field, the deciding model's category code into the
+    /// recorded vector (the convention feedback's drift monitor reads back): the level's index, or
+    /// ``Learning/FeatureSchema/otherCode``. A field the decider takes as numeric keeps its number.
+    private func recordCategoryCodes(of decider: ServingModel?, models: ServingModels) {
+        for position in models.categoricalPositions {
+            let offset = position - layout.featureCount
+            guard let category = categories[offset] else { continue }
+            if let decider, let j = decider.inputs.firstIndex(of: position), let codes = decider.categoryCodes[j] {
+                values[position] = codes[category] ?? Learning.FeatureSchema.otherCode
+            } else if !values[position].isFinite {
+                present[position] = false
+            }
+        }
+    }
+
     private func fillInputs(for model: ServingModel) {
         let count = model.inputs.count
         if inputs.count != count {
@@ -271,7 +307,12 @@ public final class PredictionEngine {
         }
         for j in 0..<count {
             let position = model.inputs[j]
-            inputs[j] = present[position] ? values[position] : model.imputed[j]
+            if let codes = model.categoryCodes[j] {
+                let category = categories[position - layout.featureCount]
+                inputs[j] = category.flatMap { codes[$0] } ?? Learning.FeatureSchema.otherCode
+            } else {
+                inputs[j] = present[position] && values[position].isFinite ? values[position] : model.imputed[j]
+            }
         }
     }
 

@@ -18,6 +18,8 @@ public final class ScorerMetrics: Sendable {
     let featureAge: ValueHistogram
     let batchSize: ValueHistogram
     let endToEnd: DurationHistogram
+    let batchLatency: DurationHistogram
+    let featureWaitTimeouts: Counter
     let modelRevision: Gauge
     let featureRecords: Counter
     let badFeatureRecords: Counter
@@ -45,6 +47,14 @@ public final class ScorerMetrics: Sendable {
             buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
                       .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5)],
             help: "Request produce time to prediction acknowledged.")
+        batchLatency = registry.makeDurationHistogram(
+            name: "scorer_batch_latency_seconds",
+            buckets: [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+                      .milliseconds(25), .milliseconds(100), .seconds(1), .seconds(5)],
+            help: "Batch taken from the consumer to its predictions acknowledged (decode, feature wait, score, produce).")
+        featureWaitTimeouts = registry.makeCounter(
+            name: "scorer_feature_wait_timeouts_total",
+            help: "Score requests whose features had not reached the request time when the bounded feature wait ended.")
         modelRevision = registry.makeGauge(name: "scorer_registry_revision", help: "Registry revision serving now.")
         featureRecords = registry.makeCounter(name: "scorer_feature_records_total", help: "loop.features records applied.")
         badFeatureRecords = registry.makeCounter(name: "scorer_bad_feature_records_total", help: "loop.features records that could not be decoded.")
@@ -86,8 +96,14 @@ public final class ScorerStatistics: Sendable {
     let predictionsProduced = Atomic<Int>(0)
     let duplicatesSkipped = Atomic<Int>(0)
     let invalidSkipped = Atomic<Int>(0)
+    let featureWaitTimeouts = Atomic<Int>(0)
+    /// Time spent per stage, summed over batches.
+    public let stages = StageTimes()
 
     init() {}
+
+    /// Requests scored although their features had not reached the request time within the wait.
+    public var featureWaitTimedOut: Int { featureWaitTimeouts.load(ordering: .relaxed) }
 
     /// Score requests read.
     public var requests: Int { requestsRead.load(ordering: .relaxed) }
@@ -97,4 +113,61 @@ public final class ScorerStatistics: Sendable {
     public var duplicates: Int { duplicatesSkipped.load(ordering: .relaxed) }
     /// Requests skipped as unreadable.
     public var invalid: Int { invalidSkipped.load(ordering: .relaxed) }
+}
+
+/// Time spent in each stage of the data path, summed over batches (nanoseconds), for the benchmark's
+/// breakdown and logs.
+public final class StageTimes: Sendable {
+    let batches = Atomic<Int>(0)
+    let decodeNanoseconds = Atomic<Int>(0)
+    let featureWaitNanoseconds = Atomic<Int>(0)
+    let scoreNanoseconds = Atomic<Int>(0)
+    let acknowledgements = Atomic<Int>(0)
+    let acknowledgementNanoseconds = Atomic<Int>(0)
+
+    init() {}
+
+    func add(decode: Duration, featureWait: Duration, score: Duration) {
+        batches.add(1, ordering: .relaxed)
+        decodeNanoseconds.add(Self.nanoseconds(decode), ordering: .relaxed)
+        featureWaitNanoseconds.add(Self.nanoseconds(featureWait), ordering: .relaxed)
+        scoreNanoseconds.add(Self.nanoseconds(score), ordering: .relaxed)
+    }
+
+    func add(acknowledgement: Duration) {
+        acknowledgements.add(1, ordering: .relaxed)
+        acknowledgementNanoseconds.add(Self.nanoseconds(acknowledgement), ordering: .relaxed)
+    }
+
+    /// The totals so far.
+    public var snapshot: Snapshot {
+        Snapshot(
+            batches: batches.load(ordering: .relaxed),
+            decode: .nanoseconds(decodeNanoseconds.load(ordering: .relaxed)),
+            featureWait: .nanoseconds(featureWaitNanoseconds.load(ordering: .relaxed)),
+            score: .nanoseconds(scoreNanoseconds.load(ordering: .relaxed)),
+            acknowledgedBatches: acknowledgements.load(ordering: .relaxed),
+            acknowledgement: .nanoseconds(acknowledgementNanoseconds.load(ordering: .relaxed)))
+    }
+
+    /// Totals per stage.
+    public struct Snapshot: Sendable {
+        /// Batches prepared.
+        public var batches: Int
+        /// Filtering by `ce_type` and decoding requests.
+        public var decode: Duration
+        /// The bounded wait for features to reach the requests' event time.
+        public var featureWait: Duration
+        /// Deduplication, feature evaluation, scoring, explanation and encoding.
+        public var score: Duration
+        /// Batches whose predictions were sent.
+        public var acknowledgedBatches: Int
+        /// Send to acknowledgement.
+        public var acknowledgement: Duration
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+    }
 }

@@ -9,8 +9,16 @@ public struct ScorerOptions: Sendable {
     public var groupID: String = "feedbackloop-scorer"
     /// The most score requests taken (and predictions produced) per batch.
     public var maxBatch: Int = 2_000
-    /// How long a batch waits to fill once it holds a request.
-    public var maxBatchWait: Duration = .milliseconds(2)
+    /// How long the consumer waits to fill a batch (librdkafka waits this long unless
+    /// ``maxBatch`` records arrive first, so at low rates it is added to every request's latency).
+    public var maxBatchWait: Duration = .milliseconds(1)
+    /// How many batches of predictions may await acknowledgement while the next ones are scored.
+    /// Offsets are still marked in order, each once every earlier batch is acknowledged.
+    public var maxInFlight: Int = 4
+    /// `fetch.wait.max.ms` of the request consumer and the `loop.features` / `loop.models` readers
+    /// (unless ``KafkaConfig/extra`` sets it): how long the broker may hold a fetch that finds no
+    /// data. Brokers answer as soon as data arrives; this bounds the wait when one does not.
+    public var fetchWait: Duration = .milliseconds(5)
     /// How many requestIds per partition are remembered for deduplication (the idempotency
     /// horizon, by count). Restored on assignment from the partition's `loop.predictions`.
     public var dedupeCapacity: Int = 1_000_000
@@ -35,6 +43,8 @@ public struct ScorerOptions: Sendable {
         guard !groupID.isEmpty else { throw ScorerError(.invalidOptions, "the consumer group id is empty") }
         guard maxBatch >= 1 else { throw ScorerError(.invalidOptions, "maxBatch must be at least 1") }
         guard maxBatchWait >= .zero else { throw ScorerError(.invalidOptions, "maxBatchWait must not be negative") }
+        guard maxInFlight >= 1 else { throw ScorerError(.invalidOptions, "maxInFlight must be at least 1") }
+        guard fetchWait >= .milliseconds(1) else { throw ScorerError(.invalidOptions, "fetchWait must be at least 1 ms") }
         guard dedupeCapacity >= 1 else { throw ScorerError(.invalidOptions, "dedupeCapacity must be at least 1") }
         guard featureWait >= .zero else { throw ScorerError(.invalidOptions, "featureWait must not be negative") }
     }
@@ -51,8 +61,16 @@ public struct ScorerOptions: Sendable {
         help: "Most score requests scored and produced per batch.")
     /// `LOOP_SCORER_BATCH_WAIT_MS` / `--scorer-batch-wait-ms`.
     public static let batchWait = Setting.integer(
-        "scorer-batch-wait-ms", default: 2, range: 0...10_000, valueName: "<ms>",
-        help: "How long a batch waits to fill once it holds a request, in milliseconds.")
+        "scorer-batch-wait-ms", default: 1, range: 0...10_000, valueName: "<ms>",
+        help: "How long the consumer waits to fill a batch unless it fills first, in milliseconds (added to latency at low rates).")
+    /// `LOOP_SCORER_IN_FLIGHT` / `--scorer-in-flight`.
+    public static let inFlight = Setting.integer(
+        "scorer-in-flight", default: 4, range: 1...64,
+        help: "Batches of predictions awaiting acknowledgement while the next ones are scored.")
+    /// `LOOP_SCORER_FETCH_WAIT_MS` / `--scorer-fetch-wait-ms`.
+    public static let fetchWaitSetting = Setting.integer(
+        "scorer-fetch-wait-ms", default: 5, range: 1...10_000, valueName: "<ms>",
+        help: "fetch.wait.max.ms of the scorer's consumers and readers (unless LOOP_KAFKA_* extras set it), in milliseconds.")
     /// `LOOP_SCORER_DEDUPE_CAPACITY` / `--scorer-dedupe-capacity`.
     public static let dedupe = Setting.integer(
         "scorer-dedupe-capacity", default: 1_000_000, range: 1...100_000_000,
@@ -64,13 +82,15 @@ public struct ScorerOptions: Sendable {
         help: "Longest a batch waits for its entities' features to reach the requests' event time, in milliseconds.")
 
     /// The scorer's own settings.
-    public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, dedupe, featureWait]
+    public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, inFlight, fetchWaitSetting, dedupe, featureWait]
 
     /// Options from parsed settings.
     public init(settings: Settings, topicPrefix: String) {
         groupID = settings[Self.group].isEmpty ? "\(topicPrefix).scorer" : settings[Self.group]
         maxBatch = settings[Self.batch]
         maxBatchWait = .milliseconds(settings[Self.batchWait])
+        maxInFlight = settings[Self.inFlight]
+        fetchWait = .milliseconds(settings[Self.fetchWaitSetting])
         dedupeCapacity = settings[Self.dedupe]
         featureWait = .milliseconds(settings[Self.featureWait])
     }

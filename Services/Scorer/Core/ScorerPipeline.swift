@@ -28,6 +28,7 @@ public final class ScorerPipeline: Sendable {
     public let statistics = ScorerStatistics()
 
     let options: ScorerOptions
+    /// The connection settings of every consumer and reader (with ``ScorerOptions/fetchWait``).
     let kafka: KafkaConfig
     let featureSchema: Features.FeatureSchema
     let metrics: ScorerMetrics
@@ -57,6 +58,8 @@ public final class ScorerPipeline: Sendable {
         try options.validate()
         self.config = config
         self.options = options
+        var kafka = kafka
+        if kafka.extra["fetch.wait.max.ms"] == nil { kafka.extra["fetch.wait.max.ms"] = String(Self.wholeMilliseconds(options.fetchWait)) }
         self.kafka = kafka
         self.topics = config.topics.names
         self.featureSchema = try Features.FeatureSchema(settings: config.features)
@@ -67,7 +70,9 @@ public final class ScorerPipeline: Sendable {
         self.readiness = readiness
         self.logger = logger
         consumer = try KafkaConsumer(config: kafka, groupID: options.groupID, consumer: options.consumer, logger: logger)
-        producer = try KafkaProducer(config: kafka, producer: options.producer, logger: logger)
+        var producerKafka = kafka
+        producerKafka.extra["fetch.wait.max.ms"] = nil
+        producer = try KafkaProducer(config: producerKafka, producer: options.producer, logger: logger)
         readiness.require(Self.modelsCondition)
         readiness.require(Self.assignedCondition)
     }
@@ -81,6 +86,10 @@ public final class ScorerPipeline: Sendable {
     // MARK: - Running
 
     /// Reads `loop.models` to its end, joins the group and scores until ``stop()``.
+    ///
+    /// Batches overlap: while up to ``ScorerOptions/maxInFlight`` batches of predictions await
+    /// their acknowledgements, the next batch is decoded and scored. Offsets are marked strictly in
+    /// order, each batch once it and every earlier batch are acknowledged.
     public func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.followModels() }
@@ -88,8 +97,28 @@ public final class ScorerPipeline: Sendable {
             try consumer.subscribe(topics: [topics.events], rebalance: Rebalancer(pipeline: self))
             let engine = PredictionEngine(layout: layout, policy: config.decision)
             var writer = PredictionWriter()
-            for try await batch in consumer.batches(maxRecords: options.maxBatch, maxWait: options.maxBatchWait) {
-                try await process(batch, engine: engine, writer: &writer)
+            let acknowledgements = InOrderAcknowledgements()
+            try await withThrowingTaskGroup(of: Void.self) { sends in
+                var inFlight = 0
+                var sequence = 0
+                var previousEnqueued: Signal?
+                for try await batch in consumer.batches(maxRecords: options.maxBatch, maxWait: options.maxBatchWait) {
+                    let prepared = await prepare(batch, sequence: sequence, engine: engine, writer: &writer)
+                    sequence += 1
+                    if inFlight >= options.maxInFlight {
+                        try await sends.next()
+                        inFlight -= 1
+                    }
+                    let after = previousEnqueued
+                    let enqueued = Signal()
+                    previousEnqueued = enqueued
+                    sends.addTask {
+                        await after?.wait()
+                        try await self.deliver(prepared, acknowledgements: acknowledgements, enqueued: enqueued)
+                    }
+                    inFlight += 1
+                }
+                try await sends.waitForAll()
             }
             group.cancelAll()
         }
@@ -105,94 +134,148 @@ public final class ScorerPipeline: Sendable {
 
     // MARK: - Batches
 
-    private func process(_ batch: [ConsumedRecord], engine: PredictionEngine, writer: inout PredictionWriter) async throws {
+    /// Decodes, waits (bounded) for features, scores and encodes one batch. Enters the batch gate,
+    /// which ``deliver(_:acknowledgements:)`` leaves once the batch's offsets are marked.
+    private func prepare(
+        _ batch: [ConsumedRecord], sequence: Int, engine: PredictionEngine, writer: inout PredictionWriter
+    ) async -> PreparedBatch {
         gate.enter()
-        defer { gate.leave() }
         let received = ContinuousClock.now
         let models = serving.withLock { $0 }
         let mine = owned.withLock { $0 }
-        var outgoing: [OutgoingRecord] = []
-        outgoing.reserveCapacity(batch.count)
-        var answered: [(id: String, partition: Int32)] = []
-        answered.reserveCapacity(batch.count)
-        var tally = BatchTally()
-        var requests: [(request: ScoreRequest, partition: Int32)] = []
+        var prepared = PreparedBatch(sequence: sequence, received: received)
+        prepared.outgoing.reserveCapacity(batch.count)
+        prepared.produceTimes.reserveCapacity(batch.count)
+        var requests: [PendingRequest] = []
         requests.reserveCapacity(batch.count)
-        for record in batch where mine.contains(record.partition) {
+        for record in batch {
+            // Records of a partition revoked meanwhile are neither scored nor marked: the new owner reads them.
+            guard mine.contains(record.partition) else { continue }
+            prepared.offsets[record.partition] = max(prepared.offsets[record.partition] ?? -1, record.offset)
+            if let produced = record.timestamp { prepared.produceTimes.append(produced) }
             guard ScoreRequest.isScoreRequest(record) else {
-                tally.other += 1
+                prepared.tally.other += 1
                 continue
             }
-            tally.requests += 1
-            do { requests.append((try ScoreRequest(record: record), record.partition)) } catch {
-                tally.invalid += 1
+            prepared.tally.requests += 1
+            do { requests.append(PendingRequest(request: try ScoreRequest(record: record), partition: record.partition, offset: record.offset)) } catch {
+                prepared.tally.invalid += 1
                 logger.warning("unreadable score request skipped", metadata: ["error.message": "\(error)"])
             }
         }
-        if requestsFeedFeatures { await waitForFeatures(of: requests) }
+        let decoded = ContinuousClock.now
+        if requestsFeedFeatures, !requests.isEmpty {
+            let unready = await waitForFeatures(of: requests)
+            prepared.tally.featureWaitTimeouts = unready
+        }
+        let waited = ContinuousClock.now
         features.withLookup { lookup in
-            for (request, partition) in requests {
-                guard deduplicator.insert(request.requestId, partition: partition) else {
-                    tally.duplicates += 1
+            for item in requests {
+                let request = item.request
+                guard deduplicator.insert(request.requestId, partition: item.partition) else {
+                    prepared.tally.duplicates += 1
                     continue
                 }
-                answered.append((request.requestId, partition))
-                var prediction = engine.predict(request, state: lookup(request.entity, partition), models: models)
+                prepared.answered.append((request.requestId, item.partition))
+                var prediction = engine.predict(request, state: lookup(request.entity, item.partition), models: models)
                 prediction.latencyMs = Self.milliseconds(ContinuousClock.now - received)
-                tally.add(prediction)
+                prepared.tally.add(prediction)
                 let headers = request.traceparent.map { [KafkaHeader(key: "traceparent", string: $0)] } ?? []
-                outgoing.append(OutgoingRecord(
+                prepared.outgoing.append(OutgoingRecord(
                     topic: topics.predictions, key: Array(request.entity.utf8), value: writer.write(prediction), headers: headers))
             }
         }
-        do {
-            _ = try await producer.send(outgoing)
-        } catch {
-            for (id, partition) in answered { deduplicator.remove([id], partition: partition) }
-            throw ScorerError(.kafka, "predictions not acknowledged: \(error)", isRetryable: error.isRetriable)
-        }
-        consumer.markProcessed(batch)
-        record(tally, batch: batch)
+        let scored = ContinuousClock.now
+        statistics.stages.add(decode: decoded - received, featureWait: waited - decoded, score: scored - waited)
+        return prepared
     }
 
-    /// Waits, up to ``ScorerOptions/featureWait``, until every request's entity has features as of
-    /// the request's event time. The feature-store applies the request itself, so this only waits
-    /// while it lags behind (a fast replay reaches the scorer before the features).
-    private func waitForFeatures(of requests: [(request: ScoreRequest, partition: Int32)]) async {
-        let deadline = ContinuousClock.now + options.featureWait
-        while ContinuousClock.now < deadline {
-            let behind = features.withLookup { lookup in
-                requests.contains { item in
-                    let latest = lookup(item.request.entity, item.partition)?.latestEventTime ?? -Double.infinity
-                    return latest * 1000 < Double(item.request.eventTimeMs)
-                }
+    /// Sends one prepared batch, then marks its offsets in order with the other batches.
+    /// `enqueued` fires once its records are queued in the producer (the next batch's send waits
+    /// for it, so predictions reach each partition in batch order).
+    private func deliver(_ prepared: PreparedBatch, acknowledgements: InOrderAcknowledgements, enqueued: Signal) async throws {
+        defer { enqueued.fire() }
+        let sending = ContinuousClock.now
+        if !prepared.outgoing.isEmpty {
+            do {
+                _ = try await producer.send(prepared.outgoing, enqueued: { enqueued.fire() })
+            } catch {
+                // Nothing of this batch or any later one is marked: stop, committing only what came before.
+                for (id, partition) in prepared.answered { deduplicator.remove([id], partition: partition) }
+                gate.abandon()
+                await consumer.close()
+                throw ScorerError(.kafka, "predictions not acknowledged: \(error)", isRetryable: error.isRetriable)
             }
-            guard behind else { return }
-            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let acknowledged = ContinuousClock.now
+        statistics.stages.add(acknowledgement: acknowledged - sending)
+        acknowledgements.complete(prepared.sequence) { [consumer, topics, gate] in
+            for (partition, offset) in prepared.offsets {
+                consumer.markProcessed(topic: topics.events, partition: partition, offset: offset)
+            }
+            gate.leave()
+        }
+        record(prepared)
+    }
+
+    /// Waits, up to ``ScorerOptions/featureWait``, until the features of every request are as of
+    /// its event time. A request is ready once its entity's state has reached the request's event
+    /// time, or once the feature-store has published everything it derived from `loop.events` up to
+    /// and including the request's offset (its `fs_input_next` changelog header): from then on no
+    /// newer features for it are coming (a new entity, a request too late to apply). The
+    /// feature-store applies the request itself, so this only waits while it lags behind.
+    /// Returns how many requests were still not ready when the wait ended.
+    private func waitForFeatures(of requests: [PendingRequest]) async -> Int {
+        let deadline = ContinuousClock.now + options.featureWait
+        var unready = requests.count
+        while true {
+            unready = features.withLookup { lookup, inputNext in
+                var count = 0
+                for item in requests {
+                    if let next = inputNext(item.partition), next > item.offset { continue }
+                    let latest = lookup(item.request.entity, item.partition)?.latestEventTime ?? -Double.infinity
+                    if latest * 1000 < Double(item.request.eventTimeMs) { count += 1 }
+                }
+                return count
+            }
+            guard unready > 0, ContinuousClock.now < deadline else { return unready }
+            try? await Task.sleep(for: .milliseconds(1))
         }
     }
 
-    private func record(_ tally: BatchTally, batch: [ConsumedRecord]) {
+    private func record(_ prepared: PreparedBatch) {
+        let tally = prepared.tally
+        record(tally)
+        if tally.requests > 0 { metrics.batchSize.record(Double(tally.requests)) }
+        let now = Date()
+        for produced in prepared.produceTimes {
+            metrics.endToEnd.record(.nanoseconds(Int64(max(0, now.timeIntervalSince(produced)) * 1e9)))
+        }
+        metrics.batchLatency.record(ContinuousClock.now - prepared.received)
+    }
+
+    private func record(_ tally: BatchTally) {
         statistics.requestsRead.add(tally.requests, ordering: .relaxed)
         statistics.predictionsProduced.add(tally.predictions, ordering: .relaxed)
         statistics.duplicatesSkipped.add(tally.duplicates, ordering: .relaxed)
         statistics.invalidSkipped.add(tally.invalid, ordering: .relaxed)
+        statistics.featureWaitTimeouts.add(tally.featureWaitTimeouts, ordering: .relaxed)
         metrics.requests.increment(by: Int64(tally.requests))
         metrics.otherEvents.increment(by: Int64(tally.other))
         metrics.invalidRequests.increment(by: Int64(tally.invalid))
         metrics.duplicates.increment(by: Int64(tally.duplicates))
-        if tally.requests > 0 { metrics.batchSize.record(Double(tally.requests)) }
+        metrics.featureWaitTimeouts.increment(by: Int64(tally.featureWaitTimeouts))
         for (key, count) in tally.byOutcome {
             metrics.predictions(route: key.route, role: key.role, version: key.version, count: count)
         }
         for (reason, count) in tally.reasons { metrics.routed(reason: reason, count: count) }
         for score in tally.scores { metrics.scores.record(score) }
         for age in tally.ages { metrics.featureAge.record(age) }
-        let now = Date()
-        for record in batch {
-            guard let produced = record.timestamp else { continue }
-            metrics.endToEnd.record(.nanoseconds(Int64(max(0, now.timeIntervalSince(produced)) * 1e9)))
-        }
+    }
+
+    static func wholeMilliseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 
     static func milliseconds(_ duration: Duration) -> Double {
@@ -225,7 +308,7 @@ public final class ScorerPipeline: Sendable {
         var tally = BatchTally()
         tally.requests = 1
         tally.add(prediction)
-        record(tally, batch: [])
+        record(tally)
         return prediction
     }
 
@@ -337,7 +420,9 @@ public final class ScorerPipeline: Sendable {
                 case .records(let records):
                     var states: [(entity: String, state: EntityFeatureState?)] = []
                     states.reserveCapacity(records.count)
+                    var inputNext: Int64?
                     for record in records {
+                        if let next = Self.completedInputNext(record) { inputNext = max(inputNext ?? next, next) }
                         guard let key = record.key else { continue }
                         let entity = String(decoding: key, as: UTF8.self)
                         guard let value = record.value else {
@@ -352,7 +437,7 @@ public final class ScorerPipeline: Sendable {
                                 "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
                         }
                     }
-                    features.store(states, partition: partition)
+                    features.store(states, partition: partition, inputNext: inputNext)
                     metrics.featureRecords.increment(by: Int64(states.count))
                 case .caughtUp:
                     caughtUp.fire()
@@ -362,6 +447,22 @@ public final class ScorerPipeline: Sendable {
             if Task.isCancelled { return }
             logger.error("loop.features follower stopped", metadata: ["kafka.partition": "\(partition)", "error.message": "\(error)"])
         }
+    }
+
+    /// The `fs_input_next` header of the last record of a feature-store changelog batch
+    /// (`fs_batch: <id>/<index>/<count>` with `index == count - 1`): every state the feature-store
+    /// derived from `loop.events` before that offset is then in the log.
+    static func completedInputNext(_ record: ConsumedRecord) -> Int64? {
+        var batch: [UInt8]?
+        var next: [UInt8]?
+        for header in record.headers {
+            if header.key == "fs_batch" { batch = header.value } else if header.key == "fs_input_next" { next = header.value }
+        }
+        guard let batch, let next, let offset = Int64(String(decoding: next, as: UTF8.self)) else { return nil }
+        let parts = batch.split(separator: UInt8(ascii: "/"))
+        guard parts.count == 3, let index = Int(String(decoding: parts[1], as: UTF8.self)),
+              let count = Int(String(decoding: parts[2], as: UTF8.self)), index == count - 1 else { return nil }
+        return offset
     }
 
     private func closeFollowers(_ partitions: [Int32]) {
@@ -423,8 +524,8 @@ struct FeatureFollower: Sendable {
 }
 
 /// What one batch produced, recorded into metrics once the batch is acknowledged.
-struct BatchTally {
-    struct Outcome: Hashable {
+struct BatchTally: Sendable {
+    struct Outcome: Hashable, Sendable {
         var route: Route
         var role: ModelRole
         var version: Int64?
@@ -435,6 +536,7 @@ struct BatchTally {
     var other = 0
     var invalid = 0
     var duplicates = 0
+    var featureWaitTimeouts = 0
     var byOutcome: [Outcome: Int] = [:]
     var reasons: [String: Int] = [:]
     var scores: [Double] = []
@@ -449,19 +551,32 @@ struct BatchTally {
     }
 }
 
-/// Whether a batch is in flight, so a revocation can wait for it.
+/// How many batches are being scored or awaiting acknowledgement, so a revocation can wait until
+/// every one of them has marked its offsets.
 final class BatchGate: Sendable {
     private struct State {
-        var busy = false
+        var busy = 0
+        var abandoned = false
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
     private let state = Mutex(State())
 
-    func enter() { state.withLock { $0.busy = true } }
+    func enter() { state.withLock { $0.busy += 1 } }
 
     func leave() {
-        let waiters = state.withLock { state in
-            state.busy = false
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.busy -= 1
+            guard state.busy <= 0 else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Stops waiting for batches that will never be marked (a send failed): ``idle()`` returns at once.
+    func abandon() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.abandoned = true
             defer { state.waiters = [] }
             return state.waiters
         }
@@ -472,11 +587,60 @@ final class BatchGate: Sendable {
     func idle() async {
         await withCheckedContinuation { continuation in
             let ready = state.withLock { state in
-                if !state.busy { return true }
+                if state.busy <= 0 || state.abandoned { return true }
                 state.waiters.append(continuation)
                 return false
             }
             if ready { continuation.resume() }
+        }
+    }
+}
+
+/// A score request with where it was read.
+struct PendingRequest {
+    var request: ScoreRequest
+    var partition: Int32
+    var offset: Int64
+}
+
+/// One batch scored and encoded, waiting to be sent and acknowledged.
+struct PreparedBatch: Sendable {
+    /// The batch's position in the consumer's order.
+    let sequence: Int
+    /// When the pipeline took the batch from the consumer.
+    let received: ContinuousClock.Instant
+    var outgoing: [OutgoingRecord] = []
+    /// The requestIds answered, to forget if the predictions are not acknowledged.
+    var answered: [(id: String, partition: Int32)] = []
+    /// The highest `loop.events` offset per partition in the batch.
+    var offsets: [Int32: Int64] = [:]
+    /// When each request was produced to `loop.events`, for the end-to-end latency.
+    var produceTimes: [Date] = []
+    var tally = BatchTally()
+
+    init(sequence: Int, received: ContinuousClock.Instant) {
+        self.sequence = sequence
+        self.received = received
+    }
+}
+
+/// Runs each batch's completion in the order of the batches, however their acknowledgements
+/// arrive: batch `n`'s completion runs once batches `0..<n` have completed, under one lock, so
+/// offsets are stored in increasing order.
+final class InOrderAcknowledgements: Sendable {
+    private struct State {
+        var next = 0
+        var waiting: [Int: @Sendable () -> Void] = [:]
+    }
+    private let state = Mutex(State())
+
+    func complete(_ sequence: Int, _ completion: @escaping @Sendable () -> Void) {
+        state.withLock { state in
+            state.waiting[sequence] = completion
+            while let ready = state.waiting.removeValue(forKey: state.next) {
+                ready()
+                state.next += 1
+            }
         }
     }
 }

@@ -42,6 +42,11 @@ public struct RequestVectorLayout: Sendable {
 
 /// A model version compiled for serving: its scorer and where each of its inputs comes from in the
 /// request vector.
+///
+/// Categorical inputs are context fields: the request's value (a string, or the text of a number
+/// or boolean) is encoded as the artifact's category code — the index of its training level, or
+/// ``Learning/FeatureSchema/otherCode`` for any other or missing value — which the scorer one-hot
+/// encodes.
 public struct ServingModel: Sendable {
     /// The registry version.
     public let version: Int64
@@ -51,6 +56,9 @@ public struct ServingModel: Sendable {
     /// For each scorer input, the value that stands in for a missing one: the standardization mean,
     /// whose contribution is exactly 0.
     let imputed: [Double]
+    /// For each categorical scorer input, the category code of each training level; `nil` for
+    /// numeric inputs.
+    let categoryCodes: [[String: Double]?]
 
     /// Compiles `record`'s artifact; every input must be a numeric feature of `layout`.
     public init(record: ModelVersionRecord, layout: RequestVectorLayout) throws(ScorerError) {
@@ -73,14 +81,23 @@ public struct ServingModel: Sendable {
             throw ScorerError(.unservableModel, "model version \(version) is not a linear model")
         }
         var inputs: [Int] = []
+        var categoryCodes: [[String: Double]?] = []
         for spec in artifact.schema.features {
-            guard spec.kind == .numeric else {
-                throw ScorerError(.unservableModel, "model version \(version): categorical input \(spec.name) is not served")
-            }
             guard let position = layout.names.firstIndex(of: spec.name) else {
                 throw ScorerError(
                     .unservableModel,
                     "model version \(version) takes \(spec.name), which is neither a model feature nor a context field in loop.yaml")
+            }
+            switch spec.kind {
+            case .numeric:
+                categoryCodes.append(nil)
+            case .categorical:
+                guard position >= layout.featureCount else {
+                    throw ScorerError(
+                        .unservableModel,
+                        "model version \(version) takes \(spec.name) as categorical, but it is a numeric feature; only context fields can be categorical")
+                }
+                categoryCodes.append(Dictionary(spec.levels.enumerated().map { ($1, Double($0)) }, uniquingKeysWith: { first, _ in first }))
             }
             inputs.append(position)
         }
@@ -88,6 +105,7 @@ public struct ServingModel: Sendable {
         self.scorer = scorer
         self.inputs = inputs
         self.imputed = model.means
+        self.categoryCodes = categoryCodes
     }
 }
 
@@ -103,6 +121,8 @@ public struct ServingModels: Sendable {
     public let canaryShare: Double
     /// Models scored on every request and never acted on.
     public let shadows: [ServingModel]
+    /// Request-vector positions that some serving model takes as a categorical input.
+    let categoricalPositions: Set<Int>
 
     /// A snapshot from its parts.
     public init(revision: Int64, champion: ServingModel?, canary: ServingModel?, canaryShare: Double, shadows: [ServingModel]) {
@@ -111,6 +131,11 @@ public struct ServingModels: Sendable {
         self.canary = canary
         self.canaryShare = canaryShare
         self.shadows = shadows
+        var positions = Set<Int>()
+        for model in [champion, canary].compactMap({ $0 }) + shadows {
+            for (j, codes) in model.categoryCodes.enumerated() where codes != nil { positions.insert(model.inputs[j]) }
+        }
+        categoricalPositions = positions
     }
 
     /// No model: the baseline answers every request.

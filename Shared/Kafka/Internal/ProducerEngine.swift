@@ -152,8 +152,9 @@ final class ProducerEngine: @unchecked Sendable {
     // MARK: - Sending
 
     /// Enqueues every record and waits for all delivery reports: the reports in order, or the
-    /// per-record results when at least one failed.
-    func send(_ records: [OutgoingRecord]) async -> SendOutcome {
+    /// per-record results when at least one failed. `enqueued` runs once every record is in the
+    /// local queue (or failed to get there), before the reports are awaited.
+    func send(_ records: [OutgoingRecord], enqueued: (@Sendable () -> Void)? = nil) async -> SendOutcome {
         let batch = DeliveryBatch(count: records.count)
         var lastTopic: (name: String, handle: OpaquePointer)?
         for index in records.indices {
@@ -185,6 +186,7 @@ final class ProducerEngine: @unchecked Sendable {
                 break
             }
         }
+        enqueued?()
         await batch.waitForCompletion()
         var reports: [DeliveryReport] = []
         reports.reserveCapacity(records.count)

@@ -1,0 +1,262 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Contracts
+import Features
+import Foundation
+import Kafka
+import Learning
+import Scorer
+import ServiceKit
+import Testing
+import TestSupport
+
+/// The built `scorer` executable as a child process: kill -9 mid-stream, and `POST /v1/score`.
+@Suite("scorer process", .serialized)
+struct ProcessTests {
+    /// `scorer` in the build products directory, next to the test bundle.
+    static func binary() throws -> URL {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var candidates = [Bundle.main.bundleURL.deletingLastPathComponent(), executable.deletingLastPathComponent()]
+        for directory in [Bundle.main.bundleURL, executable] where directory.pathExtension == "xctest" {
+            candidates.append(directory.deletingLastPathComponent())
+        }
+        for directory in candidates {
+            let binary = directory.appendingPathComponent("scorer")
+            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
+        }
+        throw TestFailure(description: "no scorer binary next to the tests in \(candidates.map(\.path)); run `swift build --product scorer`")
+    }
+
+    /// A running `scorer` and its output.
+    struct Launched {
+        let process: Process
+        let output: URL
+        let port: Int
+
+        var outputText: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+        /// The value of an unlabeled metric from `/metrics`.
+        func metric(_ name: String) async -> Double? {
+            guard let reply = try? await HTTPGet.fetch(port: port, path: "/metrics") else { return nil }
+            for line in reply.body.split(separator: "\n") where line.hasPrefix(name + " ") {
+                return Double(line.split(separator: " ")[1])
+            }
+            return nil
+        }
+    }
+
+    /// Writes the deployment's loop.yaml to a temporary file.
+    static func writeConfig(prefix: String) throws -> String {
+        let path = Fixtures.packageRoot.appendingPathComponent("examples/elec2/loop.yaml").path
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        text = text.replacingOccurrences(of: "prefix: loop ", with: "prefix: \(prefix) ")
+        text = text.replacingOccurrences(of: "partitions: 4 ", with: "partitions: \(Deployment.partitions) ")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("scorer-\(UUID()).yaml").path
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    static func launch(
+        config: String, brokers: String, group: String, arguments: [String] = [], apiKeys: String? = nil
+    ) throws -> Launched {
+        let port = try Broker.freePort()
+        let process = Process()
+        process.executableURL = try binary()
+        process.arguments = [
+            "--config", config, "--brokers", brokers, "--group", group, "--admin-port", String(port), "--admin-host", "127.0.0.1",
+            "--state-dir", FileManager.default.temporaryDirectory.appendingPathComponent("scorer-state-\(UUID())").path,
+        ] + arguments
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
+        if let apiKeys { environment["LOOP_API_KEYS"] = apiKeys }
+        process.environment = environment
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("scorer-\(UUID()).out")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return Launched(process: process, output: output, port: port)
+    }
+
+    static func ready(_ launched: Launched) async throws {
+        try await Fixtures.waitUntil("the scorer ready", timeout: .seconds(40)) {
+            guard launched.process.isRunning else {
+                throw TestFailure(description: "scorer exited: \(launched.outputText.suffix(2000))")
+            }
+            return (try? await HTTPGet.fetch(port: launched.port, path: "/readyz").status) == 200
+        }
+    }
+
+    @Test("kill -9 of the scorer executable mid-stream, then restart: every requestId exactly once in loop.predictions")
+    func killMidStreamAndRestart() async throws {
+        let deployment = try await Deployment.make()
+        let config = try Self.writeConfig(prefix: deployment.config.topics.prefix)
+        let brokers = deployment.kafka.brokers
+        let group = Broker.uniqueTopic("scorer-process")
+        let ids = (0..<6000).map { "kill-\($0)" }
+        try await deployment.send(Array(ids[..<4000]))
+        // Small batches and a short feature wait (no feature-store runs), so the kill lands mid-stream.
+        let arguments = ["--scorer-batch", "100", "--scorer-feature-wait-ms", "20"]
+
+        let first = try Self.launch(config: config, brokers: brokers, group: group, arguments: arguments)
+        defer { if first.process.isRunning { kill(first.process.processIdentifier, SIGKILL) } }
+        try await Self.ready(first)
+        try await Fixtures.waitUntil("some predictions", timeout: .seconds(40)) { (await first.metric("scorer_requests_total") ?? 0) >= 500 }
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        #expect(first.process.terminationReason == .uncaughtSignal)
+        let answeredBeforeKill = try await deployment.predictions().count
+        #expect(answeredBeforeKill > 0 && answeredBeforeKill < 4000, "the kill came mid-stream (\(answeredBeforeKill) answered)")
+
+        try await deployment.send(Array(ids[4000...]), offsetMs: 90_000)
+        let second = try Self.launch(config: config, brokers: brokers, group: group, arguments: arguments)
+        defer { if second.process.isRunning { kill(second.process.processIdentifier, SIGKILL) } }
+        try await Self.ready(second)
+        try await Fixtures.waitUntil("every prediction", timeout: .seconds(60)) { try await deployment.predictions().count >= ids.count }
+        // Let the second instance finish whatever it re-read; nothing more may appear.
+        try await Fixtures.waitUntil("the consumer caught up", timeout: .seconds(30)) {
+            try await Self.lag(deployment: deployment, group: group, kafka: deployment.kafka) == 0
+        }
+        let predictions = try await deployment.predictions().map(\.prediction.requestId)
+        #expect(predictions.count == ids.count, "\(predictions.count - Set(predictions).count) duplicated")
+        #expect(Set(predictions) == Set(ids))
+
+        kill(second.process.processIdentifier, SIGTERM)
+        try await Fixtures.waitUntil("a graceful exit", timeout: .seconds(20)) { !second.process.isRunning }
+        second.process.waitUntilExit()
+        #expect(second.process.terminationStatus == 0, "\(second.outputText.suffix(2000))")
+    }
+
+    /// The group's lag on loop.events: committed offsets against the ends.
+    static func lag(deployment: Deployment, group: String, kafka: KafkaConfig) async throws -> Int64 {
+        let admin = try KafkaAdmin(config: kafka, logger: Fixtures.logger)
+        return try await admin.lag(group: group, topic: deployment.topics.events).partitions.reduce(0) { $0 + $1.lag }
+    }
+
+    @Test("POST /v1/score: 401 without a key, 403 for a viewer; a producer gets the stream's prediction, logged to loop.predictions")
+    func synchronousScoring() async throws {
+        let deployment = try await Deployment.make(entities: 4)
+        let layout = try RequestVectorLayout(
+            config: deployment.config, featureSchema: try Features.FeatureSchema(settings: deployment.config.features))
+        let artifact = try Fixtures.artifact(layout: layout, seed: 21)
+        try await Fixtures.publish(
+            [try Fixtures.versionRecord(3, artifact: artifact, status: .champion)],
+            state: RegistryState(champion: 3, canary: nil, canaryShare: 0, shadows: [], history: [], revision: 1),
+            topic: deployment.topics.models, producer: deployment.producer)
+        let config = try Self.writeConfig(prefix: deployment.config.topics.prefix)
+        let producerKey = APIKeys.generate(name: "caller", roles: [.producer])
+        let viewerKey = APIKeys.generate(name: "looker", roles: [.viewer])
+        let launched = try Self.launch(
+            config: config, brokers: deployment.kafka.brokers, group: Broker.uniqueTopic("scorer-http"),
+            apiKeys: producerKey.hashLine + ";" + viewerKey.hashLine)
+        defer { if launched.process.isRunning { kill(launched.process.processIdentifier, SIGKILL) } }
+        try await Self.ready(launched)
+
+        let requestMs = Int64(Fixtures.t0 * 1000) + 60_000
+        let event = CloudEvent(
+            id: "http-1", source: "tests", type: "loop.score_request.v1", subject: "entity-1",
+            time: Timestamp(seconds: requestMs / 1000, nanoseconds: 0), dataContentType: "application/json",
+            data: .json(.object(Fixtures.context(requestId: "inline-1", nswprice: 0.8))))
+        let body = JSONFormat.encode(event)
+        let json = ["Content-Type": "application/cloudevents+json"]
+        #expect(try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: json, body: body).status == 401)
+        let asViewer = json.merging(["Authorization": "Bearer \(viewerKey.key)"]) { $1 }
+        #expect(try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: asViewer, body: body).status == 403)
+        let asProducer = json.merging(["Authorization": "Bearer \(producerKey.key)"]) { $1 }
+        let reply = try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: asProducer, body: body)
+        #expect(reply.status == 200, "\(reply.body)")
+        let answered = try Prediction(bytes: Array(reply.body.utf8))
+
+        // The same features and model as the stream: the engine on the same state and artifact.
+        let schema = try Features.FeatureSchema(settings: deployment.config.features)
+        let models = ServingModels(
+            revision: 1, champion: try ServingModel(version: 3, artifact: artifact, layout: layout), canary: nil, canaryShare: 0, shadows: [])
+        let expected = PredictionEngine(layout: layout, policy: deployment.config.decision).predict(
+            ScoreRequest(requestId: "inline-1", entity: "entity-1", eventTimeMs: requestMs, context: Fixtures.context(requestId: "inline-1", nswprice: 0.8)),
+            state: try Fixtures.featureState("entity-1", schema: schema), models: models)
+        #expect(answered.requestId == "inline-1")
+        #expect(answered.modelVersion == 3 && answered.role == .champion)
+        #expect(answered.features == expected.features)
+        #expect(answered.score == expected.score)
+        #expect(answered.route == expected.route && answered.decision == expected.decision)
+
+        let logged = try await deployment.predictions().map(\.prediction)
+        #expect(logged.count == 1)
+        #expect(logged.first?.requestId == "inline-1")
+        #expect(logged.first?.score == answered.score)
+
+        // The requestId is answered once.
+        #expect(try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: asProducer, body: body).status == 409)
+        #expect(try await deployment.predictions().count == 1)
+        kill(launched.process.processIdentifier, SIGTERM)
+        launched.process.waitUntilExit()
+    }
+}
+
+/// A response read by ``HTTPPost``.
+struct PostReply {
+    var status: Int
+    var body: String
+}
+
+/// A tiny HTTP/1.1 POST over a raw socket to 127.0.0.1, on a thread of its own.
+enum HTTPPost {
+    static func send(port: Int, path: String, headers: [String: String], body: [UInt8]) async throws -> PostReply {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try sendBlocking(port: port, path: path, headers: headers, body: body) }) }.start()
+        }
+    }
+
+    private static func sendBlocking(port: Int, path: String, headers: [String: String], body: [UInt8]) throws -> PostReply {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure(description: "socket() failed") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestFailure(description: "cannot connect to 127.0.0.1:\(port)") }
+        var head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.count)\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        let request = Array((head + "\r\n").utf8) + body
+        var sent = 0
+        while sent < request.count {
+            let count = request[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if count <= 0 { break }
+            sent += count
+        }
+        var received = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n"),
+              let status = text[..<split.lowerBound].split(separator: "\r\n").first.flatMap({ Int($0.split(separator: " ")[1]) })
+        else { throw TestFailure(description: "no response: \(text)") }
+        var payload = String(text[split.upperBound...])
+        if text[..<split.lowerBound].lowercased().contains("transfer-encoding: chunked") { payload = dechunk(payload) }
+        return PostReply(status: status, body: payload)
+    }
+
+    /// The body of a chunked response.
+    static func dechunk(_ text: String) -> String {
+        var rest = Substring(text)
+        var result = ""
+        while let lineEnd = rest.range(of: "\r\n"), let size = Int(rest[..<lineEnd.lowerBound], radix: 16), size > 0 {
+            let start = lineEnd.upperBound
+            let end = rest.utf8.index(start, offsetBy: size)
+            result += rest[start..<end]
+            rest = rest[end...].dropFirst(2)
+        }
+        return result
+    }
+}
