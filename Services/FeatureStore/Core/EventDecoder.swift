@@ -112,6 +112,7 @@ struct EventDecoder: Sendable {
     func scanFlatObject(_ bytes: [UInt8]) -> [String: Double]? {
         bytes.withUnsafeBufferPointer { buffer -> [String: Double]? in
             var values: [String: Double] = [:]
+            values.reserveCapacity(fieldNames.count)
             var position = 0
             let count = buffer.count
             @inline(__always) func skipSpace() {
