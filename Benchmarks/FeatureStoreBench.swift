@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Contracts
+import Features
 import FeatureStore
 import Foundation
 import Kafka
@@ -9,21 +10,29 @@ import Logging
 import Prometheus
 import ServiceKit
 import Storage
+import Synchronization
 import TestSupport
 
-// loop-bench feature-store: observation events applied and published per second, GET
-// /v1/features/{entity} latency at a fixed request rate with every entity stored, and state on
-// disk against the raw feature data.
+// loop-bench feature-store: observation events applied and published per second (next to the
+// Kafka pass-through of the same records in the same run), per-stage costs, state on disk
+// against the raw feature data, and GET /v1/features/{entity} latency under an open-loop load
+// with a million entities stored.
 //
-//   loop-bench feature-store [--events 1000000] [--entities 1000000] [--rate 1000] [--seconds 10]
-//                            [--config examples/elec2/loop.yaml] [--brokers host:port]
+//   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000]
+//                            [--rate 1000] [--seconds 10] [--config examples/elec2/loop.yaml]
+//                            [--brokers host:port]
 //
-// The events are produced first; the clock runs from the moment the store holds every partition
-// until every change is acknowledged by loop.features. Without --brokers it starts its own Tansu.
+// Throughput: the events are produced first; the clock runs from the moment the store holds
+// every partition until every change is acknowledged by loop.features. Reads: the state of
+// --read-entities entities is seeded straight into SQLite through FeatureStore.seed (not through
+// Kafka, which would take minutes), a store is started on it and GETs of random entities are sent
+// at a fixed rate whatever the responses do; latency runs from each request's scheduled time.
+// Without --brokers it starts its own Tansu.
 
 struct FeatureStoreBenchOptions {
     var events = 1_000_000
-    var entities = 1_000_000
+    var entities = 100_000
+    var readEntities = 1_000_000
     var rate = 1000
     var seconds = 10
     var config = "examples/elec2/loop.yaml"
@@ -39,6 +48,7 @@ struct FeatureStoreBenchOptions {
             switch argument {
             case "--events": events = Int(try value()) ?? events
             case "--entities": entities = Int(try value()) ?? entities
+            case "--read-entities": readEntities = Int(try value()) ?? readEntities
             case "--rate": rate = Int(try value()) ?? rate
             case "--seconds": seconds = Int(try value()) ?? seconds
             case "--config": config = try value()
@@ -46,10 +56,27 @@ struct FeatureStoreBenchOptions {
             default: throw BenchError(description: "unknown option \(argument)")
             }
         }
-        guard events > 0, entities > 0, rate > 0, seconds > 0 else {
-            throw BenchError(description: "--events, --entities, --rate and --seconds must be positive")
+        guard events > 0, entities > 0, readEntities > 0, rate > 0, seconds > 0 else {
+            throw BenchError(description: "--events, --entities, --read-entities, --rate and --seconds must be positive")
         }
     }
+}
+
+/// The JSON data of bench observation `index` (four prices in [0, 1)).
+private func observation(_ random: inout some RandomNumberGenerator) -> [UInt8] {
+    JSONValue.object([
+        "nswprice": .double(Double.random(in: 0..<1, using: &random)),
+        "nswdemand": .double(Double.random(in: 0..<1, using: &random)),
+        "vicprice": .double(Double.random(in: 0..<1, using: &random)),
+        "transfer": .double(Double.random(in: 0..<1, using: &random)),
+    ]).canonicalBytes()
+}
+
+@inline(never)
+private func benchConfig(_ options: FeatureStoreBenchOptions, prefix: String) throws -> LoopConfig {
+    let yaml = try String(contentsOfFile: options.config, encoding: .utf8)
+        .replacingOccurrences(of: "prefix: loop ", with: "prefix: \(prefix) ")
+    return try LoopConfig.parse(yaml: yaml, file: options.config)
 }
 
 func runFeatureStoreBench(_ arguments: [String]) async throws {
@@ -59,36 +86,44 @@ func runFeatureStoreBench(_ arguments: [String]) async throws {
     let bootstrap: String
     if let brokers = options.brokers { bootstrap = brokers } else { bootstrap = try await Broker.start().bootstrap }
     let prefix = "bench\(UInt32.random(in: 0...UInt32.max))"
-    let yaml = try String(contentsOfFile: options.config, encoding: .utf8)
-        .replacingOccurrences(of: "prefix: loop ", with: "prefix: \(prefix) ")
-    let config = try LoopConfig.parse(yaml: yaml, file: options.config)
+    let config = try benchConfig(options, prefix: prefix)
     let kafka = KafkaConfig(brokers: bootstrap, clientID: "loop-bench")
     try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
+    let input = try await produceEvents(options, config: config, kafka: kafka, logger: logger)
+    let passRate = try await passThrough(options, config: config, kafka: kafka, logger: logger)
+    let writes = try await applyAndPublish(options, config: config, kafka: kafka, logger: logger, prefix: prefix, ends: input.ends)
+    let reads = try await readLatency(options, kafka: kafka, logger: logger, prefix: prefix + "r")
+    printSummary(options, config: config, input: input, passRate: passRate, writes: writes, reads: reads)
+}
 
-    // MARK: Input
+private let benchStart: Int64 = 1_704_067_200_000
+
+/// What the input phase produced.
+private struct BenchInput {
+    var ends: [Int32: Int64] = [:]
+    var rawJSON = 0
+    var rawEvents = 0
+}
+
+@inline(never)
+private func produceEvents(
+    _ options: FeatureStoreBenchOptions, config: LoopConfig, kafka: KafkaConfig, logger: Logger
+) async throws -> BenchInput {
     print("producing \(options.events) observation events over \(options.entities) entities…")
     var random = SystemRandomNumberGenerator()
-    let start: Int64 = 1_704_067_200_000
-    var rawBytes = 0
-    var rawBinaryBytes = 0
+    var input = BenchInput()
     let producer = try KafkaProducer(config: kafka, logger: logger)
-    var ends: [Int32: Int64] = [:]
     let chunk = 50_000
     for first in stride(from: 0, to: options.events, by: chunk) {
         var records: [OutgoingRecord] = []
         records.reserveCapacity(chunk)
         for index in first..<min(first + chunk, options.events) {
             let entity = "entity-\(index % options.entities)"
-            let millis = start + Int64(index / options.entities) * 60_000 + Int64(index % 1000)
+            let millis = benchStart + Int64(index / options.entities) * 60_000 + Int64(index % 1000)
             let time = Timestamp(seconds: millis / 1000, nanoseconds: Int32(millis % 1000) * 1_000_000).text
-            let value = JSONValue.object([
-                "nswprice": .double(Double.random(in: 0..<1, using: &random)),
-                "nswdemand": .double(Double.random(in: 0..<1, using: &random)),
-                "vicprice": .double(Double.random(in: 0..<1, using: &random)),
-                "transfer": .double(Double.random(in: 0..<1, using: &random)),
-            ]).canonicalBytes()
-            rawBytes += value.count + entity.utf8.count + time.utf8.count
-            rawBinaryBytes += entity.utf8.count + 8 + 4 * 8
+            let value = observation(&random)
+            input.rawJSON += value.count
+            input.rawEvents += value.count + entity.utf8.count + time.utf8.count
             records.append(OutgoingRecord(
                 topic: config.topics.names.events, key: Array(entity.utf8), value: value,
                 headers: [
@@ -99,17 +134,57 @@ func runFeatureStoreBench(_ arguments: [String]) async throws {
                 ]))
         }
         for report in try await producer.send(records) {
-            ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1)
+            input.ends[report.partition] = max(input.ends[report.partition] ?? 0, report.offset + 1)
         }
     }
+    return input
+}
 
-    // MARK: Apply and publish
+/// The same client and batch size, producing each record unchanged: the limit of this machine.
+@inline(never)
+private func passThrough(
+    _ options: FeatureStoreBenchOptions, config: LoopConfig, kafka: KafkaConfig, logger: Logger
+) async throws -> Double {
+    let producer = try KafkaProducer(config: kafka, logger: logger)
+    let passThroughTopic = Broker.uniqueTopic("bench-fs-pass")
+    try await KafkaAdmin(config: kafka, logger: logger).createTopics([
+        TopicSpec(name: passThroughTopic, partitions: Int32(config.topics.partitions))])
+    let consumer = try KafkaConsumer(config: kafka, groupID: Broker.uniqueTopic("bench-fs-pass-group"), logger: logger)
+    try consumer.subscribe(topics: [config.topics.names.events])
+    var moved = 0
+    var start: ContinuousClock.Instant?
+    for try await batch in consumer.batches(maxRecords: 20_000, maxWait: .milliseconds(20)) {
+        if start == nil { start = .now }
+        _ = try await producer.send(batch.map { OutgoingRecord(topic: passThroughTopic, key: $0.key, value: $0.value, headers: $0.headers) })
+        consumer.markProcessed(batch)
+        moved += batch.count
+        if moved >= options.events { break }
+    }
+    let rate = Double(moved) / seconds(ContinuousClock.now - (start ?? .now))
+    await consumer.close()
+    return rate
+}
+
+/// What the apply-and-publish phase measured.
+private struct BenchWrites {
+    var rate = 0.0
+    var stages = StageSums()
+    var files: Int64 = 0
+    var records: Int64 = 0
+    var history: Int64 = 0
+}
+
+@inline(never)
+private func applyAndPublish(
+    _ options: FeatureStoreBenchOptions, config: LoopConfig, kafka: KafkaConfig, logger: Logger, prefix: String,
+    ends: [Int32: Int64]
+) async throws -> BenchWrites {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fs-bench-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let metrics = PrometheusCollectorRegistry()
     let store = try FeatureStore(
         config: config,
         options: FeatureStoreOptions(stateDirectory: directory, groupID: prefix + ".bench", batchSize: 20_000, batchWait: .milliseconds(20)),
-        kafka: kafka, logger: logger, metrics: PrometheusCollectorRegistry(), readiness: Readiness())
+        kafka: kafka, logger: logger, metrics: metrics, readiness: Readiness())
     let running = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
     let applied = try await measure(options.events) {
@@ -119,37 +194,162 @@ func runFeatureStoreBench(_ arguments: [String]) async throws {
             try await Task.sleep(for: .milliseconds(5))
         }
     }
-    print(String(format: "applied and published: %d events in %.2f s = %.0f events/s (target ≥ 100000)",
-                 applied.records, applied.seconds, applied.rate))
+    var writes = BenchWrites(rate: applied.rate, stages: metricSums(metrics))
+    await store.stop()
+    _ = try? await running.value
+    // After the store closed its files: no write-ahead log is left.
+    writes.files = filesSize(directory)
+    (writes.records, writes.history) = try stateSizes(directory: directory)
+    try? FileManager.default.removeItem(atPath: directory)
+    return writes
+}
 
-    // MARK: State on disk
-    let (stateBytes, historyBytes) = try stateSizes(directory: directory)
-    let onDisk = store.stateBytesOnDisk
-    let stored = min(options.entities, options.events)
-    print("entities stored: \(stored)")
-    print(String(format: "raw feature data: %.1f MB as JSON events (entity, time, data), %.1f MB as binary (entity, f64 time, 4 × f64)",
-                 Double(rawBytes) / 1e6, Double(rawBinaryBytes) / 1e6))
-    print(String(format: "state on disk: %.1f MB of files (%.2f× JSON, %.2f× binary); entity records %.1f MB, history snapshots %.1f MB",
-                 Double(onDisk) / 1e6, Double(onDisk) / Double(rawBytes), Double(onDisk) / Double(rawBinaryBytes),
-                 Double(stateBytes) / 1e6, Double(historyBytes) / 1e6))
+/// What the read phase measured.
+private struct BenchReads {
+    var entities = 0
+    var seedSeconds = 0.0
+    var files: Int64 = 0
+    var rawJSON = 0
+    var latencies: [Double] = []
+    var requests = 0
+}
 
-    // MARK: Reads
+@inline(never)
+private func readLatency(
+    _ options: FeatureStoreBenchOptions, kafka: KafkaConfig, logger: Logger, prefix: String
+) async throws -> BenchReads {
+    let config = try benchConfig(options, prefix: prefix)
+    try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fs-bench-reads-\(UUID().uuidString)").path
+    let storeOptions = FeatureStoreOptions(stateDirectory: directory, groupID: prefix + ".bench")
+    let schema = try FeatureSchema(settings: config.features)
+    let partitions = Int32(config.topics.partitions)
+    var reads = BenchReads(entities: options.readEntities)
+    print("seeding \(options.readEntities) entities straight into SQLite (FeatureStore.seed, not Kafka)…")
+    let seedStart = ContinuousClock.now
+    try seedStates(options.readEntities, partitions: partitions, schema: schema, options: storeOptions)
+    reads.seedSeconds = seconds(ContinuousClock.now - seedStart)
+    var random = SystemRandomNumberGenerator()
+    reads.rawJSON = options.readEntities * observation(&random).count
+    reads.files = filesSize(directory)
+    let store = try FeatureStore(
+        config: config, options: storeOptions, kafka: kafka, logger: logger, metrics: PrometheusCollectorRegistry(), readiness: Readiness())
+    let serving = Task { try await store.run() }
+    while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
     let router = AdminRoutes.makeRouter(readiness: Readiness(), metrics: PrometheusCollectorRegistry())
     store.queries.addRoutes(to: router)
     let server = AdminServer(router: router, host: "127.0.0.1", port: 0, logger: logger)
-    let serving = Task { try await server.run() }
+    let http = Task { try await server.run() }
     guard let port = await server.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
-    let total = options.rate * options.seconds
-    print("GET /v1/features/{entity}: \(total) requests at \(options.rate)/s over \(stored) entities…")
-    let latencies = await paceRequests(port: port, total: total, rate: options.rate, entities: stored)
-    let sorted = latencies.sorted()
-    func percentile(_ p: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000 }
-    let failures = total - latencies.count
-    print(String(format: "GET latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms, %d failed (target p99 ≤ 2 ms)",
-                 percentile(0.5), percentile(0.99), percentile(0.999), (sorted.last ?? .nan) * 1000, failures))
-    serving.cancel()
+    reads.requests = options.rate * options.seconds
+    print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities…")
+    reads.latencies = await paceRequests(port: port, total: reads.requests, rate: options.rate, entities: options.readEntities)
+    http.cancel()
     await store.stop()
-    _ = try? await running.value
+    _ = try? await serving.value
+    try? FileManager.default.removeItem(atPath: directory)
+    return reads
+}
+
+private func seedStates(_ count: Int, partitions: Int32, schema: FeatureSchema, options: FeatureStoreOptions) throws {
+    for partition in 0..<partitions {
+        var states: [EntityFeatureState] = []
+        states.reserveCapacity(50_000)
+        for index in stride(from: Int(partition), to: count, by: Int(partitions)) {
+            states.append(seededState(index, schema: schema, start: benchStart))
+            if states.count == 50_000 {
+                try FeatureStore.seed(states, partition: partition, options: options)
+                states.removeAll(keepingCapacity: true)
+            }
+        }
+        try FeatureStore.seed(states, partition: partition, options: options)
+    }
+}
+
+private func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000
+}
+
+@inline(never)
+private func printSummary(
+    _ options: FeatureStoreBenchOptions, config: LoopConfig, input: BenchInput, passRate: Double, writes: BenchWrites, reads: BenchReads
+) {
+    let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+    let events = Double(options.events)
+    let stages = writes.stages
+    let sorted = reads.latencies.sorted()
+    print("")
+    print("feature-store bench — \(options.events) events over \(options.entities) entities, \(config.topics.partitions) partitions, load average \(load)")
+    print(pad("kafka pass-through", 34) + String(format: "%10.0f events/s", passRate))
+    print(pad("applied + published", 34) + String(format: "%10.0f events/s  (%.0f%% of pass-through; target ≥ 100000)",
+                                                 writes.rate, 100 * writes.rate / passRate))
+    print(pad("  wall time per event", 34) + String(format: "%10.2f µs", 1e6 / writes.rate))
+    print(pad("  decode+apply+store per event", 34) + String(format: "%10.2f µs  (%d batches; overlaps publishing)",
+                                                          1e6 * stages.applySeconds / events, Int(stages.batches)))
+    print(pad("  mean batch publish lag", 34) + String(format: "%10.1f ms  (batch received → acknowledged by loop.features)",
+                                                    1000 * stages.publishSeconds / max(1, stages.batches)))
+    print(pad("  entity states written", 34) + String(format: "%10.0f  (%.1f events per write)", stages.written, events / max(1, stages.written)))
+    print(pad("  history snapshots", 34) + String(format: "%10.0f", stages.snapshots))
+    print(pad("raw feature data", 34) + String(format: "%10.1f MB  JSON event data consumed (%.1f MB with entity and ce_time)",
+                                              Double(input.rawJSON) / 1e6, Double(input.rawEvents) / 1e6))
+    print(pad("state on disk", 34) + String(format: "%10.1f MB  (%.2f× the JSON data; target ≤ 2×): records %.1f MB, history %.1f MB",
+                                           Double(writes.files) / 1e6, Double(writes.files) / Double(input.rawJSON),
+                                           Double(writes.records) / 1e6, Double(writes.history) / 1e6))
+    print(pad("reads: entities stored", 34) + String(format: "%10d  seeded through FeatureStore.seed (not Kafka) in %.1f s",
+                                                  reads.entities, reads.seedSeconds))
+    print(pad("reads: state on disk", 34) + String(format: "%10.1f MB  (%.2f× the %.1f MB JSON of their one event each)",
+                                                Double(reads.files) / 1e6, Double(reads.files) / Double(reads.rawJSON), Double(reads.rawJSON) / 1e6))
+    print(pad("GET /v1/features/{entity}", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %d req/s open loop, %d of %d failed (target p99 ≤ 2 ms)",
+                                                    percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
+                                                    (sorted.last ?? .nan) * 1000, options.rate, reads.requests - reads.latencies.count, reads.requests))
+}
+
+/// A state holding one observation, for the seeded read store.
+private func seededState(_ index: Int, schema: FeatureSchema, start: Int64) -> EntityFeatureState {
+    var state = EntityFeatureState(entityID: "entity-\(index)", schema: schema)
+    let values = ["nswprice": Double(index % 997) / 997, "nswdemand": 0.5, "vicprice": 0.25, "transfer": 0.75]
+    _ = try? state.apply(FeatureEvent(time: Double(start) / 1000 + Double(index % 86_400), type: "loop.observation.v1", values: values))
+    return state
+}
+
+private func seconds(_ duration: Duration) -> Double {
+    let (whole, attoseconds) = duration.components
+    return Double(whole) + Double(attoseconds) / 1e18
+}
+
+/// The sums the bench reads from the store's metrics.
+private struct StageSums {
+    var applySeconds = 0.0
+    var publishSeconds = 0.0
+    var batches = 0.0
+    var written = 0.0
+    var snapshots = 0.0
+}
+
+private func metricSums(_ registry: PrometheusCollectorRegistry) -> StageSums {
+    var sums = StageSums()
+    for line in registry.emitToString().split(separator: "\n") where !line.hasPrefix("#") {
+        let parts = line.split(separator: " ")
+        guard parts.count == 2, let value = Double(parts[1]) else { continue }
+        switch parts[0] {
+        case "feature_store_apply_seconds_sum": sums.applySeconds = value
+        case "feature_store_publish_lag_seconds_sum": sums.publishSeconds = value
+        case "feature_store_publish_lag_seconds_count": sums.batches = value
+        case "feature_store_write_batch_entities_sum": sums.written = value
+        case "feature_store_history_snapshots_total": sums.snapshots = value
+        default: continue
+        }
+    }
+    return sums
+}
+
+/// Bytes of every file in `directory` (databases, and any write-ahead log or shared memory).
+private func filesSize(_ directory: String) -> Int64 {
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return files.reduce(0) { total, file in
+        let size = (try? FileManager.default.attributesOfItem(atPath: directory + "/" + file)[.size] as? NSNumber)?.int64Value ?? 0
+        return total + size
+    }
 }
 
 /// Bytes of the entity records and of the history snapshots in the state files.
@@ -171,29 +371,48 @@ private func stateSizes(directory: String) throws -> (Int64, Int64) {
     return (entities, history)
 }
 
-/// Sends `total` GETs of random entities at `rate` per second from one thread (a connection per
-/// request, like an uncached client); returns each successful request's latency in seconds.
+/// Sends `total` GETs of random entities at `rate` per second, open loop: request `i` is due at
+/// `i / rate` and is sent by one of 8 threads (round robin) however slow earlier responses were
+/// (a connection per request, like an uncached client). Returns each successful request's
+/// latency in seconds, from its due time to the end of its response.
+@inline(never)
 private func paceRequests(port: Int, total: Int, rate: Int, entities: Int) async -> [Double] {
-    await withCheckedContinuation { continuation in
-        Thread {
-            var latencies: [Double] = []
-            latencies.reserveCapacity(total)
-            let interval = 1.0 / Double(rate)
-            let begin = Date().timeIntervalSince1970
-            for index in 0..<total {
-                let due = begin + Double(index) * interval
-                let wait = due - Date().timeIntervalSince1970
-                if wait > 0 { usleep(UInt32(wait * 1e6)) }
-                let entity = "entity-\(Int.random(in: 0..<entities))"
-                let started = ContinuousClock.now
-                if httpStatus(port: port, path: "/v1/features/\(entity)") == 200 {
-                    let (seconds, attoseconds) = (ContinuousClock.now - started).components
-                    latencies.append(Double(seconds) + Double(attoseconds) / 1e18)
+    let threads = 8
+    let begin = ContinuousClock.now + .milliseconds(50)
+    let interval = Duration.seconds(1) / rate
+    let results = PaceResults()
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        results.done.withLock { $0 = continuation }
+        for thread in 0..<threads {
+            Thread {
+                var latencies: [Double] = []
+                var index = thread
+                while index < total {
+                    let due = begin + interval * index
+                    let wait = due - ContinuousClock.now
+                    if wait > .zero { usleep(UInt32(seconds(wait) * 1e6)) }
+                    if httpStatus(port: port, path: "/v1/features/entity-\(Int.random(in: 0..<entities))") == 200 {
+                        latencies.append(seconds(ContinuousClock.now - due))
+                    }
+                    index += threads
                 }
-            }
-            continuation.resume(returning: latencies)
-        }.start()
+                let last = results.state.withLock { state in
+                    state.latencies += latencies
+                    state.finished += 1
+                    return state.finished == threads
+                }
+                if last { results.done.withLock { $0 }?.resume() }
+            }.start()
+        }
     }
+    return results.state.withLock { $0.latencies }
+}
+
+/// The sender threads' latencies, and the continuation the last one to finish resumes (a class:
+/// a `Mutex` must not live in an async function's frame).
+private final class PaceResults: Sendable {
+    let state = Mutex<(latencies: [Double], finished: Int)>(([], 0))
+    let done = Mutex<CheckedContinuation<Void, Never>?>(nil)
 }
 
 /// One blocking HTTP/1.1 GET to 127.0.0.1; the status code, or 0 on failure.

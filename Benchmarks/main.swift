@@ -6,7 +6,7 @@ import Foundation
 /// The benchmarks by name, with a one-line usage each.
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
-    ("feature-store", "feature-store [--events 1000000] [--entities 1000000] [--rate 1000] [--seconds 10] [--brokers host:port]", runFeatureStoreBench),
+    ("feature-store", "feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000] [--rate 1000] [--seconds 10] [--brokers host:port]", runFeatureStoreBench),
     ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
     ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
     ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--brokers host:port]", runIngestBench),

@@ -87,7 +87,8 @@ struct IntegrationTests {
         let schema = try deployment.schema()
         let events = generateEvents(entities: 4, perEntity: 30, partitions: deployment.partitions, seed: 3)
         try await deployment.produce(events[...])
-        let store = try deployment.store(stateDirectory: temporaryDirectory("fs-http"), group: deployment.prefix + ".http")
+        let store = try deployment.store(
+            stateDirectory: temporaryDirectory("fs-http"), group: deployment.prefix + ".http", historyInterval: TimeSpan(seconds: 300))
         let run = Self.start(store)
         let reference = try referenceStates(events[...], schema: schema)
         try await deployment.waitForChangelog(encoded(reference), timeout: .seconds(40))
@@ -128,6 +129,54 @@ struct IntegrationTests {
         #expect(definitions.body.contains("\"nswprice_mean_24h\""))
         serverTask.cancel()
 
+        await store.stop()
+        try await run.value
+    }
+
+    @Test("asOf reads: exactly the events before the start of the time's history interval, and those of its interval when none is after it")
+    func pointInTimeGuarantee() async throws {
+        let deployment = try await TestDeployment.make("fs-asof")
+        let schema = try deployment.schema()
+        let interval: Int64 = 600_000
+        let start: Int64 = 1_704_067_200_000
+        // One entity, in event-time order, every 150 s plus a few seconds of jitter: several
+        // events per interval, across several batches of 7.
+        var random = SplitMix(seed: 11)
+        let events = (0..<40).map { index in
+            GeneratedEvent(
+                id: "asof-\(index)", entity: "entity-asof", partition: 1, type: "loop.observation.v1",
+                millis: start + Int64(index) * 150_000 + Int64(random.next() % 5_000),
+                values: ["nswprice": Double(random.next() % 1000) / 1000, "nswdemand": 0.5, "vicprice": 0.25, "transfer": 0.75])
+        }
+        try await deployment.produce(events[...])
+        let store = try deployment.store(
+            stateDirectory: temporaryDirectory("fs-asof"), group: deployment.prefix + ".asof", batchSize: 7,
+            historyInterval: TimeSpan(seconds: Double(interval) / 1000))
+        let run = Self.start(store)
+        try await deployment.waitForChangelog(encoded(try referenceStates(events[...], schema: schema)), timeout: .seconds(40))
+
+        func expected(at millis: Int64) throws -> [Double?]? {
+            let slot = floorDivide(millis, interval)
+            let inSlot = events.filter { floorDivide($0.millis, interval) == slot }
+            let cutoff = inSlot.allSatisfy { $0.millis <= millis } ? millis + 1 : slot * interval
+            let included = events.filter { $0.millis < cutoff }
+            guard !included.isEmpty else { return nil }
+            let state = try #require(try referenceStates(included[...], schema: schema)["entity-asof"])
+            return try state.evaluate(asOf: Double(millis) / 1000)
+        }
+        var checked = 0
+        for event in events {
+            for millis in [event.millis - 1_000, event.millis, event.millis + 1_000, event.millis + 70_000] {
+                let time = Timestamp(seconds: millis / 1000, nanoseconds: Int32(millis % 1000) * 1_000_000)
+                if let values = try expected(at: millis) {
+                    #expect(try store.queries.values(of: "entity-asof", asOf: time).values == values, "asOf \(time)")
+                    checked += 1
+                } else {
+                    #expect(throws: (any Error).self) { try store.queries.values(of: "entity-asof", asOf: time) }
+                }
+            }
+        }
+        #expect(checked > 100)
         await store.stop()
         try await run.value
     }

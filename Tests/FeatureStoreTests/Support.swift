@@ -56,10 +56,14 @@ struct TestDeployment {
     func schema() throws -> FeatureSchema { try FeatureSchema(settings: config.features) }
 
     /// An in-process feature-store.
-    func store(stateDirectory: String, group: String) throws -> FeatureStore {
+    func store(
+        stateDirectory: String, group: String, batchSize: Int = 300, historyInterval: TimeSpan = TimeSpan(seconds: 3600)
+    ) throws -> FeatureStore {
         try FeatureStore(
             config: config,
-            options: FeatureStoreOptions(stateDirectory: stateDirectory, groupID: group, batchSize: 300, batchWait: .milliseconds(20)),
+            options: FeatureStoreOptions(
+                stateDirectory: stateDirectory, groupID: group, batchSize: batchSize, batchWait: .milliseconds(20),
+                historyInterval: historyInterval),
             kafka: kafka, logger: testLogger, metrics: .init(), readiness: .init())
     }
 

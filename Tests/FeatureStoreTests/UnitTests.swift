@@ -71,20 +71,61 @@ struct UnitTests {
         #expect(try store.progress() == PartitionProgress(inputNext: 9, ackedThrough: 9, changelogNext: 3))
     }
 
-    @Test("history snapshots: the newest at or before a time, one per interval, pruned by age")
+    @Test("history holds only the snapshots a batch took: the newest at or before a time, pruned by age")
     func storeHistory() throws {
         let directory = temporaryDirectory("partition-history")
         let store = try PartitionStore(directory: directory, partition: 0, historyInterval: 60)
         try store.commit([EntityChange(entity: "a", bytes: [1], latestMillis: 10_000)], inputNext: 1)
-        try store.commit([EntityChange(entity: "a", bytes: [2], latestMillis: 50_000)], inputNext: 2)
-        try store.commit([EntityChange(entity: "a", bytes: [3], latestMillis: 70_000)], inputNext: 3)
+        #expect(try store.snapshot("a", atOrBefore: 20_000) == nil)
+        try store.commit(
+            [EntityChange(entity: "a", bytes: [3], latestMillis: 70_000)],
+            snapshots: [EntityChange(entity: "a", bytes: [2], latestMillis: 50_000)], inputNext: 2)
+        try store.commit(
+            [EntityChange(entity: "a", bytes: [4], latestMillis: 130_000)],
+            snapshots: [EntityChange(entity: "a", bytes: [3], latestMillis: 70_000)], inputNext: 3)
         #expect(try store.snapshot("a", atOrBefore: 5_000) == nil)
         #expect(try store.snapshot("a", atOrBefore: 55_000) == [2])
         #expect(try store.snapshot("a", atOrBefore: 65_000) == [2])
         #expect(try store.snapshot("a", atOrBefore: 70_000) == [3])
+        #expect(try store.snapshot("a", atOrBefore: 200_000) == [3])
         try store.pruneHistory(before: 60_000)
         #expect(try store.snapshot("a", atOrBefore: 65_000) == nil)
         #expect(try store.snapshot("a", atOrBefore: 80_000) == [3])
+    }
+
+    @Test("the fast paths read the same event as the general parsers, and step aside for what they do not handle")
+    func fastDecoding() throws {
+        let schema = try FeatureSchema(features: [
+            FeatureSpec(name: "p", field: "price", aggregation: .last, eventTypes: ["loop.observation.v1"]),
+            FeatureSpec(name: "f", field: "flag", aggregation: .last, eventTypes: ["loop.observation.v1"]),
+        ], allowedLateness: TimeSpan(seconds: 3600))
+        let decoder = EventDecoder(schema: schema)
+        #expect(decoder.scanFlatObject(Array(#"{"price":-1.5e3,"flag":true,"name":"z\"q","n":null}"#.utf8)) == nil)
+        #expect(decoder.scanFlatObject(Array(#" { "price" : -1.5e3 , "flag" : false , "name" : "z" } "#.utf8)) == ["price": -1500, "flag": 0])
+        #expect(decoder.scanFlatObject(Array(#"{"price":{"nested":1}}"#.utf8)) == nil)
+        #expect(decoder.scanFlatObject(Array(#"{"price":1,}"#.utf8)) == nil)
+        #expect(decoder.scanFlatObject(Array(#"{"price":01}"#.utf8)) == nil)
+        #expect(decoder.scanFlatObject(Array(#"{"price":1.}"#.utf8)) == nil)
+        #expect(decoder.scanFlatObject(Array(#"{"price":1x}"#.utf8)) == nil)
+        #expect(decoder.scanFlatObject(Array("{}".utf8)) == [:])
+        for text in ["2024-02-29T23:59:59Z", "2024-01-01T00:00:01.5Z", "1999-12-31T12:00:00.123456789Z", "2030-06-15T08:30:00.000001z",
+                     "1969-07-20T20:17:40Z"] {
+            let timestamp = try Timestamp(rfc3339: text)
+            #expect(EventDecoder.utcSeconds(Array(text.utf8)) == Double(timestamp.seconds) + Double(timestamp.nanoseconds) / 1e9, "\(text)")
+        }
+        for text in ["2023-02-29T00:00:00Z", "2024-01-01T00:00:00+01:00", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00.Z"] {
+            #expect(EventDecoder.utcSeconds(Array(text.utf8)) == nil, "\(text)")
+        }
+        // Through decode: a nested value takes the general parser and gives the same numbers.
+        let record = ConsumedRecord(
+            topic: "e", partition: 0, offset: 0, key: Array("x".utf8), value: Array(#"{"price":2,"meta":{"a":[1]},"flag":true}"#.utf8),
+            headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:01+00:00")])
+        guard case .event(_, let event) = decoder.decode(record) else {
+            Issue.record("a nested object was not decoded by the general parser")
+            return
+        }
+        #expect(event.values == ["price": 2, "flag": 1])
+        #expect(event.time == 1_704_067_201)
     }
 
     @Test("events are filtered by ce_type before parsing and read from binary-mode records")

@@ -14,10 +14,37 @@ enum ChangelogHeaders {
     static let inputNext = "fs_input_next"
 
     static func make(batch: UInt64, index: Int, count: Int, inputNext: Int64) -> [KafkaHeader] {
-        [
-            KafkaHeader(key: Self.batch, string: "\(String(batch, radix: 16))/\(index)/\(count)"),
-            KafkaHeader(key: Self.inputNext, string: String(inputNext)),
-        ]
+        Maker(batch: batch, count: count, inputNext: inputNext).headers(index: index)
+    }
+
+    /// The headers of one batch's records, with the parts every record shares formatted once.
+    struct Maker {
+        private let prefix: [UInt8]
+        private let suffix: [UInt8]
+        private let next: KafkaHeader
+
+        init(batch: UInt64, count: Int, inputNext: Int64) {
+            prefix = Array("\(String(batch, radix: 16))/".utf8)
+            suffix = Array("/\(count)".utf8)
+            next = KafkaHeader(key: ChangelogHeaders.inputNext, string: String(inputNext))
+        }
+
+        func headers(index: Int) -> [KafkaHeader] {
+            var value = prefix
+            value.reserveCapacity(prefix.count + 8 + suffix.count)
+            appendDecimal(index, to: &value)
+            value += suffix
+            return [KafkaHeader(key: ChangelogHeaders.batch, value: value), next]
+        }
+
+        private func appendDecimal(_ number: Int, to bytes: inout [UInt8]) {
+            guard number >= 10 else {
+                bytes.append(UInt8(ascii: "0") + UInt8(number))
+                return
+            }
+            appendDecimal(number / 10, to: &bytes)
+            bytes.append(UInt8(ascii: "0") + UInt8(number % 10))
+        }
     }
 
     /// The batch position of a record, or `nil` when it carries no (valid) headers.

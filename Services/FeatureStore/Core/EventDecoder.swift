@@ -2,8 +2,21 @@ import Contracts
 import Features
 import Kafka
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Turns `loop.events` records (CloudEvents in Kafka binary mode) into ``FeatureEvent``s,
 /// filtering by the `ce_type` header before the value is parsed.
+///
+/// The hot path builds no JSON tree: a flat data object (what ingest writes) is scanned once and
+/// only the numbers of fields a feature reads are converted; `ce_time` in UTC (`…Z`) is read
+/// straight from its bytes. Anything else (nested values, escapes, offsets) takes the general
+/// parsers, with the same result.
 struct EventDecoder: Sendable {
     /// What became of one record.
     enum Decoded {
@@ -15,22 +28,26 @@ struct EventDecoder: Sendable {
         case invalid(String)
     }
 
-    private let acceptedTypes: Set<[UInt8]>
+    /// Accepted types by their bytes, mapped to one shared `String` each.
+    private let acceptedTypes: [[UInt8]: String]
     private let acceptsEveryType: Bool
     private let fields: Set<String>
+    /// The fields features read, as bytes and as the `String` keys events carry.
+    private let fieldNames: [(bytes: [UInt8], name: String)]
 
     init(schema: FeatureSchema) {
-        var types = Set<[UInt8]>()
+        var types: [[UInt8]: String] = [:]
         var everyType = false
         var fields = Set<String>()
         for feature in schema.features {
             if feature.eventTypes.isEmpty { everyType = true }
-            for type in feature.eventTypes { types.insert(Array(type.utf8)) }
+            for type in feature.eventTypes { types[Array(type.utf8)] = type }
             if let field = feature.field { fields.insert(field) }
         }
         acceptedTypes = types
         acceptsEveryType = everyType
         self.fields = fields
+        fieldNames = fields.sorted().map { (Array($0.utf8), $0) }
     }
 
     func decode(_ record: ConsumedRecord) -> Decoded {
@@ -53,24 +70,229 @@ struct EventDecoder: Sendable {
             }
             return .invalid("no ce_type header")
         }
-        guard acceptsEveryType || acceptedTypes.contains(typeBytes) else { return .ignored }
+        let type: String
+        if let known = acceptedTypes[typeBytes] {
+            type = known
+        } else if acceptsEveryType {
+            type = String(decoding: typeBytes, as: UTF8.self)
+        } else {
+            return .ignored
+        }
         guard let entityBytes = record.key ?? subjectBytes, !entityBytes.isEmpty else { return .invalid("no entity (key or ce_subject)") }
         guard let timeBytes else { return .invalid("no ce_time header") }
-        let time: Timestamp
-        do {
-            time = try Timestamp(rfc3339: String(decoding: timeBytes, as: UTF8.self))
-        } catch {
-            return .invalid("ce_time is not an RFC 3339 time")
+        let seconds: Double
+        if let utc = Self.utcSeconds(timeBytes) {
+            seconds = utc
+        } else {
+            do {
+                let time = try Timestamp(rfc3339: String(decoding: timeBytes, as: UTF8.self))
+                seconds = Double(time.seconds) + Double(time.nanoseconds) / 1e9
+            } catch {
+                return .invalid("ce_time is not an RFC 3339 time")
+            }
+        }
+        let entity = String(decoding: entityBytes, as: UTF8.self)
+        let value = record.value ?? []
+        if let values = scanFlatObject(value) {
+            return .event(entity: entity, FeatureEvent(time: seconds, type: type, values: values))
         }
         let data: JSONValue
         do {
-            data = try JSONValue.parse(record.value ?? [])
+            data = try JSONValue.parse(value)
         } catch {
             return .invalid("the value is not JSON: \(error)")
         }
-        return event(
-            entity: String(decoding: entityBytes, as: UTF8.self), type: String(decoding: typeBytes, as: UTF8.self),
-            time: time, data: data)
+        return event(entity: entity, type: type, seconds: seconds, data: data)
+    }
+
+    // MARK: - Fast paths
+
+    /// The numeric values of the wanted fields of a flat JSON object without escapes in its
+    /// keys, or `nil` when the bytes are anything else (the general parser then decides).
+    func scanFlatObject(_ bytes: [UInt8]) -> [String: Double]? {
+        bytes.withUnsafeBufferPointer { buffer -> [String: Double]? in
+            var values: [String: Double] = [:]
+            values.reserveCapacity(fieldNames.count)
+            var position = 0
+            let count = buffer.count
+            @inline(__always) func skipSpace() {
+                while position < count, buffer[position] == 0x20 || buffer[position] == 0x0A || buffer[position] == 0x0D || buffer[position] == 0x09 {
+                    position += 1
+                }
+            }
+            skipSpace()
+            guard position < count, buffer[position] == UInt8(ascii: "{") else { return nil }
+            position += 1
+            skipSpace()
+            if position < count, buffer[position] == UInt8(ascii: "}") {
+                position += 1
+                skipSpace()
+                return position == count ? values : nil
+            }
+            while true {
+                guard position < count, buffer[position] == UInt8(ascii: "\"") else { return nil }
+                let keyStart = position + 1
+                var keyEnd = keyStart
+                while keyEnd < count, buffer[keyEnd] != UInt8(ascii: "\"") {
+                    if buffer[keyEnd] == UInt8(ascii: "\\") { return nil }
+                    keyEnd += 1
+                }
+                guard keyEnd < count else { return nil }
+                position = keyEnd + 1
+                skipSpace()
+                guard position < count, buffer[position] == UInt8(ascii: ":") else { return nil }
+                position += 1
+                skipSpace()
+                guard position < count else { return nil }
+                let key = UnsafeBufferPointer(rebasing: buffer[keyStart..<keyEnd])
+                let wanted = fieldNames.first { $0.bytes.elementsEqual(key) }?.name
+                switch buffer[position] {
+                case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    let start = position
+                    while position < count, Self.isNumberByte(buffer[position]) { position += 1 }
+                    guard let number = Self.number(UnsafeBufferPointer(rebasing: buffer[start..<position])) else { return nil }
+                    if let wanted { values[wanted] = number }
+                case UInt8(ascii: "t"):
+                    guard Self.matches(buffer, at: position, "true") else { return nil }
+                    position += 4
+                    if let wanted { values[wanted] = 1 }
+                case UInt8(ascii: "f"):
+                    guard Self.matches(buffer, at: position, "false") else { return nil }
+                    position += 5
+                    if let wanted { values[wanted] = 0 }
+                case UInt8(ascii: "n"):
+                    guard Self.matches(buffer, at: position, "null") else { return nil }
+                    position += 4
+                case UInt8(ascii: "\""):
+                    position += 1
+                    while position < count, buffer[position] != UInt8(ascii: "\"") {
+                        if buffer[position] == UInt8(ascii: "\\") { return nil }
+                        position += 1
+                    }
+                    guard position < count else { return nil }
+                    position += 1
+                default:
+                    return nil
+                }
+                skipSpace()
+                guard position < count else { return nil }
+                if buffer[position] == UInt8(ascii: ",") {
+                    position += 1
+                    skipSpace()
+                    continue
+                }
+                guard buffer[position] == UInt8(ascii: "}") else { return nil }
+                position += 1
+                skipSpace()
+                return position == count ? values : nil
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func isNumberByte(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
+            || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
+    }
+
+    private static func matches(_ buffer: UnsafeBufferPointer<UInt8>, at position: Int, _ word: StaticString) -> Bool {
+        guard buffer.count - position >= word.utf8CodeUnitCount else { return false }
+        for index in 0..<word.utf8CodeUnitCount where buffer[position + index] != word.utf8Start[index] { return false }
+        return true
+    }
+
+    /// A JSON number's value (strtod on a NUL-terminated copy), or `nil` when the bytes are not
+    /// one JSON number.
+    private static func number(_ bytes: UnsafeBufferPointer<UInt8>) -> Double? {
+        guard bytes.count < 64, isJSONNumber(bytes) else { return nil }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { text -> Double? in
+            for index in bytes.indices { text[index] = CChar(bitPattern: bytes[index]) }
+            text[bytes.count] = 0
+            var end: UnsafeMutablePointer<CChar>?
+            let value = strtod(text.baseAddress!, &end)
+            guard let end, end - text.baseAddress! == bytes.count, value.isFinite else { return nil }
+            return value
+        }
+    }
+
+    /// Whether `bytes` follow JSON's number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    private static func isJSONNumber(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var position = 0
+        func isDigit(_ at: Int) -> Bool { at < bytes.count && bytes[at] >= UInt8(ascii: "0") && bytes[at] <= UInt8(ascii: "9") }
+        func digits() -> Bool {
+            guard isDigit(position) else { return false }
+            while isDigit(position) { position += 1 }
+            return true
+        }
+        if position < bytes.count, bytes[position] == UInt8(ascii: "-") { position += 1 }
+        if position < bytes.count, bytes[position] == UInt8(ascii: "0") {
+            position += 1
+        } else if !digits() {
+            return false
+        }
+        if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
+            position += 1
+            guard digits() else { return false }
+        }
+        if position < bytes.count, bytes[position] == UInt8(ascii: "e") || bytes[position] == UInt8(ascii: "E") {
+            position += 1
+            if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") { position += 1 }
+            guard digits() else { return false }
+        }
+        return position == bytes.count
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` read from its bytes, or `nil` for any other form.
+    static func utcSeconds(_ bytes: [UInt8]) -> Double? {
+        guard bytes.count >= 20, bytes.count <= 40, bytes[bytes.count - 1] == UInt8(ascii: "Z") || bytes[bytes.count - 1] == UInt8(ascii: "z"),
+              bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"), bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t"),
+              bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":") else { return nil }
+        func digits(_ start: Int, _ length: Int) -> Int? {
+            var value = 0
+            for index in start..<(start + length) {
+                let digit = Int(bytes[index]) - 48
+                guard (0...9).contains(digit) else { return nil }
+                value = value * 10 + digit
+            }
+            return value
+        }
+        guard let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2), let hour = digits(11, 2),
+              let minute = digits(14, 2), let second = digits(17, 2),
+              (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year), hour < 24, minute < 60, second < 60
+        else { return nil }
+        var fraction = 0.0
+        if bytes.count > 20 {
+            guard bytes[19] == UInt8(ascii: "."), bytes.count > 21 else { return nil }
+            var nanos = 0
+            var nanoDigits = 0
+            for index in 20..<(bytes.count - 1) {
+                let digit = Int(bytes[index]) - 48
+                guard (0...9).contains(digit) else { return nil }
+                if nanoDigits < 9 {
+                    nanos = nanos * 10 + digit
+                    nanoDigits += 1
+                }
+            }
+            for _ in nanoDigits..<9 { nanos *= 10 }
+            fraction = Double(nanos) / 1e9
+        }
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let shiftedYear = month <= 2 ? year - 1 : year
+        let era = (shiftedYear >= 0 ? shiftedYear : shiftedYear - 399) / 400
+        let yearOfEra = shiftedYear - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        let whole = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)
+        return Double(whole) + fraction
+    }
+
+    private static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
     }
 
     /// A structured-mode record (accepted for robustness; ingest writes binary mode).
@@ -83,16 +305,16 @@ struct EventDecoder: Sendable {
         } catch {
             return .invalid("not a CloudEvent: \(error)")
         }
-        guard acceptsEveryType || acceptedTypes.contains(Array(event.type.utf8)) else { return .ignored }
+        guard acceptsEveryType || acceptedTypes[Array(event.type.utf8)] != nil else { return .ignored }
         guard let entity = event.subject ?? record.key.map({ String(decoding: $0, as: UTF8.self) }), !entity.isEmpty else {
             return .invalid("no entity (subject or key)")
         }
         guard let time = event.time else { return .invalid("no time") }
         guard case .json(let data) = event.data else { return .invalid("data is not JSON") }
-        return self.event(entity: entity, type: event.type, time: time, data: data)
+        return self.event(entity: entity, type: event.type, seconds: Double(time.seconds) + Double(time.nanoseconds) / 1e9, data: data)
     }
 
-    private func event(entity: String, type: String, time: Timestamp, data: JSONValue) -> Decoded {
+    private func event(entity: String, type: String, seconds: Double, data: JSONValue) -> Decoded {
         guard let object = data.objectValue else { return .invalid("data is not a JSON object") }
         var values: [String: Double] = [:]
         for member in object where fields.contains(member.key) {
@@ -103,7 +325,6 @@ struct EventDecoder: Sendable {
             default: continue
             }
         }
-        let seconds = Double(time.seconds) + Double(time.nanoseconds) / 1e9
         return .event(entity: entity, FeatureEvent(time: seconds, type: type, values: values))
     }
 }

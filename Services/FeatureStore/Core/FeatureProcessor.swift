@@ -17,14 +17,20 @@ final class StoreRegistry: Sendable {
 }
 
 /// Applies `loop.events` batches to the per-partition state and publishes every change to
-/// `loop.features`, one batch at a time; restores partitions when they are assigned and lets
-/// them go only between batches.
+/// `loop.features`; restores partitions when they are assigned and lets them go only once their
+/// publications are acknowledged.
 ///
-/// Order per batch: apply in memory → one SQLite transaction per partition with the states, their
-/// history and the next input offset → publish the latest state of every changed entity → await
-/// acknowledgements → record them. A crash before the transaction redoes the batch from the stored
-/// offset; a crash after it republishes the unacknowledged entities when the partition is next
-/// assigned (republishing is harmless: readers keep the latest record per key). State updates are
+/// Per batch: apply every event in memory (an entity touched by many events is loaded and
+/// written once) → one SQLite transaction per partition with the changed states, their history
+/// snapshots and the next input offset → hand the latest state of every changed entity to the
+/// publisher and go on with the next batch. The publisher sends batches strictly in order, one
+/// at a time, and records each acknowledgement in SQLite before it marks the batch's input
+/// processed; at most ``FeatureStoreOptions/maxInFlightBatches`` batches wait for it, so the
+/// publication of batch N overlaps the application of batch N+1.
+///
+/// A crash before a batch's transaction redoes the batch from the stored offset; a crash after it
+/// republishes the entities of every unacknowledged batch when the partition is next assigned
+/// (republishing is harmless: readers keep the latest record per key). State updates are
 /// therefore exactly-once and publication at-least-once.
 actor FeatureProcessor {
     private let schema: FeatureSchema
@@ -38,6 +44,7 @@ actor FeatureProcessor {
     private let logger: Logger
     private let metrics: FeatureStoreMetrics
     private let readiness: Readiness
+    private let acknowledged: @Sendable ([ConsumedRecord]) -> Void
     let registry: StoreRegistry
 
     private var stores: [Int32: PartitionStore] = [:]
@@ -45,16 +52,21 @@ actor FeatureProcessor {
     private var newestEventMillis: [Int32: Int64] = [:]
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
+    private var inFlight: [Task<Void, any Error>] = []
     private var nextBatchID = UInt64.random(in: 0...(UInt64.max >> 8)) << 8
     private var lastPrune = ContinuousClock.now
+    private var encodeBuffer: [UInt8] = []
     /// A failure that must stop the service (a partition could not be restored).
     private var failure: FeatureStoreError?
 
     static let readyCondition = "feature-store.partitions-restored"
 
+    /// `acknowledged` receives each batch's input records once its changes are stored and
+    /// acknowledged by `loop.features`, in input order (the caller marks them processed).
     init(
         schema: FeatureSchema, config: LoopConfig, options: FeatureStoreOptions, producer: KafkaProducer,
-        kafka: KafkaConfig, logger: Logger, metrics: FeatureStoreMetrics, readiness: Readiness, registry: StoreRegistry
+        kafka: KafkaConfig, logger: Logger, metrics: FeatureStoreMetrics, readiness: Readiness, registry: StoreRegistry,
+        acknowledged: @escaping @Sendable ([ConsumedRecord]) -> Void
     ) {
         self.schema = schema
         self.decoder = EventDecoder(schema: schema)
@@ -68,6 +80,7 @@ actor FeatureProcessor {
         self.metrics = metrics
         self.readiness = readiness
         self.registry = registry
+        self.acknowledged = acknowledged
     }
 
     // MARK: - One batch at a time
@@ -90,9 +103,11 @@ actor FeatureProcessor {
 
     // MARK: - Processing
 
-    /// Applies and publishes a batch; returns the records whose outcome is durable (to mark
-    /// processed). Records of partitions this instance does not own are left alone.
-    func process(_ records: [ConsumedRecord]) async throws -> [ConsumedRecord] {
+    /// Applies and stores a batch, then queues its publication; waits only while more than
+    /// ``FeatureStoreOptions/maxInFlightBatches`` publications are pending. Records of partitions
+    /// this instance does not own are left alone.
+    /// - Throws: the failure of an earlier publication (the service must stop and restart).
+    func process(_ records: [ConsumedRecord]) async throws {
         await acquire()
         defer { release() }
         if let failure { throw failure }
@@ -102,7 +117,7 @@ actor FeatureProcessor {
             byPartition[record.partition, default: []].append(record)
         }
         var outgoing: [OutgoingRecord] = []
-        var written: [(store: PartitionStore, inputNext: Int64, changes: Int)] = []
+        var written: [Written] = []
         var done: [ConsumedRecord] = []
         var newest = Int64.min
         for (partition, records) in byPartition {
@@ -111,23 +126,69 @@ actor FeatureProcessor {
             let inputNext = last.offset + 1
             try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
             outgoing += publication(of: changes.map { ($0.entity, $0.bytes) }, partition: partition, inputNext: inputNext)
-            written.append((store, inputNext, changes.count))
+            written.append(Written(store: store, inputNext: inputNext, changes: changes.count))
             if !changes.isEmpty { metrics.writeBatchSize.record(Double(changes.count)) }
+            if !snapshots.isEmpty { metrics.historySnapshots.increment(by: Int64(snapshots.count)) }
             newest = max(newest, newestMillis)
             done += records
         }
-        let reports = try await publish(outgoing)
-        try recordAcknowledged(written, reports: reports)
-        metrics.publishLatency.record(ContinuousClock.now - started)
-        if newest > .min { metrics.eventTimeLag.set(Date().timeIntervalSince1970 - Double(newest) / 1000) }
+        metrics.applyDuration.record(ContinuousClock.now - started)
+        let previous = inFlight.last
+        let (producer, logger, metrics, acknowledged) = (self.producer, self.logger, self.metrics, self.acknowledged)
+        let (records, stored, newestApplied, consumed) = (outgoing, written, newest, done)
+        inFlight.append(Task.detached {
+            // Publications go out strictly in order: a failed predecessor fails its successors.
+            try await previous?.value
+            let reports = try await Self.publish(records, producer: producer, logger: logger)
+            try Self.recordAcknowledged(stored, reports: reports)
+            metrics.publishLatency.record(ContinuousClock.now - started)
+            if newestApplied > .min { metrics.eventTimeLag.set(Date().timeIntervalSince1970 - Double(newestApplied) / 1000) }
+            acknowledged(consumed)
+        })
+        while inFlight.count > options.maxInFlightBatches {
+            try await awaitOldestPublication()
+        }
+        metrics.inFlightBatches.set(Double(inFlight.count))
         updateGauges()
         try pruneIfDue()
-        return done
     }
 
-    /// Applies one partition's records in offset order; returns the changed entities' records,
-    /// the history snapshots taken inside the batch (an entity's state just before its latest
-    /// event time moves into a later history slot) and the newest event time.
+    /// Waits until every queued publication is acknowledged (or one failed).
+    func drain() async throws {
+        await acquire()
+        defer { release() }
+        try await drainPublications()
+    }
+
+    private func drainPublications() async throws {
+        while !inFlight.isEmpty {
+            try await awaitOldestPublication()
+        }
+        metrics.inFlightBatches.set(Double(0))
+    }
+
+    /// Waits for the oldest queued publication; a failure stops all further processing.
+    private func awaitOldestPublication() async throws {
+        do {
+            try await inFlight.removeFirst().value
+        } catch {
+            let stop = error as? FeatureStoreError ?? FeatureStoreError(.publish, "publishing failed: \(error)", isRetryable: true)
+            failure = failure ?? stop
+            throw stop
+        }
+    }
+
+    /// Where one partition batch was stored: what its acknowledgement records.
+    private struct Written: Sendable {
+        var store: PartitionStore
+        var inputNext: Int64
+        var changes: Int
+    }
+
+    /// Applies one partition's records in offset order; returns the changed entities' records
+    /// (one per entity, its latest state), the history snapshots taken inside the batch (an
+    /// entity's state just before an event moves its latest event time into a later history
+    /// interval) and the newest event time.
     private func apply(
         _ records: [ConsumedRecord], partition: Int32, store: PartitionStore
     ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], Int64) {
@@ -145,36 +206,52 @@ actor FeatureProcessor {
                     "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(reason)"])
             }
         }
-        var states: [String: EntityFeatureState] = [:]
-        let distinct = Set(events.map(\.entity))
-        let stored = try store.records(of: distinct)
-        for (entity, bytes) in stored {
+        // Each entity is read and decoded once per batch, whatever number of events it has.
+        var slots: [String: Int] = [:]
+        slots.reserveCapacity(events.count)
+        var entities: [String] = []
+        var eventSlots: [Int] = []
+        eventSlots.reserveCapacity(events.count)
+        for (entity, _) in events {
+            if let slot = slots[entity] {
+                eventSlots.append(slot)
+            } else {
+                slots[entity] = entities.count
+                eventSlots.append(entities.count)
+                entities.append(entity)
+            }
+        }
+        let stored = try store.records(of: entities)
+        var states: [EntityFeatureState?] = Array(repeating: nil, count: entities.count)
+        var isNew = Array(repeating: true, count: entities.count)
+        for (index, entity) in entities.enumerated() {
+            guard let bytes = stored[index] else { continue }
+            isNew[index] = false
             do {
-                states[entity] = try EntityFeatureState(decoding: bytes, schema: schema)
+                states[index] = try EntityFeatureState(decoding: bytes, schema: schema)
             } catch {
                 logger.warning("stored state does not decode; starting the entity afresh", metadata: [
                     "entity": "\(entity)", "error.message": "\(error)"])
             }
         }
-        var changedOrder: [String] = []
-        var changed = Set<String>()
+        var changed = Array(repeating: false, count: entities.count)
         var snapshots: [EntityChange] = []
         var applied = 0
         var late = 0
         var newestMillis = newestEventMillis[partition] ?? .min
-        for (entity, event) in events {
-            let before = states[entity] ?? EntityFeatureState(entityID: entity, schema: schema)
-            var state = before
+        for ((entity, event), index) in zip(events, eventSlots) {
+            var state = states[index] ?? EntityFeatureState(entityID: entity, schema: schema)
+            let previous = state.latestEventTime.map(Self.millis)
             do {
                 switch try state.apply(event) {
                 case .applied:
                     applied += 1
-                    if let previous = before.latestEventTime.map(Self.millis), let latest = state.latestEventTime.map(Self.millis),
-                       store.historySlot(latest) > store.historySlot(previous) {
-                        snapshots.append(EntityChange(entity: entity, bytes: before.encoded(), latestMillis: previous))
+                    if let previous, let latest = state.latestEventTime.map(Self.millis),
+                       store.historySlot(latest) > store.historySlot(previous), let before = states[index] {
+                        snapshots.append(EntityChange(entity: entity, bytes: encode(before), latestMillis: previous))
                     }
-                    states[entity] = state
-                    if changed.insert(entity).inserted { changedOrder.append(entity) }
+                    states[index] = state
+                    changed[index] = true
                     newestMillis = max(newestMillis, Self.millis(event.time))
                 case .late:
                     late += 1
@@ -184,18 +261,28 @@ actor FeatureProcessor {
             }
         }
         newestEventMillis[partition] = newestMillis
-        entityCounts[partition, default: 0] += changedOrder.count { stored[$0] == nil }
+        var changes: [EntityChange] = []
+        changes.reserveCapacity(entities.count)
+        var added = 0
+        for index in entities.indices where changed[index] {
+            let state = states[index]!
+            if isNew[index] { added += 1 }
+            changes.append(EntityChange(
+                entity: entities[index], bytes: encode(state), latestMillis: state.latestEventTime.map(Self.millis)))
+        }
+        entityCounts[partition, default: 0] += added
         metrics.eventsApplied.increment(by: Int64(applied))
         if late > 0 { metrics.eventsLate.increment(by: Int64(late)) }
         if invalid > 0 { metrics.eventsInvalid.increment(by: Int64(invalid)) }
         if ignored > 0 { metrics.eventsIgnored.increment(by: Int64(ignored)) }
-        let changes = changedOrder.map { entity -> EntityChange in
-            let state = states[entity]!
-            return EntityChange(
-                entity: entity, bytes: state.encoded(),
-                latestMillis: state.latestEventTime.map(Self.millis))
-        }
         return (changes, snapshots, newestMillis)
+    }
+
+    /// The encoded record of `state`, through a reused buffer.
+    private func encode(_ state: EntityFeatureState) -> [UInt8] {
+        encodeBuffer.removeAll(keepingCapacity: true)
+        state.encode(into: &encodeBuffer)
+        return encodeBuffer
     }
 
     static func millis(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded()) }
@@ -205,16 +292,18 @@ actor FeatureProcessor {
         guard !states.isEmpty else { return [] }
         let batch = nextBatchID
         nextBatchID &+= 1
+        let headers = ChangelogHeaders.Maker(batch: batch, count: states.count, inputNext: inputNext)
         return states.enumerated().map { index, entry in
             OutgoingRecord(
                 topic: featuresTopic, key: Array(entry.0.utf8), value: entry.1,
-                headers: ChangelogHeaders.make(batch: batch, index: index, count: states.count, inputNext: inputNext),
-                partition: partition)
+                headers: headers.headers(index: index), partition: partition)
         }
     }
 
     /// Sends and awaits acknowledgement, retrying what failed while the failure is retriable.
-    private func publish(_ records: [OutgoingRecord]) async throws(FeatureStoreError) -> [DeliveryReport] {
+    private static func publish(
+        _ records: [OutgoingRecord], producer: KafkaProducer, logger: Logger
+    ) async throws(FeatureStoreError) -> [DeliveryReport] {
         guard !records.isEmpty else { return [] }
         var attempt = 0
         while true {
@@ -232,9 +321,7 @@ actor FeatureProcessor {
         }
     }
 
-    private func recordAcknowledged(
-        _ written: [(store: PartitionStore, inputNext: Int64, changes: Int)], reports: [DeliveryReport]
-    ) throws(FeatureStoreError) {
+    private static func recordAcknowledged(_ written: [Written], reports: [DeliveryReport]) throws(FeatureStoreError) {
         var changelogNext: [Int32: Int64] = [:]
         for report in reports { changelogNext[report.partition] = max(changelogNext[report.partition] ?? 0, report.offset + 1) }
         for entry in written where entry.changes > 0 {
@@ -314,7 +401,8 @@ actor FeatureProcessor {
             let (resumeAt, replaced) = try store.restore(changes, inputNext: replay.inputNext, changelogNext: replay.changelogNext)
             let unpublished = try store.unpublished()
             if !unpublished.isEmpty, let inputNext = try store.progress().inputNext {
-                let reports = try await publish(publication(of: unpublished, partition: partition, inputNext: inputNext))
+                let reports = try await Self.publish(
+                    publication(of: unpublished, partition: partition, inputNext: inputNext), producer: producer, logger: logger)
                 let next = reports.map(\.offset).max().map { $0 + 1 }
                 try store.recordAcknowledged(through: inputNext, changelogNext: next)
             }
@@ -359,6 +447,12 @@ actor FeatureProcessor {
     func revoke(_ partitions: [TopicPartition]) async {
         await acquire()
         defer { release() }
+        do {
+            try await drainPublications()
+        } catch {
+            logger.error("publishing before a revocation failed; unacknowledged changes are republished on the next assignment", metadata: [
+                "error.message": "\(error)"])
+        }
         for tp in partitions where tp.topic == eventsTopic {
             stores.removeValue(forKey: tp.partition)
             entityCounts.removeValue(forKey: tp.partition)

@@ -31,9 +31,19 @@ public struct FeatureQueries: Sendable {
         return Values(entity: entity, asOf: time, latestEventTime: state.latestEventTime, values: try state.evaluate(asOf: time))
     }
 
-    /// The values of `entity` as of `time`: the newest state whose latest event time is at or
-    /// before `time`, evaluated at `time`. Snapshots are kept one per ``FeatureStoreOptions/historyInterval``
-    /// of event time for `features.historyRetention`.
+    /// The values of `entity` as of `time`, evaluated at `time` with the shared evaluation.
+    ///
+    /// What they reflect, with `I` = ``FeatureStoreOptions/historyInterval`` and the history kept
+    /// for `features.historyRetention` of event time:
+    /// - `time` at or after the entity's latest event time: the current state, exactly.
+    /// - Otherwise the newest snapshot whose latest event time is at or before `time`. A snapshot
+    ///   is the state after the last event of one interval `[k·I, (k+1)·I)`, taken when a later
+    ///   event moves the entity into a later interval. For input in event-time order this means:
+    ///   every event before the start of `time`'s interval is reflected and no event after
+    ///   `time`; the events of `time`'s own interval are reflected only when none of them is after
+    ///   `time` (else the read falls back to the previous interval's snapshot). Events applied
+    ///   late (inside the allowed lateness, after their interval's snapshot was taken) appear only
+    ///   in later snapshots and the current state.
     /// - Throws: ``ServiceError`` 404 when the entity is unknown or has no state that old.
     public func values(of entity: String, asOf time: Timestamp) throws -> Values {
         let millis = time.epochMilliseconds

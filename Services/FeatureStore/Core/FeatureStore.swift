@@ -52,13 +52,14 @@ public final class FeatureStore: Sendable {
     public func run() async throws {
         try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
         let producer = try KafkaProducer(config: kafka, logger: logger)
-        let processor = FeatureProcessor(
-            schema: schema, config: config, options: options, producer: producer, kafka: kafka, logger: logger,
-            metrics: metrics, readiness: readiness, registry: registry)
         var settings = ConsumerSettings()
         settings.sessionTimeout = options.sessionTimeout
         settings.heartbeatInterval = .milliseconds(max(100, options.sessionTimeout.components.seconds * 1000 / 6))
         let consumer = try KafkaConsumer(config: kafka, groupID: options.groupID, consumer: settings, logger: logger)
+        let processor = FeatureProcessor(
+            schema: schema, config: config, options: options, producer: producer, kafka: kafka, logger: logger,
+            metrics: metrics, readiness: readiness, registry: registry,
+            acknowledged: { records in consumer.markProcessed(records) })
         try consumer.subscribe(topics: [config.topics.names.events], rebalance: ProcessorRebalance(processor: processor))
         let stopped = self.consumer.withLock { current in
             current = consumer
@@ -67,9 +68,9 @@ public final class FeatureStore: Sendable {
         if stopped { await consumer.close() }
         do {
             for try await batch in consumer.batches(maxRecords: options.batchSize, maxWait: options.batchWait) {
-                let processed = try await processor.process(batch)
-                consumer.markProcessed(processed)
+                try await processor.process(batch)
             }
+            try await processor.drain()
         } catch {
             logger.error("feature-store stopped after a failure", metadata: ["error.message": "\(error)"])
             await consumer.close()
@@ -92,6 +93,29 @@ public final class FeatureStore: Sendable {
 
     /// Bytes on disk of the held partitions' SQLite files (state, history, WAL).
     public var stateBytesOnDisk: Int64 { registry.all.reduce(0) { $0 + $1.sizeOnDisk() } }
+
+    /// Writes entity states straight into the SQLite state of input partition `partition` under
+    /// `options.stateDirectory`, bypassing `loop.events` and `loop.features`: for benchmarks and
+    /// tools that need a large store quickly. The states count as published (nothing is
+    /// republished) and the partition's offsets are left alone, so an instance started afterwards
+    /// serves them and applies events on top. Each state must belong to the partition its
+    /// entity's events go to. Writes in transactions of up to 50,000 states.
+    /// - Throws: ``FeatureStoreError`` `storage` when the state cannot be written.
+    public static func seed(
+        _ states: some Sequence<EntityFeatureState>, partition: Int32, options: FeatureStoreOptions
+    ) throws(FeatureStoreError) {
+        let store = try PartitionStore(directory: options.stateDirectory, partition: partition, historyInterval: options.historyInterval.seconds)
+        var chunk: [EntityChange] = []
+        chunk.reserveCapacity(50_000)
+        for state in states {
+            chunk.append(EntityChange(entity: state.entityID, bytes: state.encoded(), latestMillis: nil))
+            if chunk.count == 50_000 {
+                try store.seed(chunk)
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        if !chunk.isEmpty { try store.seed(chunk) }
+    }
 
     /// Stops ``run()`` gracefully: the current batch finishes, partitions are flushed and the
     /// group is left.

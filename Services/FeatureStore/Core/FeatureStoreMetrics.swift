@@ -12,6 +12,9 @@ struct FeatureStoreMetrics: Sendable {
     let publishLatency: DurationHistogram
     let eventTimeLag: Gauge
     let restoredRecords: Counter
+    let historySnapshots: Counter
+    let applyDuration: DurationHistogram
+    let inFlightBatches: Gauge
 
     init(registry: PrometheusCollectorRegistry) {
         eventsApplied = registry.makeCounter(
@@ -39,5 +42,15 @@ struct FeatureStoreMetrics: Sendable {
             help: "Wall clock minus the newest event time published, at the last batch.")
         restoredRecords = registry.makeCounter(
             name: "feature_store_restored_records_total", help: "loop.features records read to restore partitions.")
+        historySnapshots = registry.makeCounter(
+            name: "feature_store_history_snapshots_total",
+            help: "Point-in-time snapshots written (at most one per entity per history interval).")
+        applyDuration = registry.makeDurationHistogram(
+            name: "feature_store_apply_seconds",
+            buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                      .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)],
+            help: "Decoding, applying and storing one input batch (one SQLite transaction per partition).")
+        inFlightBatches = registry.makeGauge(
+            name: "feature_store_inflight_batches", help: "Stored batches whose publication to loop.features is not yet acknowledged.")
     }
 }

@@ -12,8 +12,11 @@ public struct FeatureStoreOptions: Sendable, Equatable {
     public var batchSize: Int
     /// Longest wait to fill a batch.
     public var batchWait: Duration
-    /// Point-in-time history keeps at most one snapshot per entity per this much event time.
+    /// Point-in-time history keeps at most one snapshot per entity per this much event time
+    /// (see ``FeatureQueries/values(of:asOf:)`` for what a read as of a past time returns).
     public var historyInterval: TimeSpan
+    /// Most stored batches whose publication may be pending while the next batch is applied.
+    public var maxInFlightBatches: Int
     /// How often (wall clock) history older than `features.historyRetention` is deleted.
     public var pruneInterval: Duration
     /// Consumer session timeout (a first join on Tansu takes about half of it).
@@ -22,14 +25,15 @@ public struct FeatureStoreOptions: Sendable, Equatable {
     /// Options with defaults: state under `stateDirectory`, group `<prefix>.feature-store`.
     public init(
         stateDirectory: String, groupID: String, batchSize: Int = 5000, batchWait: Duration = .milliseconds(50),
-        historyInterval: TimeSpan = TimeSpan(seconds: 60), pruneInterval: Duration = .seconds(60),
-        sessionTimeout: Duration = .seconds(6)
+        historyInterval: TimeSpan = TimeSpan(seconds: 3600), maxInFlightBatches: Int = 2,
+        pruneInterval: Duration = .seconds(60), sessionTimeout: Duration = .seconds(6)
     ) {
         self.stateDirectory = stateDirectory
         self.groupID = groupID
         self.batchSize = batchSize
         self.batchWait = batchWait
         self.historyInterval = historyInterval
+        self.maxInFlightBatches = maxInFlightBatches
         self.pruneInterval = pruneInterval
         self.sessionTimeout = sessionTimeout
     }
@@ -40,6 +44,9 @@ public struct FeatureStoreOptions: Sendable, Equatable {
         guard !groupID.isEmpty else { throw FeatureStoreError(.invalidConfiguration, "the consumer group is empty") }
         guard (1...100_000).contains(batchSize) else {
             throw FeatureStoreError(.invalidConfiguration, "batch size \(batchSize) is not within 1...100000")
+        }
+        guard (1...64).contains(maxInFlightBatches) else {
+            throw FeatureStoreError(.invalidConfiguration, "in-flight batches \(maxInFlightBatches) is not within 1...64")
         }
         guard batchWait > .zero, pruneInterval > .zero, sessionTimeout > .zero else {
             throw FeatureStoreError(.invalidConfiguration, "batch wait, prune interval and session timeout must be positive")
@@ -67,7 +74,7 @@ public enum FeatureStoreSettings {
         "batch-wait-ms", default: 50, range: 1...10_000, valueName: "<ms>", help: "Longest wait to fill a batch.")
     /// `LOOP_HISTORY_INTERVAL_SECONDS`.
     public static let historyIntervalSeconds = Setting.number(
-        "history-interval-seconds", default: 60, range: 0.001...86_400, valueName: "<seconds>",
+        "history-interval-seconds", default: 3600, range: 0.001...86_400, valueName: "<seconds>",
         help: "Point-in-time history keeps at most one snapshot per entity per this much event time.")
 
     /// Every feature-store setting.

@@ -43,6 +43,12 @@ final class PartitionStore: Sendable {
             """),
     ]
 
+    /// The writer keeps hot pages in a 64 MiB cache and caps the write-ahead log at 16 MiB once
+    /// it is checkpointed, so the file on disk stays near the size of the state.
+    static let writerPragmas = "PRAGMA cache_size=-65536; PRAGMA mmap_size=1073741824; PRAGMA journal_size_limit=16777216"
+    /// Readers map the file, so a point lookup costs no read system call.
+    static let readerPragmas = "PRAGMA cache_size=-16384; PRAGMA mmap_size=1073741824"
+
     /// Opens (creating and migrating) the state of `partition` under `directory`.
     init(directory: String, partition: Int32, historyInterval: Double) throws(FeatureStoreError) {
         self.partition = partition
@@ -52,7 +58,9 @@ final class PartitionStore: Sendable {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             writer = try Database(path: path)
             try writer.migrate(Self.migrations)
+            try writer.execute(Self.writerPragmas)
             reader = try Database(path: path)
+            try reader.execute(Self.readerPragmas)
         } catch {
             throw FeatureStoreError(.storage, "cannot open the state of partition \(partition) at \(path): \(error)")
         }
@@ -89,17 +97,17 @@ final class PartitionStore: Sendable {
 
     // MARK: - Batches
 
-    /// The stored records of `entities` (those that have one).
-    func records(of entities: some Collection<String>) throws(FeatureStoreError) -> [String: [UInt8]] {
+    /// The stored records of `entities`, in their order (`nil` where there is none).
+    func records(of entities: [String]) throws(FeatureStoreError) -> [[UInt8]?] {
         try storage("load entity states") {
             try writer.withConnection { db in
                 let statement = try db.statement("SELECT state FROM entities WHERE entity = ?1")
-                var found: [String: [UInt8]] = [:]
+                var found: [[UInt8]?] = []
                 found.reserveCapacity(entities.count)
                 for entity in entities {
                     statement.reset()
                     try statement.bind(entity, at: 1)
-                    if try statement.step(), let bytes = statement.blob(at: 0) { found[entity] = bytes }
+                    found.append(try statement.step() ? statement.blob(at: 0) : nil)
                 }
                 statement.reset()
                 return found
@@ -107,14 +115,15 @@ final class PartitionStore: Sendable {
         }
     }
 
-    /// Writes a batch's changed states, their history (`snapshots` taken inside the batch, then
-    /// the final states) and the next input offset in one transaction.
+    /// Writes a batch's changed states, the history snapshots it took (see ``snapshot(_:atOrBefore:)``)
+    /// and the next input offset in one transaction: one upsert per changed entity, whatever
+    /// number of events the batch applied to it.
     func commit(_ changes: [EntityChange], snapshots: [EntityChange] = [], inputNext: Int64) throws(FeatureStoreError) {
         let interval = historyIntervalMillis
         try storage("commit a batch") {
             try writer.transaction { db in
                 try Self.writeHistory(snapshots, historyInterval: interval, db)
-                try Self.write(changes, changedAt: inputNext, historyInterval: interval, db)
+                try Self.write(changes, changedAt: inputNext, db)
                 let progress = try db.statement("UPDATE progress SET input_next = max(input_next, ?1) WHERE id = 1")
                 try progress.bind(inputNext, at: 1)
                 try progress.run()
@@ -122,22 +131,22 @@ final class PartitionStore: Sendable {
         }
     }
 
-    private static func write(_ changes: [EntityChange], changedAt: Int64, historyInterval: Int64, _ db: Connection) throws {
+    /// Writes states that did not come through the input (benchmarks and tools seeding a store):
+    /// they count as published and leave the offsets alone.
+    func seed(_ states: [EntityChange]) throws(FeatureStoreError) {
+        try storage("seed entity states") {
+            try writer.transaction { db in try Self.write(states, changedAt: -1, db) }
+        }
+    }
+
+    private static func write(_ changes: [EntityChange], changedAt: Int64, _ db: Connection) throws {
         let upsert = try db.statement(
             "INSERT INTO entities(entity, state, changed_at) VALUES (?1, ?2, ?3) ON CONFLICT(entity) DO UPDATE SET state = excluded.state, changed_at = excluded.changed_at")
-        let history = try db.statement(
-            "INSERT INTO history(entity, slot, latest, state) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(entity, slot) DO UPDATE SET latest = excluded.latest, state = excluded.state")
         try upsert.bind(changedAt, at: 3)
         for change in changes {
             try upsert.bind(change.entity, at: 1)
             try upsert.bind(change.bytes, at: 2)
             try upsert.run()
-            guard let latest = change.latestMillis else { continue }
-            try history.bind(change.entity, at: 1)
-            try history.bind(floorDivide(latest, historyInterval), at: 2)
-            try history.bind(latest, at: 3)
-            try history.bind(change.bytes, at: 4)
-            try history.run()
         }
     }
 
@@ -185,8 +194,7 @@ final class PartitionStore: Sendable {
     func restore(
         _ changes: [EntityChange], inputNext: Int64?, changelogNext: Int64
     ) throws(FeatureStoreError) -> (resumeAt: Int64?, replacedLocal: Bool) {
-        let interval = historyIntervalMillis
-        return try storage("restore from the changelog") {
+        try storage("restore from the changelog") {
             try writer.transaction { db in
                 let read = try db.statement("SELECT input_next FROM progress WHERE id = 1")
                 _ = try read.step()
@@ -194,7 +202,7 @@ final class PartitionStore: Sendable {
                 read.reset()
                 if localNext < 0 || (inputNext ?? -1) > localNext {
                     let resume = inputNext ?? localNext
-                    try Self.write(changes, changedAt: max(resume, 0), historyInterval: interval, db)
+                    try Self.write(changes, changedAt: max(resume, 0), db)
                     let progress = try db.statement(
                         "UPDATE progress SET input_next = ?1, acked_through = ?1, changelog_next = max(changelog_next, ?2) WHERE id = 1")
                     try progress.bind(resume, at: 1)
@@ -236,6 +244,12 @@ final class PartitionStore: Sendable {
     }
 
     /// The newest history snapshot of `entity` whose latest event time is at or before `millis`.
+    ///
+    /// A snapshot is taken when an event moves an entity's latest event time into a later
+    /// history interval (`floor(time / historyInterval)`): it is the state just before that event,
+    /// i.e. after the last event of the earlier interval. So there is at most one per entity per
+    /// interval, none for intervals without events, and none for the current interval (the
+    /// current state answers for times at or after its latest event).
     func snapshot(_ entity: String, atOrBefore millis: Int64) throws(FeatureStoreError) -> [UInt8]? {
         let slot = floorDivide(millis, historyIntervalMillis)
         return try storage("read entity history") {
