@@ -101,7 +101,7 @@ func runIngestBench(_ arguments: [String]) async throws {
     let common = CommonSettings(service: IngestService.name, defaultAdminPort: 0)
     guard case .run(let settings) = try Settings.parse(
         common.all + IngestService.settings,
-        arguments: ["--brokers", bootstrap, "--state-dir", directory, "--pii-key", "bench-key", "--consumer-group", prefix],
+        arguments: ["--brokers", bootstrap, "--state-dir", directory, "--pii-key", "bench-key", "--group", prefix],
         environment: [:])
     else { throw BenchError(description: "settings did not parse") }
     let environment = ServiceEnvironment(
