@@ -97,11 +97,59 @@ func runIngestBench(_ arguments: [String]) async throws {
     }
     print("baseline consumer group read (incl. join): \(Int(baseline.rate)) records/s in \(String(format: "%.2f", baseline.seconds)) s")
 
+    // Pass-through: the same records consumed and produced unchanged to another topic, batches
+    // pipelined like ingest's writer; the ceiling ingest is compared with.
+    let passTopic = names.rawEvents + ".passthrough"
+    _ = try await KafkaAdmin(config: kafka, logger: logger).createTopics([TopicSpec(
+        name: passTopic, partitions: Int32(config.topics.partitions), replicationFactor: Int16(config.topics.replicationFactor))])
+    var sample: [ConsumedRecord] = []
+    let passThrough = try await measure(options.events) {
+        var consumerSettings = ConsumerSettings()
+        consumerSettings.bufferedBatches = 2
+        let consumer = try KafkaConsumer(config: kafka, groupID: prefix + "-passthrough", consumer: consumerSettings, logger: logger)
+        try consumer.subscribe(topics: [names.rawEvents])
+        var seen = 0
+        var inFlight: [KafkaProducer.PendingDelivery] = []
+        for try await batch in consumer.batches(maxRecords: 5000, maxWait: .milliseconds(20)) {
+            if sample.count < 50_000 { sample += batch }
+            let records = batch.map { OutgoingRecord(topic: passTopic, key: $0.key, value: $0.value, headers: $0.headers) }
+            inFlight.append(await producer.enqueue(records))
+            if inFlight.count >= 4 { _ = try await inFlight.removeFirst().reports() }
+            seen += batch.count
+            if seen >= options.events { break }
+        }
+        for pending in inFlight { _ = try await pending.reports() }
+        await consumer.close()
+    }
+    print("pass-through consume → produce (pipelined): \(Int(passThrough.rate)) records/s")
+
+    // Stage costs, in process on the sampled raw records.
+    let intake = Intake(validator: try EventValidator(config: config, piiKey: Array("bench-key".utf8)), deadLetterTopic: names.deadLetters)
+    let validateSeconds = time { _ = intake.items(from: sample) }
+    var plain = config
+    plain.fields = plain.fields.mapValues { spec in
+        var spec = spec
+        spec.pii = .none
+        return spec
+    }
+    let plainIntake = Intake(validator: try EventValidator(config: plain, piiKey: nil), deadLetterTopic: names.deadLetters)
+    let plainSeconds = time { _ = plainIntake.items(from: sample) }
+    let generalSeconds = time {
+        for record in sample {
+            _ = try? KafkaBinding.decode(KafkaBinding.Message(
+                key: record.key, value: record.value, headers: record.headers.map { KafkaBinding.Header(name: $0.key, value: $0.value) }))
+        }
+    }
+    let perEvent = { (seconds: Double) in String(format: "%.2f µs/event", seconds * 1e6 / Double(max(1, sample.count))) }
+    print("stage: decode+validate+redact (fast path, 1 PII hash/event): \(perEvent(validateSeconds))")
+    print("stage: decode+validate without PII: \(perEvent(plainSeconds)) (so the keyed hash ≈ \(perEvent(validateSeconds - plainSeconds)))")
+    print("stage: KafkaBinding.decode alone (the general path's first step): \(perEvent(generalSeconds))")
+
     let key = APIKeys.generate(name: "bench", roles: [.producer])
     let common = CommonSettings(service: IngestService.name, defaultAdminPort: 0)
     guard case .run(let settings) = try Settings.parse(
         common.all + IngestService.settings,
-        arguments: ["--brokers", bootstrap, "--state-dir", directory, "--pii-key", "bench-key", "--consumer-group", prefix],
+        arguments: ["--brokers", bootstrap, "--state-dir", directory, "--pii-key", "bench-key", "--group", prefix],
         environment: [:])
     else { throw BenchError(description: "settings did not parse") }
     let environment = ServiceEnvironment(
@@ -165,9 +213,25 @@ func runIngestBench(_ arguments: [String]) async throws {
     await group.triggerGracefulShutdown()
     try await running.value
     print("")
-    print("ingest throughput, broker \(bootstrap)")
-    print(pad("raw → loop.events", 22) + pad("\(Int(rawRun.rate)) events/s", 20) + "target 150000")
-    print(pad("HTTP batch of 500", 22) + pad("\(Int(httpRun.rate)) events/s", 20) + "target 50000")
+    print("ingest throughput, broker \(bootstrap), load average \(loadAverage())")
+    print(pad("pass-through", 22) + pad("\(Int(passThrough.rate)) records/s", 20))
+    print(pad("raw → loop.events", 22) + pad("\(Int(rawRun.rate)) events/s", 20)
+        + pad(String(format: "%.2fx pass-through", rawRun.rate / passThrough.rate), 22) + "target 150000")
+    print(pad("HTTP batch of 500", 22) + pad("\(Int(httpRun.rate)) events/s", 20)
+        + pad(String(format: "%.2fx pass-through", httpRun.rate / passThrough.rate), 22) + "target 50000")
+}
+
+/// Seconds `body` takes.
+private func time(_ body: () throws -> Void) rethrows -> Double {
+    let start = ContinuousClock.now
+    try body()
+    let elapsed = ContinuousClock.now - start
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+}
+
+/// The 1, 5 and 15 minute load averages.
+private func loadAverage() -> String {
+    ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "").split(separator: " ").prefix(3).joined(separator: " ")
 }
 
 /// Keep-alive HTTP/1.1 POSTs over a blocking socket on a thread of its own.

@@ -46,19 +46,39 @@ public final class KafkaProducer: Sendable {
     /// fails, throws ``KafkaError/Code/deliveryFailed`` listing each failure
     /// (``KafkaError/failures``) and the reports of the delivered ones.
     public func send(_ records: [OutgoingRecord]) async throws(KafkaError) -> [DeliveryReport] {
-        try await send(records, enqueued: nil)
+        guard !records.isEmpty else { return [] }
+        return try Self.reports(records, await engine.send(records))
     }
 
-    /// ``send(_:)``, calling `enqueued` as soon as every record is in the local queue, before the
-    /// acknowledgements arrive: a caller that overlaps sends starts the next one from there, so
-    /// its batches reach each partition in the order it made them.
-    public func send(_ records: [OutgoingRecord], enqueued: (@Sendable () -> Void)?) async throws(KafkaError) -> [DeliveryReport] {
-        guard !records.isEmpty else {
-            enqueued?()
-            return []
+    /// Records in the local queue: not yet sent to the broker, or sent and not yet acknowledged.
+    public var outstandingRecords: Int { engine.outstanding }
+
+    /// A batch enqueued by ``enqueue(_:)``: ``reports()`` awaits its acknowledgements.
+    public struct PendingDelivery: Sendable {
+        let engine: ProducerEngine
+        let pending: ProducerEngine.PendingSend
+
+        /// Returns once every record is acknowledged, in the order given; throws like
+        /// ``KafkaProducer/send(_:)-([OutgoingRecord])``. Call once.
+        public func reports() async throws(KafkaError) -> [DeliveryReport] {
+            guard !pending.records.isEmpty else { return [] }
+            return try KafkaProducer.reports(pending.records, await engine.outcome(of: pending))
         }
+    }
+
+    /// Enqueues a batch and returns once every record is in the local queue (waiting for space as
+    /// ``ProducerSettings/whenQueueFull`` says), without waiting for the broker. Batches enqueued one
+    /// after the other keep that order in each partition, so a caller can keep several in flight and
+    /// await their ``PendingDelivery/reports()`` in order.
+    public func enqueue(_ records: [OutgoingRecord]) async -> PendingDelivery {
+        PendingDelivery(engine: engine, pending: await engine.start(records))
+    }
+
+    private static func reports(
+        _ records: [OutgoingRecord], _ outcome: SendOutcome
+    ) throws(KafkaError) -> [DeliveryReport] {
         let results: [Result<DeliveryReport, KafkaError>]
-        switch await engine.send(records, enqueued: enqueued) {
+        switch outcome {
         case .delivered(let reports): return reports
         case .partial(let perRecord): results = perRecord
         }

@@ -42,8 +42,13 @@ struct Deployment {
     var kafka: KafkaConfig { KafkaConfig(brokers: broker.bootstrap, clientID: "ingest-tests") }
     static let piiKey = "test-pii-key"
 
-    init(unknownFields: String = "reject") async throws {
-        broker = try await Broker.shared()
+    /// A deployment on `broker`, or on the shared one.
+    init(unknownFields: String = "reject", broker: Broker? = nil) async throws {
+        if let broker {
+            self.broker = broker
+        } else {
+            self.broker = try await Broker.shared()
+        }
         prefix = Broker.uniqueTopic("it")
         group = Broker.uniqueTopic("ingest")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(Broker.uniqueTopic("ingest-state")).path
@@ -145,6 +150,12 @@ struct RunningService {
     func stop() async throws {
         await group.triggerGracefulShutdown()
         try await task.value
+    }
+
+    /// Starts a graceful shutdown without waiting for it: for a service whose broker is gone, where
+    /// closing the consumer group can take the session timeout.
+    func abandon() async {
+        await group.triggerGracefulShutdown()
     }
 
     /// The Prometheus text of the service's metrics.

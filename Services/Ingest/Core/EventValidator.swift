@@ -4,8 +4,8 @@ import ServiceKit
 
 /// An event that passed validation, normalized and redacted: the `loop.events` record to write.
 public struct ValidatedEvent: Sendable {
-    /// `(source, id)`, the dedupe key.
-    public var dedupeKey: String
+    /// The 64-bit hash of `(source, id)`, the dedupe key (see ``DedupeStore``).
+    public var dedupeHash: UInt64
     public var id: String
     public var kind: EventKind
     /// The binary-mode record: `ce_*` headers, key = subject, value = canonical JSON data.
@@ -21,7 +21,7 @@ public struct ValidatedEvent: Sendable {
 public struct EventValidator: Sendable {
     let config: LoopConfig
     let eventsTopic: String
-    let piiHasher: PIIHasher
+    let piiHasher: KeyedHash
     /// Declared fields plus, for quick lookup, whether any needs redaction.
     let fields: [String: FieldSpec]
     let hasPII: Bool
@@ -38,7 +38,7 @@ public struct EventValidator: Sendable {
         }
         self.config = config
         self.eventsTopic = config.topics.names.events
-        self.piiHasher = PIIHasher(key: piiKey ?? [])
+        self.piiHasher = KeyedHash(key: piiKey ?? [])
         self.fields = config.fields
         self.hasPII = config.fields.values.contains { $0.pii != .none }
         self.required = config.fields.filter(\.value.required).map(\.key).sorted()
@@ -121,7 +121,7 @@ public struct EventValidator: Sendable {
         headers.append(KafkaHeader(key: "content-type", string: "application/json"))
         let record = OutgoingRecord(
             topic: eventsTopic, key: Array(subject.utf8), value: JSONValue.object(data).canonicalBytes(), headers: headers)
-        return ValidatedEvent(dedupeKey: event.dedupeKey, id: event.id, kind: type.kind, record: record)
+        return ValidatedEvent(dedupeHash: DedupeStore.hash(event.dedupeKey), id: event.id, kind: type.kind, record: record)
     }
 
     /// Checks every member of `data` and returns it with PII removed or hashed and unknown fields
@@ -276,7 +276,7 @@ public struct EventValidator: Sendable {
     /// The keyed hash that replaces a `pii: hash` value: hex HMAC-SHA256 of the string (or, for
     /// other JSON values, of their canonical text).
     func hash(_ value: JSONValue) -> String {
-        piiHasher.hash(value.stringValue ?? value.canonicalString)
+        piiHasher.hex(value.stringValue ?? value.canonicalString)
     }
 
     /// `data` with every declared PII field dropped or hashed, the rest untouched (used for
@@ -339,30 +339,5 @@ public struct TraceGenerator: Sendable {
         var bytes = [UInt8](repeating: 0, count: 16)
         for index in 0..<16 { bytes[index] = digits[Int((word >> UInt64(60 - index * 4)) & 0xF)] }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-// MARK: - Keyed hash
-
-/// HMAC-SHA256 (RFC 2104) with the key's inner and outer pads computed once: two SHA-256 calls
-/// per value instead of OpenSSL's one-shot HMAC, which sets up a MAC context on every call.
-struct PIIHasher: Sendable {
-    let innerPad: [UInt8]
-    let outerPad: [UInt8]
-
-    init(key: [UInt8]) {
-        var block = key.count > 64 ? Digest.sha256(key) : key
-        block += [UInt8](repeating: 0, count: 64 - block.count)
-        innerPad = block.map { $0 ^ 0x36 }
-        outerPad = block.map { $0 ^ 0x5C }
-    }
-
-    /// The lowercase hex HMAC-SHA256 of the UTF-8 bytes of `text`.
-    func hash(_ text: String) -> String {
-        var inner = innerPad
-        inner.append(contentsOf: text.utf8)
-        var outer = outerPad
-        outer.append(contentsOf: Digest.sha256(inner))
-        return Digest.hex(Digest.sha256(outer))
     }
 }

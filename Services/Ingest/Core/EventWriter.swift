@@ -16,11 +16,14 @@ public struct WriteError: Error, Sendable, CustomStringConvertible {
 /// The single writer of `loop.events` and `loop.events.dlq`.
 ///
 /// Callers validate on their own tasks and ``submit(_:inputOffsets:receivedAt:)`` the results; one
-/// loop takes every waiting submission at once and runs a cycle: claim the dedupe keys, produce all
-/// new events and dead letters in one send, await the acknowledgements, then persist the keys, the
-/// input offsets and the output marks in one SQLite transaction, and only then answer the callers
-/// (who mark Kafka offsets processed or answer HTTP). One cycle at a time makes the output marks
-/// exact: everything before them is persisted, so recovery after a crash reads only past them.
+/// loop takes every waiting submission at once and starts a cycle: claim the dedupe keys and
+/// enqueue all new events and dead letters to the producer. Up to ``maxInFlight`` cycles are in
+/// flight at once; a second task completes them strictly in order: await the acknowledgements,
+/// persist the key hashes, the input offsets and the output marks in one SQLite transaction, and
+/// only then answer the callers (who mark Kafka offsets processed or answer HTTP). Cycles are
+/// enqueued in order, so in each output partition a cycle's records lie after the previous
+/// cycle's: the output marks stay exact (everything before them is persisted) and recovery after a
+/// crash reads only past them.
 public final class EventWriter: Sendable {
     struct Job {
         var items: [WriteItem]
@@ -32,8 +35,26 @@ public final class EventWriter: Sendable {
     private struct State {
         var queue: [Job] = []
         var queuedItems = 0
+        /// Items submitted and not yet answered (waiting or in a cycle in flight).
+        var pendingItems = 0
         var wakeUp: CheckedContinuation<Void, Never>?
         var stopped = false
+        var inFlight = 0
+        var slotFreed: CheckedContinuation<Void, Never>?
+        /// A cycle carrying raw input offsets failed: later cycles must not persist input offsets,
+        /// or a restart would skip the failed records.
+        var inputBroken = false
+    }
+
+    /// A started cycle, waiting for its acknowledgements.
+    private struct Cycle {
+        var jobs: [Job]
+        var outcomes: [[EventOutcome]]
+        /// Per produced record, the dedupe hash it claims (events) or `nil` (dead letters).
+        var recordHashes: [UInt64?]
+        var skipped: [SourcePosition]
+        var delivery: KafkaProducer.PendingDelivery
+        var nowMs: Int64
     }
 
     let producer: KafkaProducer
@@ -42,20 +63,41 @@ public final class EventWriter: Sendable {
     let logger: Logger
     /// Most items one cycle takes (whole submissions are never split).
     let cycleItems: Int
+    /// Most cycles enqueued and not yet completed.
+    let maxInFlight: Int
     private let state = Mutex(State())
     /// Raw records dead-lettered before a crash but not marked processed (from recovery).
     private let alreadyDeadLettered = Mutex<Set<SourcePosition>>([])
 
-    public init(producer: KafkaProducer, store: DedupeStore, metrics: IngestMetrics, logger: Logger, cycleItems: Int = 50_000) {
+    public init(
+        producer: KafkaProducer, store: DedupeStore, metrics: IngestMetrics, logger: Logger, cycleItems: Int = 20_000,
+        maxInFlight: Int = 4
+    ) {
         self.producer = producer
         self.store = store
         self.metrics = metrics
         self.logger = logger
         self.cycleItems = cycleItems
+        self.maxInFlight = max(1, maxInFlight)
     }
 
     /// Events waiting for a cycle.
     public var queuedItems: Int { state.withLock { $0.queuedItems } }
+
+    /// Events submitted and not yet answered: waiting for a cycle or in a cycle not yet
+    /// acknowledged and persisted. HTTP requests are refused with 503 above a limit.
+    public var pendingItems: Int { state.withLock { $0.pendingItems } }
+
+    /// Marks `jobs` answered.
+    private func answered(_ jobs: [Job]) {
+        let count = jobs.reduce(0) { $0 + $1.items.count }
+        let pending = state.withLock { state -> Int in
+            state.pendingItems -= count
+            return state.pendingItems
+        }
+        metrics.queueDepth.set(Double(pending))
+        metrics.producerQueue.set(Double(producer.outstandingRecords))
+    }
 
     /// Raw records recovery found in the DLQ: replaying them does not dead-letter them again.
     func skipDeadLetters(_ positions: Set<SourcePosition>) {
@@ -73,6 +115,7 @@ public final class EventWriter: Sendable {
                 guard !state.stopped else { return (false, nil) }
                 state.queue.append(Job(items: items, inputOffsets: inputOffsets, receivedAt: receivedAt, continuation: continuation))
                 state.queuedItems += items.count
+                state.pendingItems += items.count
                 defer { state.wakeUp = nil }
                 return (true, state.wakeUp)
             }
@@ -80,7 +123,7 @@ public final class EventWriter: Sendable {
                 continuation.resume(throwing: WriteError(message: "ingest is shutting down"))
                 return
             }
-            metrics.queueDepth.set(Double(queuedItems))
+            metrics.queueDepth.set(Double(pendingItems))
             wake?.resume()
         }
     }
@@ -95,13 +138,52 @@ public final class EventWriter: Sendable {
         wake?.resume()
     }
 
-    /// The writer loop; returns after ``stop()`` once the queue is empty.
+    /// The writer loop; returns after ``stop()`` once the queue is empty and every cycle completed.
     public func run() async {
-        while true {
-            let jobs = await nextJobs()
-            guard !jobs.isEmpty else { return }
-            await cycle(jobs)
+        let (cycles, started) = AsyncStream.makeStream(of: Cycle.self)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await cycle in cycles {
+                    await self.complete(cycle)
+                    self.freeSlot()
+                }
+            }
+            while true {
+                let jobs = await nextJobs()
+                guard !jobs.isEmpty else { break }
+                await takeSlot()
+                started.yield(await start(jobs))
+            }
+            started.finish()
         }
+    }
+
+    private func takeSlot() async {
+        while true {
+            let taken = state.withLock { state -> Bool in
+                guard state.inFlight < maxInFlight else { return false }
+                state.inFlight += 1
+                return true
+            }
+            if taken { return }
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.inFlight < maxInFlight { return true }
+                    state.slotFreed = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+    }
+
+    private func freeSlot() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.inFlight -= 1
+            defer { state.slotFreed = nil }
+            return state.slotFreed
+        }
+        waiter?.resume()
     }
 
     private func nextJobs() async -> [Job] {
@@ -117,7 +199,6 @@ public final class EventWriter: Sendable {
                 return (taken, state.stopped)
             }
             if !jobs.isEmpty || stopped {
-                metrics.queueDepth.set(Double(queuedItems))
                 return jobs
             }
             await withCheckedContinuation { continuation in
@@ -133,25 +214,22 @@ public final class EventWriter: Sendable {
 
     // MARK: - One cycle
 
-    private func cycle(_ jobs: [Job]) async {
+    /// Claims the keys of `jobs` and enqueues their records.
+    private func start(_ jobs: [Job]) async -> Cycle {
         let nowMs = DedupeStore.nowMs()
-        var keys: [String] = []
+        var hashes: [UInt64] = []
         for job in jobs {
-            for case .event(let event) in job.items { keys.append(event.dedupeKey) }
+            for case .event(let event) in job.items { hashes.append(event.dedupeHash) }
         }
-        let fresh: [Bool]
-        do {
-            fresh = try store.claim(keys, nowMs: nowMs)
-        } catch {
-            fail(jobs, WriteError(message: "the dedupe store failed: \(error)"))
-            return
-        }
+        let fresh = store.claim(hashes, nowMs: nowMs)
 
-        // Outcomes, and the records to produce with the key each event record claims.
+        // Outcomes, and the records to produce with the hash each event record claims.
         var outcomes: [[EventOutcome]] = []
         var records: [OutgoingRecord] = []
-        var recordKeys: [String?] = []
-        var keyIndex = 0
+        var recordHashes: [UInt64?] = []
+        records.reserveCapacity(hashes.count)
+        recordHashes.reserveCapacity(hashes.count)
+        var hashIndex = 0
         let skip = alreadyDeadLettered.withLock { $0.isEmpty ? [] : $0 }
         var skipped: [SourcePosition] = []
         for job in jobs {
@@ -160,72 +238,87 @@ public final class EventWriter: Sendable {
             for item in job.items {
                 switch item {
                 case .event(let event):
-                    if fresh[keyIndex] {
+                    if fresh[hashIndex] {
                         records.append(event.record)
-                        recordKeys.append(event.dedupeKey)
+                        recordHashes.append(event.dedupeHash)
                         jobOutcomes.append(.accepted)
                     } else {
                         jobOutcomes.append(.duplicate)
                     }
-                    keyIndex += 1
+                    hashIndex += 1
                 case .rejected(let rejection, let deadLetter, let position):
                     if let position, skip.contains(position) {
                         skipped.append(position)
                     } else {
                         records.append(deadLetter)
-                        recordKeys.append(nil)
+                        recordHashes.append(nil)
                     }
                     jobOutcomes.append(.rejected(rejection))
                 }
             }
             outcomes.append(jobOutcomes)
         }
+        let delivery = await producer.enqueue(records)
+        metrics.producerQueue.set(Double(producer.outstandingRecords))
+        return Cycle(jobs: jobs, outcomes: outcomes, recordHashes: recordHashes, skipped: skipped, delivery: delivery, nowMs: nowMs)
+    }
 
+    /// Awaits the acknowledgements of `cycle`, persists it and answers its callers.
+    private func complete(_ cycle: Cycle) async {
+        let jobs = cycle.jobs
+        let recordHashes = cycle.recordHashes
         var reports: [DeliveryReport?]
         var failure: KafkaError?
         do {
-            reports = try await producer.send(records)
+            reports = try await cycle.delivery.reports()
         } catch {
             failure = error
-            reports = error.deliveredReports.count == records.count ? error.deliveredReports : Array(repeating: nil, count: records.count)
+            reports = error.deliveredReports.count == recordHashes.count
+                ? error.deliveredReports : Array(repeating: nil, count: recordHashes.count)
         }
 
-        var written: [String] = []
-        var unwritten: [String] = []
+        var written: [UInt64] = []
+        var unwritten: [UInt64] = []
+        written.reserveCapacity(recordHashes.count)
         var marks: [TopicPartition: Int64] = [:]
         for (index, report) in reports.enumerated() {
             if let report {
                 let partition = TopicPartition(topic: report.topic, partition: report.partition)
                 marks[partition] = max(marks[partition] ?? 0, report.offset + 1)
-                if let key = recordKeys[index] { written.append(key) }
-            } else if let key = recordKeys[index] {
-                unwritten.append(key)
+                if let hash = recordHashes[index] { written.append(hash) }
+            } else if let hash = recordHashes[index] {
+                unwritten.append(hash)
             }
         }
         store.release(unwritten)
         var inputOffsets: [TopicPartition: Int64] = [:]
-        if failure == nil {
-            for job in jobs {
-                for (partition, next) in job.inputOffsets { inputOffsets[partition] = max(inputOffsets[partition] ?? 0, next) }
-            }
+        for job in jobs {
+            for (partition, next) in job.inputOffsets { inputOffsets[partition] = max(inputOffsets[partition] ?? 0, next) }
+        }
+        let persistInputs = state.withLock { state -> Bool in
+            if failure != nil && !inputOffsets.isEmpty { state.inputBroken = true }
+            return !state.inputBroken
         }
         do {
-            try store.persist(keys: written, inputOffsets: inputOffsets, outputMarks: marks, nowMs: nowMs)
+            try store.persist(
+                hashes: written, inputOffsets: persistInputs ? inputOffsets : [:], outputMarks: marks, nowMs: cycle.nowMs)
+            try store.prune(nowMs: cycle.nowMs)
         } catch {
             store.release(written)
             fail(jobs, WriteError(message: "the dedupe store failed: \(error)"))
             return
         }
         if let failure {
-            logger.warning("batch not fully written", metadata: ["error.message": "\(failure)", "ingest.records": "\(records.count)"])
+            logger.warning("batch not fully written", metadata: ["error.message": "\(failure)", "ingest.records": "\(recordHashes.count)"])
             fail(jobs, WriteError(message: "the broker did not acknowledge every record: \(failure.reason)"))
             return
         }
-        if !skipped.isEmpty { alreadyDeadLettered.withLock { $0.subtract(skipped) } }
+        if !cycle.skipped.isEmpty { alreadyDeadLettered.withLock { $0.subtract(cycle.skipped) } }
 
+        answered(jobs)
         let now = Date()
-        metrics.batchEvents.record(Double(outcomes.reduce(0) { $0 + $1.count }))
-        for (job, jobOutcomes) in zip(jobs, outcomes) {
+        metrics.batchEvents.record(Double(cycle.outcomes.reduce(0) { $0 + $1.count }))
+        for (job, jobOutcomes) in zip(jobs, cycle.outcomes) {
             metrics.latency.record(Duration.seconds(max(0, now.timeIntervalSince(job.receivedAt))))
             for (item, outcome) in zip(job.items, jobOutcomes) {
                 switch (item, outcome) {
@@ -235,11 +328,16 @@ public final class EventWriter: Sendable {
                 default: break
                 }
             }
-            job.continuation.resume(returning: jobOutcomes)
+            if !persistInputs && !job.inputOffsets.isEmpty {
+                job.continuation.resume(throwing: WriteError(message: "an earlier batch of raw records was not written; restart to replay it"))
+            } else {
+                job.continuation.resume(returning: jobOutcomes)
+            }
         }
     }
 
     private func fail(_ jobs: [Job], _ error: WriteError) {
+        answered(jobs)
         for job in jobs { job.continuation.resume(throwing: error) }
     }
 }

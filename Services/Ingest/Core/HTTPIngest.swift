@@ -35,8 +35,9 @@ struct HTTPIngest: Sendable {
 
     func handle(_ request: Request, peer: String?) async -> Response {
         guard ready() else { return Self.unavailable("ingest is starting: recovery is not finished") }
-        guard writer.queuedItems < settings.maxPendingEvents else {
-            return Self.unavailable("ingest is back-pressured: \(writer.queuedItems) events are waiting to be written")
+        let pending = writer.pendingItems
+        guard pending < settings.maxPendingEvents else {
+            return Self.unavailable("ingest is back-pressured: \(pending) events are waiting to be written")
         }
         var request = request
         let buffer: ByteBuffer

@@ -45,6 +45,7 @@ public struct IngestService: LoopService, Service {
         store = try DedupeStore(path: environment.stateDirectory + "/ingest.sqlite", horizon: horizon)
         var producerSettings = ProducerSettings()
         producerSettings.linger = .milliseconds(2)
+        producerSettings.deliveryTimeout = ingestSettings.deliveryTimeout
         producer = try KafkaProducer(config: environment.kafka, producer: producerSettings, logger: environment.logger)
         metrics = IngestMetrics(registry: environment.metrics)
         writer = EventWriter(producer: producer, store: store, metrics: metrics, logger: environment.logger)

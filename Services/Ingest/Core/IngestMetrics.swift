@@ -13,8 +13,10 @@ public struct IngestMetrics: Sendable {
     let requestEvents: ValueHistogram
     /// From the oldest input of a batch arriving (raw record timestamp, HTTP request) to its acknowledgement.
     let latency: DurationHistogram
-    /// Events waiting for the writer.
+    /// Events submitted to the writer and not yet answered.
     let queueDepth: Gauge
+    /// Records in the producer's local queue (not yet sent or not yet acknowledged).
+    let producerQueue: Gauge
     /// Raw records not yet consumed by the group.
     let consumerLag: Gauge
 
@@ -51,7 +53,11 @@ public struct IngestMetrics: Sendable {
             buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                       .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30)])
         queueDepth = registry.makeGauge(
-            descriptor: MetricNameDescriptor(namespace: "loop", subsystem: "ingest", metricName: "queue_depth", unitName: "events", helpText: "Events waiting to be written."))
+            descriptor: MetricNameDescriptor(namespace: "loop", subsystem: "ingest", metricName: "queue_depth", unitName: "events", helpText: "Events submitted to the writer and not yet acknowledged and persisted."))
+        producerQueue = registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                namespace: "loop", subsystem: "ingest", metricName: "producer_queue", unitName: "records",
+                helpText: "Records in the producer's local queue: not yet sent or not yet acknowledged by the broker."))
         consumerLag = registry.makeGauge(
             descriptor: MetricNameDescriptor(namespace: "loop", subsystem: "ingest", metricName: "consumer_lag", unitName: "records", helpText: "Raw records the consumer group has not processed."))
     }

@@ -15,10 +15,13 @@ public struct IngestSettings: Sendable {
     public var httpMaxBodyBytes: Int
     /// Events waiting to be written above which HTTP requests are answered 503 with `Retry-After`.
     public var maxPendingEvents: Int
+    /// How long the producer tries to deliver a record before its batch fails.
+    public var deliveryTimeout: Duration
 
     public init(
         piiKey: [UInt8]? = nil, consumerGroup: String = "ingest", batchSize: Int = 5000, httpMaxBatch: Int = 1000,
-        httpMaxBodyBytes: Int = 16 << 20, maxPendingEvents: Int = 100_000
+        httpMaxBodyBytes: Int = 16 << 20, maxPendingEvents: Int = 100_000,
+        deliveryTimeout: Duration = .seconds(120)
     ) {
         self.piiKey = piiKey
         self.consumerGroup = consumerGroup
@@ -26,6 +29,7 @@ public struct IngestSettings: Sendable {
         self.httpMaxBatch = httpMaxBatch
         self.httpMaxBodyBytes = httpMaxBodyBytes
         self.maxPendingEvents = maxPendingEvents
+        self.deliveryTimeout = deliveryTimeout
     }
 
     // MARK: - Declarations
@@ -48,9 +52,14 @@ public struct IngestSettings: Sendable {
         "max-pending", default: 100_000, range: 1...10_000_000,
         help: "Events waiting to be written above which HTTP requests get 503 with Retry-After.")
 
+    static let deliveryTimeoutSetting = Setting.integer(
+        "delivery-timeout", default: 120, range: 1...3600, valueName: "<seconds>",
+        help: "Seconds the producer tries to deliver a record; then its HTTP request gets 503 and raw records are replayed after a restart.")
+
     /// Every ingest setting, for ``IngestService/settings``.
     static let declarations: [any SettingDeclaration] = [
         piiKeySetting, consumerGroupSetting, batchSizeSetting, httpMaxBatchSetting, httpMaxBodySetting, maxPendingSetting,
+        deliveryTimeoutSetting,
     ]
 
     /// Reads the parsed settings.
@@ -59,6 +68,7 @@ public struct IngestSettings: Sendable {
             piiKey: settings[Self.piiKeySetting].map { Array($0.utf8) }, consumerGroup: settings[Self.consumerGroupSetting].isEmpty
                 ? "\(topicPrefix).ingest" : settings[Self.consumerGroupSetting],
             batchSize: settings[Self.batchSizeSetting], httpMaxBatch: settings[Self.httpMaxBatchSetting],
-            httpMaxBodyBytes: settings[Self.httpMaxBodySetting], maxPendingEvents: settings[Self.maxPendingSetting])
+            httpMaxBodyBytes: settings[Self.httpMaxBodySetting], maxPendingEvents: settings[Self.maxPendingSetting],
+            deliveryTimeout: .seconds(settings[Self.deliveryTimeoutSetting]))
     }
 }

@@ -31,10 +31,13 @@ public enum EventOutcome: Sendable, Hashable {
 public struct Intake: Sendable {
     public let validator: EventValidator
     let deadLetterTopic: String
+    /// Binary-mode records in the common shape, validated straight from their bytes.
+    let fastPath: BinaryFastPath?
 
     public init(validator: EventValidator, deadLetterTopic: String) {
         self.validator = validator
         self.deadLetterTopic = deadLetterTopic
+        fastPath = BinaryFastPath(validator: validator)
     }
 
     // MARK: - Kafka
@@ -43,6 +46,7 @@ public struct Intake: Sendable {
     public func items(from records: [ConsumedRecord], now: Date = Date()) -> [WriteItem] {
         let ingestTime = Timestamp(date: now)
         let rejectedAtMs = Int64(now.timeIntervalSince1970 * 1000)
+        let ingestTimeBytes = Array(ingestTime.text.utf8)
         var traces = TraceGenerator()
         var items: [WriteItem] = []
         items.reserveCapacity(records.count)
@@ -51,6 +55,8 @@ public struct Intake: Sendable {
             let result: Result<ValidatedEvent, Rejection>
             if let tooLarge = validator.checkSize(size) {
                 result = .failure(tooLarge)
+            } else if let event = fastPath?.validate(record, ingestTime: ingestTimeBytes, traces: &traces) {
+                result = .success(event)
             } else {
                 let message = KafkaBinding.Message(
                     key: record.key, value: record.value,

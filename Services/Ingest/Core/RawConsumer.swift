@@ -11,7 +11,7 @@ struct RawConsumer: Sendable {
     let writer: EventWriter
     let batchSize: Int
     /// Batches submitted and not yet answered.
-    let depth = 3
+    let depth = 4
 
     /// Seeks newly assigned partitions to the input offsets persisted with the dedupe keys.
     struct Rebalance: RebalanceHandler {

@@ -29,7 +29,7 @@ enum Recovery {
         marks.merge(fresh) { $1 }
 
         var summary = Summary()
-        var keys: [String] = []
+        var hashes: [UInt64] = []
         var positions: Set<SourcePosition> = []
         var newMarks = fresh
         let reader = try PartitionReader(config: kafka, partitions: partitions, offsets: marks, logger: logger)
@@ -41,7 +41,7 @@ enum Recovery {
                     newMarks[record.topicPartition] = max(newMarks[record.topicPartition] ?? 0, record.offset + 1)
                     if record.topic == names.events {
                         guard let source = record.header("ce_source")?.value, let id = record.header("ce_id")?.value else { continue }
-                        keys.append(String(decoding: source, as: UTF8.self) + "\u{1F}" + String(decoding: id, as: UTF8.self))
+                        hashes.append(DedupeStore.hash(source: source, id: id))
                         summary.events += 1
                     } else if let value = record.value, let letter = try? DeadLetter(bytes: value), letter.origin == "kafka",
                               let topic = letter.topic, let partition = letter.partition, let offset = letter.offset {
@@ -52,7 +52,7 @@ enum Recovery {
             }
         }
         await reader.close()
-        try store.persist(keys: keys, inputOffsets: [:], outputMarks: newMarks, nowMs: DedupeStore.nowMs())
+        try store.persist(hashes: hashes, inputOffsets: [:], outputMarks: newMarks, nowMs: DedupeStore.nowMs())
         writer.skipDeadLetters(positions)
         if summary.events + summary.deadLetters > 0 {
             logger.info("recovered outputs written after the last persisted batch", metadata: [

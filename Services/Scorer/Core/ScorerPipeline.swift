@@ -101,7 +101,6 @@ public final class ScorerPipeline: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { sends in
                 var inFlight = 0
                 var sequence = 0
-                var previousEnqueued: Signal?
                 for try await batch in consumer.batches(maxRecords: options.maxBatch, maxWait: options.maxBatchWait) {
                     let prepared = await prepare(batch, sequence: sequence, engine: engine, writer: &writer)
                     sequence += 1
@@ -109,12 +108,11 @@ public final class ScorerPipeline: Sendable {
                         try await sends.next()
                         inFlight -= 1
                     }
-                    let after = previousEnqueued
-                    let enqueued = Signal()
-                    previousEnqueued = enqueued
+                    // Enqueued here, in batch order, so predictions reach each partition in that order.
+                    let sending = ContinuousClock.now
+                    let delivery = await producer.enqueue(prepared.outgoing)
                     sends.addTask {
-                        await after?.wait()
-                        try await self.deliver(prepared, acknowledgements: acknowledgements, enqueued: enqueued)
+                        try await self.deliver(prepared, delivery, sending: sending, acknowledgements: acknowledgements)
                     }
                     inFlight += 1
                 }
@@ -190,15 +188,15 @@ public final class ScorerPipeline: Sendable {
         return prepared
     }
 
-    /// Sends one prepared batch, then marks its offsets in order with the other batches.
-    /// `enqueued` fires once its records are queued in the producer (the next batch's send waits
-    /// for it, so predictions reach each partition in batch order).
-    private func deliver(_ prepared: PreparedBatch, acknowledgements: InOrderAcknowledgements, enqueued: Signal) async throws {
-        defer { enqueued.fire() }
-        let sending = ContinuousClock.now
+    /// Awaits the acknowledgements of one enqueued batch, then marks its offsets in order with the
+    /// other batches.
+    private func deliver(
+        _ prepared: PreparedBatch, _ delivery: KafkaProducer.PendingDelivery, sending: ContinuousClock.Instant,
+        acknowledgements: InOrderAcknowledgements
+    ) async throws {
         if !prepared.outgoing.isEmpty {
             do {
-                _ = try await producer.send(prepared.outgoing, enqueued: { enqueued.fire() })
+                _ = try await delivery.reports()
             } catch {
                 // Nothing of this batch or any later one is marked: stop, committing only what came before.
                 for (id, partition) in prepared.answered { deduplicator.remove([id], partition: partition) }

@@ -151,10 +151,24 @@ final class ProducerEngine: @unchecked Sendable {
 
     // MARK: - Sending
 
+    /// Records in librdkafka's queues: not yet sent, or sent and not yet acknowledged.
+    var outstanding: Int { Int(rd_kafka_outq_len(handle.pointer)) }
+
     /// Enqueues every record and waits for all delivery reports: the reports in order, or the
-    /// per-record results when at least one failed. `enqueued` runs once every record is in the
-    /// local queue (or failed to get there), before the reports are awaited.
-    func send(_ records: [OutgoingRecord], enqueued: (@Sendable () -> Void)? = nil) async -> SendOutcome {
+    /// per-record results when at least one failed.
+    func send(_ records: [OutgoingRecord]) async -> SendOutcome {
+        await outcome(of: start(records))
+    }
+
+    /// A batch whose records are all enqueued (or failed to enqueue), delivery still pending.
+    struct PendingSend: @unchecked Sendable {
+        let batch: DeliveryBatch
+        let records: [OutgoingRecord]
+    }
+
+    /// Enqueues every record, in order, waiting for queue space as configured, and returns without
+    /// waiting for delivery: batches started one after the other keep their order per partition.
+    func start(_ records: [OutgoingRecord]) async -> PendingSend {
         let batch = DeliveryBatch(count: records.count)
         var lastTopic: (name: String, handle: OpaquePointer)?
         for index in records.indices {
@@ -186,7 +200,14 @@ final class ProducerEngine: @unchecked Sendable {
                 break
             }
         }
-        enqueued?()
+        return PendingSend(batch: batch, records: records)
+    }
+
+    /// Waits for every delivery report of `pending`: the reports in order, or the per-record results
+    /// when at least one failed. Call once per pending batch.
+    func outcome(of pending: PendingSend) async -> SendOutcome {
+        let batch = pending.batch
+        let records = pending.records
         await batch.waitForCompletion()
         var reports: [DeliveryReport] = []
         reports.reserveCapacity(records.count)
