@@ -337,14 +337,23 @@ public final class JoinStore: Sendable {
     public func apply(_ records: [InputRecord]) throws(FeedbackError) -> JoinBatchResult {
         let policy = self.policy
         return try state.withLock { current throws(FeedbackError) in
-            var batch = BatchApplication(policy: policy, state: current)
+            // The batch works on the state itself (moved out, so its tables are never copied); if
+            // the transaction fails, the state is reloaded from what SQLite kept.
+            var batch = BatchApplication(policy: policy, state: JoinState())
+            swap(&batch.state, &current)
             batch.apply(records)
             do {
                 try database.transaction { connection in try batch.store(in: connection) }
             } catch {
-                throw FeedbackError(.storage, "cannot apply a batch to the join store: \(error)", isRetryable: true)
+                let reason = "cannot apply a batch to the join store: \(error)"
+                do {
+                    current = try database.withConnection { connection in try JoinState.load(from: connection, policy: policy) }
+                } catch {
+                    throw FeedbackError(.storage, reason + "; reloading the join state failed too: \(error)")
+                }
+                throw FeedbackError(.storage, reason, isRetryable: true)
             }
-            current = batch.state
+            swap(&batch.state, &current)
             return batch.result
         }
     }

@@ -168,7 +168,7 @@ struct PredictionScanner {
         if peek == UInt8(ascii: "}") { throw fail("$", "empty object") }
         while true {
             skipWhitespace()
-            let key = try stringRange("$")
+            let key = try keyRange("$")
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "$")
             skipWhitespace()
@@ -292,7 +292,7 @@ struct PredictionScanner {
                 var value: Double?
                 while true {
                     skipWhitespace()
-                    let key = try stringRange("features")
+                    let key = try keyRange("features")
                     skipWhitespace()
                     try expect(UInt8(ascii: ":"), "features")
                     skipWhitespace()
@@ -363,7 +363,7 @@ struct PredictionScanner {
             var score: Double?
             while true {
                 skipWhitespace()
-                let key = try stringRange("challengers")
+                let key = try keyRange("challengers")
                 skipWhitespace()
                 try expect(UInt8(ascii: ":"), "challengers")
                 skipWhitespace()
@@ -446,6 +446,12 @@ struct PredictionScanner {
             index += 1
         }
         throw fail(path, "unterminated string")
+    }
+
+    /// The bytes of a member's key, without its quotes.
+    private mutating func keyRange(_ path: String) throws(RecordError) -> Range<Int> {
+        let range = try stringRange(path)
+        return range.lowerBound + 1..<range.upperBound - 1
     }
 
     /// A string value, unescaped.
