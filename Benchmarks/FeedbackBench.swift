@@ -56,6 +56,7 @@ func runFeedbackBench(_ arguments: [String]) async throws {
     let decoder = InputDecoder(predictionsTopic: "loop.predictions", policy: policy)
 
     // Records as the consumer would hand them over: each prediction, then its outcome a minute later.
+    // Feature values carry six decimals, as Elec2's do; scores are full-precision doubles.
     print("feedback: preparing \(options.pairs) pairs with \(options.features) features…")
     var records: [ConsumedRecord] = []
     records.reserveCapacity(options.pairs * 2)
@@ -68,7 +69,7 @@ func runFeedbackBench(_ arguments: [String]) async throws {
         let prediction = Prediction(
             requestId: "req-\(i)", entity: entity, eventTimeMs: timeMs, modelVersion: 1, role: .champion, score: score,
             decision: score >= 0.5, route: .auto,
-            features: names.map { FeatureValue(name: $0, value: Double.random(in: 0...1, using: &random)) },
+            features: names.map { FeatureValue(name: $0, value: (Double.random(in: 0...1, using: &random) * 1e6).rounded() / 1e6) },
             challengers: [ChallengerScore(modelVersion: 2, role: .shadow, score: Double.random(in: 0...1, using: &random))])
         records.append(ConsumedRecord(topic: "loop.predictions", partition: 0, offset: Int64(i), key: Array(entity.utf8),
                                       value: prediction.bytes))
@@ -83,26 +84,44 @@ func runFeedbackBench(_ arguments: [String]) async throws {
     }
 
     let clock = ContinuousClock()
+    var stages = (decode: Duration.zero, store: Duration.zero, confirm: Duration.zero, monitor: Duration.zero)
     let began = clock.now
     var joined = 0
     var index = 0
     while index < records.count {
         let batch = Array(records[index..<min(index + options.batch, records.count)])
         index += options.batch
-        let result = try store.apply(decoder.decode(batch))
+        var mark = clock.now
+        func lap() -> Duration {
+            let now = clock.now
+            defer { mark = now }
+            return now - mark
+        }
+        let inputs = decoder.decode(batch)
+        stages.decode += lap()
+        let result = try store.apply(inputs)
+        stages.store += lap()
         try store.confirmDelivered(result.outbox, reports: result.outbox.map {
             DeliveryReport(topic: "loop.labeled", partition: $0.partition, offset: $0.sequence)
         })
+        stages.confirm += lap()
         monitor.observe(predictions: result.predictions)
         monitor.observe(labeled: result.labeled)
+        stages.monitor += lap()
         joined += result.labeled.count
     }
     let snapshot = monitor.snapshot(counters: store.counters, reviewQueue: 0)
     let elapsed = clock.now - began
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+    let total = seconds(elapsed)
     let champion = snapshot.versions.first { $0.version == 1 }
     print(String(format: "feedback: %d joined pairs in %.2f s = %.0f pairs/s (batch %d, %d features, 2 versions)",
-                 joined, seconds, Double(joined) / seconds, options.batch, options.features))
+                 joined, total, Double(joined) / total, options.batch, options.features))
+    let perPair = { (duration: Duration) in seconds(duration) * 1e6 / Double(max(1, joined)) }
+    print(String(format: "feedback: per pair (µs): decode %.2f, join+store %.2f, outbox confirm %.2f, monitor %.2f",
+                 perPair(stages.decode), perPair(stages.store), perPair(stages.confirm), perPair(stages.monitor)))
     print(String(format: "feedback: champion count-window AUC %.3f, max feature PSI %.4f, snapshot records %d",
                  champion?.countWindow.auc ?? .nan, champion?.drift.map(\.psi).max() ?? .nan, snapshot.records.count))
 }

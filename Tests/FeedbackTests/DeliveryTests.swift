@@ -62,7 +62,7 @@ struct DeliveryTests {
             let binary = directory.appendingPathComponent("feedback")
             if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
         }
-        throw HTTP.Failure(description: "no feedback binary in \(candidates.map(\.path)); run `swift build --product feedback`")
+        throw HTTPGet.Failure(description: "no feedback binary in \(candidates.map(\.path)); run `swift build --product feedback`")
     }
 
     /// A copy of the Elec2 loop.yaml with its own topic prefix and two partitions.
@@ -143,8 +143,8 @@ struct DeliveryTests {
         let first = try Self.launch(config: configPath, state: state, brokers: broker.bootstrap, group: group, port: port, log: log)
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
         func joined(_ port: Int) async -> Double {
-            guard let reply = try? await HTTP.request(port: port, path: "/metrics") else { return -1 }
-            return HTTP.sample(reply.body, #"loop_feedback_join_total{result="joined"}"#) ?? 0
+            guard let reply = try? await HTTPGet.request(port: port, path: "/metrics") else { return -1 }
+            return HTTPGet.sample(reply.body, #"loop_feedback_join_total{result="joined"}"#) ?? 0
         }
         #expect(await waitUntil(timeout: .seconds(30)) { await joined(port) > 0 }, "no join before the kill; log: \(log)")
         kill(first.processIdentifier, SIGKILL)
@@ -163,9 +163,9 @@ struct DeliveryTests {
         #expect(ids.count == total, "\(ids.count - Set(ids).count) duplicates")
         #expect(Set(ids).count == total)
 
-        let metrics = try await HTTP.request(port: secondPort, path: "/metrics").body
-        #expect(HTTP.sample(metrics, #"loop_feedback_join_total{result="duplicates"}"#) == 0)
-        let dashboard = try await HTTP.request(port: secondPort, path: "/dashboard")
+        let metrics = try await HTTPGet.request(port: secondPort, path: "/metrics").body
+        #expect(HTTPGet.sample(metrics, #"loop_feedback_join_total{result="duplicates"}"#) == 0)
+        let dashboard = try await HTTPGet.request(port: secondPort, path: "/dashboard")
         #expect(dashboard.status == 200 && dashboard.body.contains("<svg"))
         kill(second.processIdentifier, SIGTERM)
         second.waitUntilExit()
@@ -201,19 +201,19 @@ struct DeliveryTests {
 
         var queue = ""
         #expect(await waitUntil(timeout: .seconds(30)) {
-            queue = (try? await HTTP.request(port: port, path: "/v1/reviews", headers: auth).body) ?? ""
+            queue = (try? await HTTPGet.request(port: port, path: "/v1/reviews", headers: auth).body) ?? ""
             return queue.contains("far")
         }, "queue never filled; log: \(directory)/feedback.log")
         let listed = try JSONValue.parse(Array(queue.utf8))["reviews"]?.arrayValue?.compactMap { $0["requestId"]?.stringValue }
         #expect(listed == ["near", "far"])
-        #expect(try await HTTP.request(port: port, path: "/v1/reviews").status == 401)
-        let forbidden = try await HTTP.request(
+        #expect(try await HTTPGet.request(port: port, path: "/v1/reviews").status == 401)
+        let forbidden = try await HTTPGet.request(
             port: port, method: "POST", path: "/v1/reviews/near", headers: ["Authorization": "Bearer \(viewer.key)"],
             body: #"{"label":"1"}"#)
         #expect(forbidden.status == 403)
-        #expect(try await HTTP.request(port: port, method: "POST", path: "/v1/reviews/nope", headers: auth,
+        #expect(try await HTTPGet.request(port: port, method: "POST", path: "/v1/reviews/nope", headers: auth,
                                        body: #"{"label":"1"}"#).status == 404)
-        let accepted = try await HTTP.request(
+        let accepted = try await HTTPGet.request(
             port: port, method: "POST", path: "/v1/reviews/near", headers: auth, body: #"{"label":"1","note":"clear up"}"#)
         #expect(accepted.status == 202, "\(accepted.body)")
 
@@ -230,7 +230,7 @@ struct DeliveryTests {
         let verdict = try #require(audit.first { $0.action == "review.verdict" })
         #expect(verdict.actor == "ann" && verdict.target == "near")
         #expect(audit.contains { $0.action == "auth.failed" && $0.actor == "vic" })
-        let again = try await HTTP.request(
+        let again = try await HTTPGet.request(
             port: port, method: "POST", path: "/v1/reviews/near", headers: auth, body: #"{"label":"0"}"#)
         #expect(again.status == 409)
         kill(process.processIdentifier, SIGTERM)

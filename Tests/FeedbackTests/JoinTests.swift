@@ -155,6 +155,39 @@ struct JoinTests {
         #expect(try continued.apply([outcome("b", false, at: 6)]).labeled.map(\.requestId) == ["b"])
     }
 
+    @Test("the in-memory index is rebuilt on reopening: held outcomes, pending deadlines, review queue, duplicates")
+    func indexReloaded() throws {
+        let path = try temporaryDirectory("reload") + "/join.sqlite"
+        var driver = try JoinDriver(path: path, deadlineMs: 2 * hour, defaultLabel: false)
+        try driver.apply([
+            outcome("early", true, at: 10), .prediction(prediction("pending", at: 0, score: 0.55, route: .review)),
+            .prediction(prediction("done", at: 0)), outcome("done", true, at: 20), .clock(eventTimeMs: 30),
+        ])
+        var reopened = try JoinDriver(path: path, deadlineMs: 2 * hour, defaultLabel: false)
+        reopened.offsets = driver.offsets
+        #expect(try reopened.store.reviewQueue(threshold: 0.5, limit: 10).map(\.requestId) == ["pending"])
+        #expect(reopened.store.clocks[0] == 0, "the join clock (the lesser of both inputs) is restored")
+        let joined = try reopened.apply([.prediction(prediction("early", at: 5)), outcome("done", true, at: 40)])
+        #expect(joined.labeled.map(\.requestId) == ["early"], "the held outcome joins after the restart")
+        #expect(joined.counters.duplicates == 1, "the labeled prediction is still known")
+        let expired = try reopened.apply([.clock(eventTimeMs: 3 * hour), .prediction(prediction("later", at: 3 * hour))])
+        #expect(expired.labeled.map(\.requestId) == ["pending"], "a deadline restored from SQLite still fires")
+        #expect(expired.labeled.first?.labelSource == .default)
+        #expect(try reopened.store.reviewQueue(threshold: 0.5, limit: 10).isEmpty)
+    }
+
+    @Test("predictions and outcomes are purged after the retention; a very late outcome is then an orphan")
+    func retentionPurge() throws {
+        var driver = try JoinDriver(deadlineMs: hour, retentionMs: hour)
+        try driver.apply([.prediction(prediction("a", at: 0)), outcome("a", true, at: 10)])
+        try driver.apply([.clock(eventTimeMs: 2 * hour + 1), .prediction(prediction("b", at: 2 * hour + 1))])
+        #expect(try driver.store.prediction(requestId: "a") == nil, "purged at deadline + retention")
+        let again = try driver.apply([outcome("a", true, at: 2 * hour + 2)])
+        #expect(again.labeled.isEmpty && again.counters.duplicates == 0)
+        let later = try driver.apply([.clock(eventTimeMs: 4 * hour), .prediction(prediction("c", at: 4 * hour))])
+        #expect(later.counters.orphans == 1)
+    }
+
     @Test("outcome events are decoded from Kafka binary mode, filtered by ce_type; other events only move the clock")
     func decoding() throws {
         let policy = try JoinPolicy(deadlineMs: hour, retentionMs: hour, positiveLabel: "1")

@@ -30,7 +30,33 @@ public enum HTTPGet {
         }
     }
 
-    private static func fetchBlocking(port: Int, path: String, headers: [String: String]) throws -> HTTPReply {
+    /// Sends any method with a body (`Content-Length` set) on a thread of its own, like ``fetch(port:path:headers:)``;
+    /// a chunked response body is de-chunked.
+    public static func request(
+        port: Int, method: String = "GET", path: String, headers: [String: String] = [:], body: String = ""
+    ) async throws -> HTTPReply {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    var reply = try fetchBlocking(port: port, path: path, headers: headers, method: method, body: body)
+                    if reply.headers["transfer-encoding"]?.lowercased() == "chunked" { reply.body = dechunk(reply.body) }
+                    return reply
+                })
+            }.start()
+        }
+    }
+
+    /// The value of the Prometheus sample `series` (`name{labels}` exactly as exposed) in `text`.
+    public static func sample(_ text: String, _ series: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+
+    private static func fetchBlocking(
+        port: Int, path: String, headers: [String: String], method: String = "GET", body: String? = nil
+    ) throws -> HTTPReply {
         let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socketDescriptor >= 0 else { throw Failure(description: "socket() failed") }
         defer { close(socketDescriptor) }
@@ -47,9 +73,10 @@ public enum HTTPGet {
         }
         guard connected == 0 else { throw Failure(description: "cannot connect to 127.0.0.1:\(port)") }
 
-        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        if let body { request += "Content-Length: \(body.utf8.count)\r\n" }
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
-        request += "\r\n"
+        request += "\r\n" + (body ?? "")
         let bytes = Array(request.utf8)
         guard send(socketDescriptor, bytes, bytes.count, 0) == bytes.count else {
             throw Failure(description: "send failed")
@@ -74,5 +101,18 @@ public enum HTTPGet {
             replyHeaders[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
         return HTTPReply(status: status, headers: replyHeaders, body: String(text[split.upperBound...]))
+    }
+
+    private static func dechunk(_ text: String) -> String {
+        var output: [UInt8] = []
+        var rest = Array(text.utf8)[...]
+        while let lineEnd = rest.firstIndex(of: UInt8(ascii: "\r")), lineEnd + 1 < rest.endIndex,
+              let size = Int(String(decoding: rest[rest.startIndex..<lineEnd], as: UTF8.self), radix: 16), size > 0 {
+            let start = lineEnd + 2
+            let end = min(rest.endIndex, start + size)
+            output += rest[start..<end]
+            rest = rest[min(rest.endIndex, end + 2)...]
+        }
+        return String(decoding: output, as: UTF8.self)
     }
 }

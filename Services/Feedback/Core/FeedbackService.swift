@@ -126,16 +126,57 @@ public struct FeedbackService: LoopService, Service {
         }
     }
 
-    /// The join loop: apply, deliver, then mark the inputs processed.
+    /// Batches whose labeled examples may be in flight to `loop.labeled` at once.
+    static let maxBatchesInFlight = 4
+
+    /// The join loop: decode and apply batch N+1 while batch N's labeled examples are being
+    /// acknowledged. A second task confirms deliveries in the order the batches were applied
+    /// (removing them from the outbox), then marks their inputs processed; at most
+    /// ``maxBatchesInFlight`` batches wait for acknowledgements.
     func join(_ consumer: KafkaConsumer) async throws {
-        for try await batch in consumer.batches(maxRecords: batchSize, maxWait: .milliseconds(50)) {
-            let result = try store.apply(decoder.decode(batch))
-            try await publisher.publish(result.outbox)
-            consumer.markProcessed(batch)
-            monitor.observe(predictions: result.predictions)
-            monitor.observe(labeled: result.labeled)
-            if let time = result.maxEventTimeMs { monitor.advance(to: time) }
-            metrics.update(counters: result.counters)
+        struct InFlight: Sendable {
+            var delivery: Task<[DeliveryReport], any Error>
+            var outbox: [OutboxEntry]
+            var batch: [ConsumedRecord]
+        }
+        let (deliveries, delivered) = AsyncStream.makeStream(of: InFlight.self)
+        let (slots, freed) = AsyncStream.makeStream(of: Void.self)
+        for _ in 0..<Self.maxBatchesInFlight { freed.yield() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { freed.finish() }
+                do {
+                    for await item in deliveries {
+                        let reports = try await item.delivery.value
+                        try store.confirmDelivered(item.outbox, reports: reports)
+                        consumer.markProcessed(item.batch)
+                        freed.yield()
+                    }
+                } catch {
+                    // End the batches too, so the failure surfaces now rather than at the next batch.
+                    await consumer.close()
+                    throw error
+                }
+            }
+            var slot = slots.makeAsyncIterator()
+            do {
+                for try await batch in consumer.batches(maxRecords: batchSize, maxWait: .milliseconds(50)) {
+                    guard await slot.next() != nil else { break }
+                    let result = try store.apply(decoder.decode(batch))
+                    let outbox = result.outbox
+                    let delivery = Task { try await publisher.send(outbox) }
+                    delivered.yield(InFlight(delivery: delivery, outbox: outbox, batch: batch))
+                    monitor.observe(predictions: result.predictions)
+                    monitor.observe(labeled: result.labeled)
+                    if let time = result.maxEventTimeMs { monitor.advance(to: time) }
+                    metrics.update(counters: result.counters)
+                }
+            } catch {
+                delivered.finish()
+                throw error
+            }
+            delivered.finish()
+            try await group.waitForAll()
         }
     }
 

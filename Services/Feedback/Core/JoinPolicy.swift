@@ -79,7 +79,7 @@ public struct Outcome: Sendable, Hashable {
 
 /// One consumed record as the join sees it.
 public enum JoinInput: Sendable {
-    case prediction(Prediction)
+    case prediction(ServedPrediction)
     case outcome(Outcome)
     /// Another event on `loop.events`: it only moves the partition's event-time clock.
     case clock(eventTimeMs: Int64)
@@ -87,6 +87,12 @@ public enum JoinInput: Sendable {
     case malformed(reason: String, eventTimeMs: Int64?)
     /// A record without an event time (no `ce_time`): skipped.
     case ignored
+
+    /// A full prediction record as a join input (its canonical bytes are what the join keeps).
+    public static func prediction(_ prediction: Prediction) -> JoinInput {
+        // Canonical bytes of a record this build wrote always read back.
+        .prediction(try! ServedPrediction(bytes: prediction.bytes))
+    }
 }
 
 /// A decoded input and where it came from.
@@ -115,29 +121,69 @@ public struct InputDecoder: Sendable {
         self.policy = policy
     }
 
-    /// Decodes a batch.
+    /// Decodes a batch; predictions sharing a feature layout share one array of names.
     public func decode(_ records: [ConsumedRecord]) -> [InputRecord] {
-        records.map { InputRecord(topic: $0.topic, partition: $0.partition, offset: $0.offset, input: decode($0)) }
+        var names = FeatureNameCache()
+        return records.map { InputRecord(topic: $0.topic, partition: $0.partition, offset: $0.offset, input: decode($0, names: &names)) }
     }
 
     /// Decodes one record.
     public func decode(_ record: ConsumedRecord) -> JoinInput {
+        var names = FeatureNameCache()
+        return decode(record, names: &names)
+    }
+
+    static let outcomeType = Array(EventType.outcome.description.utf8)
+    static let structuredPrefix = Array("application/cloudevents".utf8)
+
+    /// Decodes one record: a prediction straight from its bytes; an event by its `ce_type` header,
+    /// then (outcomes and reviews only) binary mode straight from the `ce_time` header and the JSON
+    /// value, structured mode through ``KafkaBinding``.
+    func decode(_ record: ConsumedRecord, names: inout FeatureNameCache) -> JoinInput {
         if record.topic == predictionsTopic {
             guard let value = record.value else { return .malformed(reason: "prediction without a value", eventTimeMs: nil) }
             do {
-                return .prediction(try Prediction(bytes: value))
+                return .prediction(try ServedPrediction(bytes: value, names: &names))
             } catch {
                 return .malformed(reason: error.description, eventTimeMs: nil)
             }
         }
-        let typeText = record.header("ce_type").flatMap { $0.value }.map { String(decoding: $0, as: UTF8.self) }
-        let type = typeText.flatMap(EventType.init)
-        guard let type, type.isAccepted, type.kind == .outcome || type.kind == .review else {
-            guard let time = record.header("ce_time")?.value.map({ String(decoding: $0, as: UTF8.self) }),
-                  let stamp = try? Timestamp(rfc3339: time)
-            else { return .ignored }
+        var typeBytes: [UInt8]?
+        var timeBytes: [UInt8]?
+        var idBytes: [UInt8]?
+        var structured = false
+        for header in record.headers {
+            switch header.key {
+            case "ce_type": typeBytes = header.value
+            case "ce_time": timeBytes = header.value
+            case "ce_id": idBytes = header.value
+            case "content-type": structured = header.value?.starts(with: Self.structuredPrefix) ?? false
+            default: continue
+            }
+        }
+        if structured { return decodeStructured(record) }
+        let kind: EventKind
+        if let typeBytes, typeBytes == Self.outcomeType {
+            kind = .outcome
+        } else if let type = typeBytes.flatMap({ EventType(String(decoding: $0, as: UTF8.self)) }), type.isAccepted,
+                  type.kind == .outcome || type.kind == .review {
+            kind = type.kind
+        } else {
+            guard let timeBytes, let stamp = try? Timestamp(rfc3339: String(decoding: timeBytes, as: UTF8.self)) else { return .ignored }
             return .clock(eventTimeMs: stamp.epochMilliseconds)
         }
+        let id = idBytes.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.topic)[\(record.partition)]@\(record.offset)"
+        let typeName = kind == .review ? "review" : "outcome"
+        guard let timeBytes, let stamp = try? Timestamp(rfc3339: String(decoding: timeBytes, as: UTF8.self)) else {
+            return .malformed(reason: "\(typeName) \(id) has no valid time", eventTimeMs: nil)
+        }
+        guard let value = record.value, case .object(let data)? = try? JSONValue.parse(value) else {
+            return .malformed(reason: "\(typeName) \(id) has no JSON object data", eventTimeMs: stamp.epochMilliseconds)
+        }
+        return outcome(data: data, eventTimeMs: stamp.epochMilliseconds, kind: kind, id: id)
+    }
+
+    private func decodeStructured(_ record: ConsumedRecord) -> JoinInput {
         let message = KafkaBinding.Message(
             key: record.key, value: record.value,
             headers: record.headers.map { KafkaBinding.Header(name: $0.key, value: $0.value) })
@@ -147,6 +193,9 @@ public struct InputDecoder: Sendable {
         } catch {
             return .malformed(reason: "\(error)", eventTimeMs: nil)
         }
+        guard let type = EventType(event.type), type.isAccepted, type.kind == .outcome || type.kind == .review else {
+            return event.time.map { .clock(eventTimeMs: $0.epochMilliseconds) } ?? .ignored
+        }
         return outcome(from: event, kind: type.kind)
     }
 
@@ -155,11 +204,19 @@ public struct InputDecoder: Sendable {
         guard let time = event.time?.epochMilliseconds else {
             return .malformed(reason: "\(event.type) \(event.id) has no time", eventTimeMs: nil)
         }
-        guard case .json(let data)? = event.data, let requestId = data[PayloadField.requestId]?.stringValue else {
+        guard case .json(.object(let data))? = event.data else {
             return .malformed(reason: "\(event.type) \(event.id) has no requestId", eventTimeMs: time)
         }
+        return outcome(data: data, eventTimeMs: time, kind: kind, id: event.id)
+    }
+
+    private func outcome(data: JSONObject, eventTimeMs time: Int64, kind: EventKind, id: String) -> JoinInput {
+        let typeName = kind == .review ? "review" : "outcome"
+        guard let requestId = data[PayloadField.requestId]?.stringValue else {
+            return .malformed(reason: "\(typeName) \(id) has no requestId", eventTimeMs: time)
+        }
         guard let labelValue = data[PayloadField.label], let label = policy.isPositive(labelValue) else {
-            return .malformed(reason: "\(event.type) \(event.id) has no usable label", eventTimeMs: time)
+            return .malformed(reason: "\(typeName) \(id) has no usable label", eventTimeMs: time)
         }
         let value = data[PayloadField.value]?.doubleValue ?? policy.valueField.flatMap { data[$0]?.doubleValue }
         let reviewer = kind == .review ? data[PayloadField.reviewer]?.stringValue : nil

@@ -66,15 +66,38 @@ public struct OutboxEntry: Sendable, Hashable {
 /// What one applied batch produced.
 public struct JoinBatchResult: Sendable {
     /// New predictions accepted into the join (for drift monitoring).
-    public var predictions: [Prediction] = []
+    public var predictions: [ServedPrediction] = []
     /// Labeled examples emitted, in order.
-    public var labeled: [LabeledExample] = []
+    public var labeled: [JoinedExample] = []
     /// The same examples as stored in the outbox.
     public var outbox: [OutboxEntry] = []
     /// The counters after the batch.
     public var counters = JoinCounters()
     /// The latest event time seen over the batch's partitions, milliseconds.
     public var maxEventTimeMs: Int64?
+}
+
+/// A labeled example as the join emitted it: the served prediction and its label.
+public struct JoinedExample: Sendable {
+    public let prediction: ServedPrediction
+    /// `true` for the positive class.
+    public let label: Bool
+    public let labelSource: LabelSource
+    /// Outcome event time minus prediction event time, in seconds.
+    public let labelDelaySeconds: Double
+    /// The outcome's business value, if it carried one.
+    public let value: Double?
+
+    public var requestId: String { prediction.requestId }
+    public var entity: String { prediction.entity }
+    public var eventTimeMs: Int64 { prediction.eventTimeMs }
+    public var score: Double { prediction.score }
+    public var modelVersion: Int64? { prediction.modelVersion }
+    public var challengers: [ChallengerScore] { prediction.challengers }
+    /// The feature vector exactly as served.
+    public var features: [FeatureValue] {
+        zip(prediction.featureNames, prediction.featureValues).map { FeatureValue(name: $0, value: $1) }
+    }
 }
 
 /// A prediction waiting for its outcome, as the review queue lists it.
@@ -90,42 +113,30 @@ public struct PendingPrediction: Sendable, Hashable {
     public var isPending: Bool
 }
 
-/// The join state in SQLite: pending and resolved predictions, outcomes waiting for their
-/// prediction, per-partition event-time clocks, input offsets, counters and the outbox of labeled
-/// examples, all changed in one transaction per batch.
+/// The join state: an in-memory index of retained predictions, outcomes waiting for their
+/// prediction, deadlines and per-partition event-time clocks, with SQLite as the durable copy.
+/// Each batch is joined in memory, then its net changes (one row write per changed request), the
+/// outbox of labeled examples, the counters and the input offsets are stored in one transaction.
 ///
 /// Because input offsets are stored in the same transaction as the state they produced, a restart
-/// (even after `kill -9`) resumes exactly after the last applied batch; the outbox then holds any
-/// example whose delivery was not yet confirmed (see ``LabeledPublisher``).
+/// (even after `kill -9`) reloads the index from SQLite and resumes exactly after the last applied
+/// batch; the outbox then holds any example whose delivery was not yet confirmed (see
+/// ``LabeledPublisher``).
 public final class JoinStore: Sendable {
     public let policy: JoinPolicy
     private let database: Database
-    private let state: Mutex<JoinStoreCache>
+    private let state: Mutex<JoinState>
 
-    /// Opens (creating) the store at `path` (`:memory:` for a private in-memory store).
+    /// Opens (creating) the store at `path` (`:memory:` for a private in-memory store) and loads its index.
     public init(path: String, policy: JoinPolicy) throws(FeedbackError) {
         self.policy = policy
         do {
             database = try Database(path: path)
             try database.migrate(Self.migrations)
-            let cache = try database.withConnection { connection -> JoinStoreCache in
-                var cache = JoinStoreCache()
-                let clocks = try connection.statement("SELECT partition, max_event_ms, prediction_ms FROM clocks")
-                while try clocks.step() {
-                    let partition = Int32(clocks.int64(at: 0))
-                    cache.eventClocks[partition] = clocks.int64(at: 1)
-                    if !clocks.isNull(at: 2) { cache.predictionClocks[partition] = clocks.int64(at: 2) }
-                }
-                let counters = try connection.statement("SELECT name, value FROM counters")
-                while try counters.step() {
-                    let name = counters.string(at: 0) ?? ""
-                    if let field = JoinCounters.fields.first(where: { $0.name == name }) {
-                        cache.counters[keyPath: field.path] = Int(counters.int64(at: 1))
-                    }
-                }
-                return cache
+            let loaded = try database.withConnection { connection -> JoinState in
+                try JoinState.load(from: connection, policy: policy)
             }
-            state = Mutex(cache)
+            state = Mutex(loaded)
         } catch {
             throw FeedbackError(.storage, "cannot open the join store \(path): \(error)")
         }
@@ -158,9 +169,22 @@ public final class JoinStore: Sendable {
             """),
         // max_event_ms is the clock of loop.events; the join clock is the lesser of the two.
         Migration("prediction clock", sql: "ALTER TABLE clocks ADD COLUMN prediction_ms INTEGER"),
+        // Deadlines, purges, expiries and the review queue are served by the in-memory index, so the
+        // tables need no secondary indexes; a partition whose loop.events clock is unknown stores NULL.
+        Migration("in-memory index", sql: """
+            DROP INDEX predictions_deadline;
+            DROP INDEX predictions_purge;
+            DROP INDEX predictions_review;
+            DROP INDEX early_outcomes_expiry;
+            CREATE TABLE clocks_nullable (partition INTEGER PRIMARY KEY, max_event_ms INTEGER, prediction_ms INTEGER);
+            INSERT INTO clocks_nullable(partition, max_event_ms, prediction_ms)
+                SELECT partition, NULLIF(max_event_ms, -9223372036854775808), prediction_ms FROM clocks;
+            DROP TABLE clocks;
+            ALTER TABLE clocks_nullable RENAME TO clocks;
+            """),
     ]
 
-    /// Prediction states.
+    /// Prediction states, as stored.
     enum State: Int64 {
         case pending = 0
         case labeled = 1
@@ -219,47 +243,26 @@ public final class JoinStore: Sendable {
 
     /// The prediction `requestId`, whether pending or retained after its label or deadline.
     public func prediction(requestId: String) throws(FeedbackError) -> PendingPrediction? {
-        try read { connection in
-            let statement = try connection.statement("""
-                SELECT request_id, entity, partition, event_time_ms, deadline_ms, score, route, state
-                FROM predictions WHERE request_id = ?
-                """)
-            try statement.bind(requestId, at: 1)
-            return try statement.step() ? Self.pending(statement) : nil
-        }
+        state.withLock { state in state.retained[requestId].map { $0.listing(requestId: requestId) } }
     }
 
     /// Pending predictions routed to review: the most uncertain (score closest to `threshold`) first,
     /// then the oldest.
     public func reviewQueue(threshold: Double, limit: Int) throws(FeedbackError) -> [PendingPrediction] {
-        try read { connection in
-            let statement = try connection.statement("""
-                SELECT request_id, entity, partition, event_time_ms, deadline_ms, score, route, state
-                FROM predictions WHERE route = 'review' AND state = 0
-                ORDER BY abs(score - ?1), event_time_ms, request_id LIMIT ?2
-                """)
-            try statement.bind(threshold, at: 1)
-            try statement.bind(Int64(limit), at: 2)
-            var queue: [PendingPrediction] = []
-            while try statement.step() { queue.append(Self.pending(statement)) }
-            return queue
+        let queue = state.withLock { state in
+            state.reviewPending.compactMap { id in state.retained[id].map { $0.listing(requestId: id) } }
         }
+        return queue.sorted { a, b in
+            let (ua, ub) = (abs(a.score - threshold), abs(b.score - threshold))
+            if ua != ub { return ua < ub }
+            if a.eventTimeMs != b.eventTimeMs { return a.eventTimeMs < b.eventTimeMs }
+            return a.requestId < b.requestId
+        }.prefix(max(0, limit)).map { $0 }
     }
 
     /// The number of pending predictions routed to review.
     public func reviewQueueSize() throws(FeedbackError) -> Int {
-        try read { connection in
-            let statement = try connection.statement("SELECT count(*) FROM predictions WHERE route = 'review' AND state = 0")
-            return try statement.step() ? Int(statement.int64(at: 0)) : 0
-        }
-    }
-
-    private static func pending(_ statement: Statement) -> PendingPrediction {
-        PendingPrediction(
-            requestId: statement.string(at: 0) ?? "", entity: statement.string(at: 1) ?? "",
-            partition: Int32(statement.int64(at: 2)), eventTimeMs: statement.int64(at: 3),
-            deadlineMs: statement.int64(at: 4), score: statement.double(at: 5),
-            route: Route(rawValue: statement.string(at: 6) ?? "") ?? .auto, isPending: statement.int64(at: 7) == 0)
+        state.withLock { $0.reviewPending.count }
     }
 
     // MARK: - Open alerts
@@ -292,15 +295,25 @@ public final class JoinStore: Sendable {
 
     // MARK: - Delivery bookkeeping
 
-    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended.
+    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended. Call it
+    /// in the order the batches were applied.
     public func confirmDelivered(_ entries: [OutboxEntry], reports: [DeliveryReport]) throws(FeedbackError) {
         guard !entries.isEmpty else { return }
         try write { connection in
-            let delete = try connection.statement("DELETE FROM outbox WHERE seq = ?")
-            for entry in entries {
-                delete.reset()
-                try delete.bind(entry.sequence, at: 1)
+            let first = entries[0].sequence
+            let last = entries[entries.count - 1].sequence
+            if last - first + 1 == Int64(entries.count), entries.indices.allSatisfy({ entries[$0].sequence == first + Int64($0) }) {
+                let delete = try connection.statement("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")
+                try delete.bind(first, at: 1)
+                try delete.bind(last, at: 2)
                 try delete.run()
+            } else {
+                let delete = try connection.statement("DELETE FROM outbox WHERE seq = ?")
+                for entry in entries {
+                    delete.reset()
+                    try delete.bind(entry.sequence, at: 1)
+                    try delete.run()
+                }
             }
             var ends: [Int32: Int64] = [:]
             for report in reports { ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1) }
@@ -319,24 +332,29 @@ public final class JoinStore: Sendable {
 
     // MARK: - Applying a batch
 
-    /// Applies a batch in one transaction: joins, deadlines, counters, input offsets and outbox.
+    /// Applies a batch: joins it in memory, then stores its net changes, counters, input offsets and
+    /// outbox in one transaction. If the transaction fails the in-memory state is left as it was.
     public func apply(_ records: [InputRecord]) throws(FeedbackError) -> JoinBatchResult {
         let policy = self.policy
-        return try state.withLock { cache throws(FeedbackError) in
-            var working = cache
-            let result: JoinBatchResult
+        return try state.withLock { current throws(FeedbackError) in
+            // The batch works on the state itself (moved out, so its tables are never copied); if
+            // the transaction fails, the state is reloaded from what SQLite kept.
+            var batch = BatchApplication(policy: policy, state: JoinState())
+            swap(&batch.state, &current)
+            batch.apply(records)
             do {
-                result = try database.transaction { connection in
-                    var batch = BatchApplication(connection: connection, policy: policy, cache: working)
-                    try batch.apply(records)
-                    working = batch.cache
-                    return batch.result
-                }
+                try database.transaction { connection in try batch.store(in: connection) }
             } catch {
-                throw FeedbackError(.storage, "cannot apply a batch to the join store: \(error)", isRetryable: true)
+                let reason = "cannot apply a batch to the join store: \(error)"
+                do {
+                    current = try database.withConnection { connection in try JoinState.load(from: connection, policy: policy) }
+                } catch {
+                    throw FeedbackError(.storage, reason + "; reloading the join state failed too: \(error)")
+                }
+                throw FeedbackError(.storage, reason, isRetryable: true)
             }
-            cache = working
-            return result
+            swap(&batch.state, &current)
+            return batch.result
         }
     }
 
@@ -357,14 +375,95 @@ public final class JoinStore: Sendable {
     }
 }
 
-// MARK: - One batch
+// MARK: - In-memory state
 
-/// The in-memory copy of the clocks and counters, changed only with the transaction that stores them.
-struct JoinStoreCache: Sendable {
+/// A prediction the join retains: pending, or resolved and kept until its purge time so late and
+/// duplicate outcomes are recognised.
+struct RetainedPrediction: Sendable {
+    var partition: Int32
+    var entity: String
+    var eventTimeMs: Int64
+    var deadlineMs: Int64
+    var state: JoinStore.State
+    var route: Route
+    var score: Double
+    var label: Bool?
+    var labelSource: LabelSource?
+    /// The served record, kept until a label arrives (a late outcome is still emitted after the deadline).
+    var served: ServedPrediction?
+
+    func listing(requestId: String) -> PendingPrediction {
+        PendingPrediction(
+            requestId: requestId, entity: entity, partition: partition, eventTimeMs: eventTimeMs, deadlineMs: deadlineMs,
+            score: score, route: route, isPending: state == .pending)
+    }
+}
+
+/// An outcome waiting for its prediction.
+struct HeldOutcome: Sendable {
+    var outcome: Outcome
+    var partition: Int32
+    var expiresMs: Int64
+}
+
+/// A min-heap of (time, requestId). Entries are not removed when their request changes; whoever
+/// pops one checks it still applies.
+struct TimeQueue: Sendable {
+    private var items: [(time: Int64, id: String)] = []
+
+    var isEmpty: Bool { items.isEmpty }
+    var peekTime: Int64? { items.first?.time }
+
+    private static func less(_ a: (time: Int64, id: String), _ b: (time: Int64, id: String)) -> Bool {
+        a.time != b.time ? a.time < b.time : a.id < b.id
+    }
+
+    mutating func push(_ time: Int64, _ id: String) {
+        items.append((time, id))
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard Self.less(items[child], items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    /// Removes and returns the earliest entry at or before `time`.
+    mutating func pop(dueBy time: Int64) -> (time: Int64, id: String)? {
+        guard let first = items.first, first.time <= time else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                guard left < items.count else { break }
+                let right = left + 1
+                let child = right < items.count && Self.less(items[right], items[left]) ? right : left
+                guard Self.less(items[child], items[parent]) else { break }
+                items.swapAt(child, parent)
+                parent = child
+            }
+        }
+        return first
+    }
+}
+
+/// Everything the join knows, in memory; the SQLite tables are its durable copy.
+struct JoinState: Sendable {
     /// The latest event time seen per partition on each input.
     var eventClocks: [Int32: Int64] = [:]
     var predictionClocks: [Int32: Int64] = [:]
     var counters = JoinCounters()
+    var retained: [String: RetainedPrediction] = [:]
+    var held: [String: HeldOutcome] = [:]
+    /// Pending predictions routed to review.
+    var reviewPending: Set<String> = []
+    /// Per partition: deadlines of pending predictions, purge times of resolved ones, expiry of held outcomes.
+    var deadlines: [Int32: TimeQueue] = [:]
+    var purges: [Int32: TimeQueue] = [:]
+    var expiries: [Int32: TimeQueue] = [:]
 
     /// The join clock of each partition: the event time both inputs have reached. Deadlines follow it,
     /// so an input running ahead (a replay reaches `loop.events` long before its predictions are made)
@@ -374,24 +473,91 @@ struct JoinStoreCache: Sendable {
             if let events = eventClocks[entry.key] { clocks[entry.key] = min(entry.value, events) }
         }
     }
-}
 
-/// The join logic of one batch, inside its transaction.
-private struct BatchApplication {
-    let connection: Connection
-    let policy: JoinPolicy
-    var cache: JoinStoreCache
-    var result = JoinBatchResult()
-    private var touched: Set<Int32> = []
-
-    init(connection: Connection, policy: JoinPolicy, cache: JoinStoreCache) {
-        self.connection = connection
-        self.policy = policy
-        self.cache = cache
+    func clock(_ partition: Int32) -> Int64? {
+        guard let predictions = predictionClocks[partition], let events = eventClocks[partition] else { return nil }
+        return min(predictions, events)
     }
 
-    mutating func apply(_ records: [InputRecord]) throws {
-        var offsets: [TopicPartition: Int64] = [:]
+    /// Reads the durable copy.
+    static func load(from connection: Connection, policy: JoinPolicy) throws -> JoinState {
+        var state = JoinState()
+        let clocks = try connection.statement("SELECT partition, max_event_ms, prediction_ms FROM clocks")
+        while try clocks.step() {
+            let partition = Int32(clocks.int64(at: 0))
+            if !clocks.isNull(at: 1) { state.eventClocks[partition] = clocks.int64(at: 1) }
+            if !clocks.isNull(at: 2) { state.predictionClocks[partition] = clocks.int64(at: 2) }
+        }
+        let counters = try connection.statement("SELECT name, value FROM counters")
+        while try counters.step() {
+            let name = counters.string(at: 0) ?? ""
+            if let field = JoinCounters.fields.first(where: { $0.name == name }) {
+                state.counters[keyPath: field.path] = Int(counters.int64(at: 1))
+            }
+        }
+        var names = FeatureNameCache()
+        let predictions = try connection.statement("""
+            SELECT request_id, partition, entity, event_time_ms, deadline_ms, state, route, score, label, label_source, body
+            FROM predictions
+            """)
+        while try predictions.step() {
+            let id = predictions.string(at: 0) ?? ""
+            let served = predictions.blob(at: 10).flatMap { try? ServedPrediction(bytes: $0, names: &names) }
+            let entry = RetainedPrediction(
+                partition: Int32(predictions.int64(at: 1)), entity: predictions.string(at: 2) ?? "",
+                eventTimeMs: predictions.int64(at: 3), deadlineMs: predictions.int64(at: 4),
+                state: JoinStore.State(rawValue: predictions.int64(at: 5)) ?? .labeled,
+                route: Route(rawValue: predictions.string(at: 6) ?? "") ?? .auto, score: predictions.double(at: 7),
+                label: predictions.isNull(at: 8) ? nil : predictions.int64(at: 8) != 0,
+                labelSource: predictions.string(at: 9).flatMap(LabelSource.init(rawValue:)), served: served)
+            state.retained[id] = entry
+            if entry.state == .pending {
+                state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id)
+                if entry.route == .review { state.reviewPending.insert(id) }
+            } else {
+                state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+            }
+        }
+        let held = try connection.statement("""
+            SELECT request_id, partition, event_time_ms, expires_ms, label, value, source, reviewer FROM early_outcomes
+            """)
+        while try held.step() {
+            let id = held.string(at: 0) ?? ""
+            let outcome = Outcome(
+                requestId: id, label: held.int64(at: 4) != 0, eventTimeMs: held.int64(at: 2),
+                value: held.isNull(at: 5) ? nil : held.double(at: 5),
+                source: LabelSource(rawValue: held.string(at: 6) ?? "") ?? .outcome, reviewer: held.string(at: 7))
+            let entry = HeldOutcome(outcome: outcome, partition: Int32(held.int64(at: 1)), expiresMs: held.int64(at: 3))
+            state.held[id] = entry
+            state.expiries[entry.partition, default: TimeQueue()].push(entry.expiresMs, id)
+        }
+        return state
+    }
+}
+
+// MARK: - One batch
+
+/// The join logic of one batch: applied to a copy of the state in memory, then its net changes stored.
+private struct BatchApplication {
+    let policy: JoinPolicy
+    var state: JoinState
+    var result = JoinBatchResult()
+    private var touched: Set<Int32> = []
+    private var offsets: [TopicPartition: Int64] = [:]
+    /// Requests whose prediction row or held outcome changed in this batch, and those that did not exist before it.
+    private var changedPredictions: Set<String> = []
+    private var newPredictions: Set<String> = []
+    private var changedHeld: Set<String> = []
+    private var newHeld: Set<String> = []
+    /// Outbox rows to insert: the partition and bytes of each example of `result.labeled`, in order.
+    private var outboxRows: [(partition: Int32, bytes: [UInt8])] = []
+
+    init(policy: JoinPolicy, state: JoinState) {
+        self.policy = policy
+        self.state = state
+    }
+
+    mutating func apply(_ records: [InputRecord]) {
         for record in records {
             let tp = TopicPartition(topic: record.topic, partition: record.partition)
             offsets[tp] = max(offsets[tp] ?? Int64.min, record.offset + 1)
@@ -399,149 +565,117 @@ private struct BatchApplication {
             switch record.input {
             case .prediction(let prediction):
                 advancePredictions(record.partition, to: prediction.eventTimeMs)
-                try accept(prediction, partition: record.partition)
+                accept(prediction, partition: record.partition)
             case .outcome(let outcome):
                 advance(record.partition, to: outcome.eventTimeMs)
-                try accept(outcome, partition: record.partition)
+                accept(outcome, partition: record.partition)
             case .clock(let time):
                 advance(record.partition, to: time)
             case .malformed(_, let time):
                 if let time { advance(record.partition, to: time) }
-                cache.counters.malformed += 1
+                state.counters.malformed += 1
             case .ignored:
                 break
             }
         }
-        for partition in touched.sorted() { try expire(partition) }
-        try saveOffsets(offsets)
-        try saveClocksAndCounters()
-        result.counters = cache.counters
-        result.maxEventTimeMs = touched.compactMap { cache.clocks[$0] }.max()
+        for partition in touched.sorted() { expire(partition) }
+        result.counters = state.counters
+        result.maxEventTimeMs = touched.compactMap { state.clock($0) }.max()
     }
 
     private mutating func advance(_ partition: Int32, to time: Int64) {
-        if time > cache.eventClocks[partition] ?? Int64.min { cache.eventClocks[partition] = time }
+        if time > state.eventClocks[partition] ?? Int64.min { state.eventClocks[partition] = time }
     }
 
     private mutating func advancePredictions(_ partition: Int32, to time: Int64) {
-        if time > cache.predictionClocks[partition] ?? Int64.min { cache.predictionClocks[partition] = time }
+        if time > state.predictionClocks[partition] ?? Int64.min { state.predictionClocks[partition] = time }
     }
 
     // MARK: Predictions
 
-    private mutating func accept(_ prediction: Prediction, partition: Int32) throws {
-        let exists = try connection.statement("SELECT 1 FROM predictions WHERE request_id = ?")
-        try exists.bind(prediction.requestId, at: 1)
-        if try exists.step() {
-            cache.counters.duplicatePredictions += 1
+    private mutating func accept(_ prediction: ServedPrediction, partition: Int32) {
+        let id = prediction.requestId
+        if state.retained[id] != nil {
+            state.counters.duplicatePredictions += 1
             return
         }
-        cache.counters.predictions += 1
+        state.counters.predictions += 1
         result.predictions.append(prediction)
         let deadline = prediction.eventTimeMs + policy.deadlineMs
-        let early = try connection.statement("""
-            SELECT event_time_ms, label, value, source, reviewer FROM early_outcomes WHERE request_id = ?
-            """)
-        try early.bind(prediction.requestId, at: 1)
-        if try early.step() {
-            let outcome = Outcome(
-                requestId: prediction.requestId, label: early.int64(at: 1) != 0, eventTimeMs: early.int64(at: 0),
-                value: early.isNull(at: 2) ? nil : early.double(at: 2),
-                source: LabelSource(rawValue: early.string(at: 3) ?? "") ?? .outcome, reviewer: early.string(at: 4))
-            early.reset()
-            let delete = try connection.statement("DELETE FROM early_outcomes WHERE request_id = ?")
-            try delete.bind(prediction.requestId, at: 1)
-            try delete.run()
+        var entry = RetainedPrediction(
+            partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
+            state: .pending, route: prediction.route, score: prediction.score, served: prediction)
+        changedPredictions.insert(id)
+        newPredictions.insert(id)
+        if let held = state.held.removeValue(forKey: id) {
+            changedHeld.insert(id)
+            let outcome = held.outcome
             if outcome.eventTimeMs > deadline {
-                cache.counters.late += 1
-                cache.counters.lateEmitted += 1
+                state.counters.late += 1
+                state.counters.lateEmitted += 1
             } else {
-                cache.counters.joined += 1
+                state.counters.joined += 1
             }
-            try insert(prediction, partition: partition, deadline: deadline, state: .labeled, outcome: outcome)
-            try emit(prediction, partition: partition, label: outcome.label, source: outcome.source,
-                     delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
+            resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
+            state.retained[id] = entry
+            emit(prediction, partition: partition, label: outcome.label, source: outcome.source,
+                 delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
-        try insert(prediction, partition: partition, deadline: deadline, state: .pending, outcome: nil)
+        state.retained[id] = entry
+        state.deadlines[partition, default: TimeQueue()].push(deadline, id)
+        if entry.route == .review { state.reviewPending.insert(id) }
     }
 
-    private func insert(
-        _ prediction: Prediction, partition: Int32, deadline: Int64, state: JoinStore.State, outcome: Outcome?
-    ) throws {
-        let insert = try connection.statement("""
-            INSERT INTO predictions(request_id, partition, entity, event_time_ms, deadline_ms, purge_ms, state,
-                                    route, score, label, label_source, body)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-            """)
-        try insert.bind(prediction.requestId, at: 1)
-        try insert.bind(Int64(partition), at: 2)
-        try insert.bind(prediction.entity, at: 3)
-        try insert.bind(prediction.eventTimeMs, at: 4)
-        try insert.bind(deadline, at: 5)
-        try insert.bind(deadline + policy.retentionMs, at: 6)
-        try insert.bind(state.rawValue, at: 7)
-        try insert.bind(prediction.route.rawValue, at: 8)
-        try insert.bind(prediction.score, at: 9)
-        if let outcome {
-            try insert.bind(Int64(outcome.label ? 1 : 0), at: 10)
-            try insert.bind(outcome.source.rawValue, at: 11)
-            try insert.bindNull(at: 12)
-        } else {
-            try insert.bindNull(at: 10)
-            try insert.bindNull(at: 11)
-            try insert.bind(prediction.bytes, at: 12)
-        }
-        try insert.run()
+    /// Gives a retained prediction its final state and schedules its purge.
+    private mutating func resolve(_ entry: inout RetainedPrediction, id: String, state resolved: JoinStore.State, label: Bool?, source: LabelSource?) {
+        entry.state = resolved
+        entry.label = label
+        entry.labelSource = source
+        if resolved == .labeled { entry.served = nil }
+        state.reviewPending.remove(id)
+        state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
     }
 
     // MARK: Outcomes
 
-    private mutating func accept(_ outcome: Outcome, partition: Int32) throws {
-        let lookup = try connection.statement("""
-            SELECT state, deadline_ms, label, label_source, body FROM predictions WHERE request_id = ?
-            """)
-        try lookup.bind(outcome.requestId, at: 1)
-        guard try lookup.step() else {
-            lookup.reset()
-            try holdEarly(outcome, partition: partition)
+    private mutating func accept(_ outcome: Outcome, partition: Int32) {
+        let id = outcome.requestId
+        guard var entry = state.retained[id] else {
+            hold(outcome, partition: partition)
             return
         }
-        let state = JoinStore.State(rawValue: lookup.int64(at: 0)) ?? .labeled
-        let deadline = lookup.int64(at: 1)
-        let previousLabel = lookup.isNull(at: 2) ? nil : lookup.int64(at: 2) != 0
-        let previousSource = lookup.string(at: 3).flatMap(LabelSource.init(rawValue:))
-        let body = lookup.blob(at: 4)
-        lookup.reset()
-
-        switch state {
+        switch entry.state {
         case .labeled:
-            compareWithReview(outcome, previousLabel: previousLabel, previousSource: previousSource)
+            compareWithReview(outcome, previousLabel: entry.label, previousSource: entry.labelSource)
             return
         case .pending:
-            if outcome.eventTimeMs > deadline {
-                cache.counters.late += 1
-                cache.counters.lateEmitted += 1
+            if outcome.eventTimeMs > entry.deadlineMs {
+                state.counters.late += 1
+                state.counters.lateEmitted += 1
             } else {
-                cache.counters.joined += 1
+                state.counters.joined += 1
             }
         case .expiredUnlabeled, .expiredDefaulted:
-            cache.counters.late += 1
-            cache.counters.lateEmitted += 1
+            state.counters.late += 1
+            state.counters.lateEmitted += 1
         }
-        guard let body, let prediction = try? Prediction(bytes: body) else {
-            cache.counters.malformed += 1
+        guard let served = entry.served else {
+            state.counters.malformed += 1
             return
         }
-        let update = try connection.statement("""
-            UPDATE predictions SET state = 1, label = ?2, label_source = ?3, body = NULL WHERE request_id = ?1
-            """)
-        try update.bind(outcome.requestId, at: 1)
-        try update.bind(Int64(outcome.label ? 1 : 0), at: 2)
-        try update.bind(outcome.source.rawValue, at: 3)
-        try update.run()
-        try emit(prediction, partition: partition, label: outcome.label, source: outcome.source,
-                 delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
+        if entry.state == .pending {
+            resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
+        } else {
+            entry.state = .labeled
+            entry.label = outcome.label
+            entry.labelSource = outcome.source
+            entry.served = nil
+        }
+        state.retained[id] = entry
+        changedPredictions.insert(id)
+        emit(served, partition: partition, label: outcome.label, source: outcome.source,
+             delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
     }
 
     /// A second label for a labeled prediction: a duplicate, or ground truth judging a review verdict.
@@ -549,103 +683,175 @@ private struct BatchApplication {
         switch (previousSource, outcome.source) {
         case (.review, .outcome), (.outcome, .review):
             if previousLabel == outcome.label {
-                cache.counters.reviewAgreements += 1
+                state.counters.reviewAgreements += 1
             } else {
-                cache.counters.reviewDisagreements += 1
+                state.counters.reviewDisagreements += 1
             }
         default:
-            cache.counters.duplicates += 1
+            state.counters.duplicates += 1
         }
     }
 
-    private mutating func holdEarly(_ outcome: Outcome, partition: Int32) throws {
-        let insert = try connection.statement("""
-            INSERT INTO early_outcomes(request_id, partition, event_time_ms, expires_ms, label, value, source, reviewer)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(request_id) DO NOTHING
-            """)
-        try insert.bind(outcome.requestId, at: 1)
-        try insert.bind(Int64(partition), at: 2)
-        try insert.bind(outcome.eventTimeMs, at: 3)
-        try insert.bind(outcome.eventTimeMs + policy.deadlineMs, at: 4)
-        try insert.bind(Int64(outcome.label ? 1 : 0), at: 5)
-        if let value = outcome.value { try insert.bind(value, at: 6) } else { try insert.bindNull(at: 6) }
-        try insert.bind(outcome.source.rawValue, at: 7)
-        if let reviewer = outcome.reviewer { try insert.bind(reviewer, at: 8) } else { try insert.bindNull(at: 8) }
-        try insert.run()
-        if connection.changes == 0 { cache.counters.duplicates += 1 }
+    private mutating func hold(_ outcome: Outcome, partition: Int32) {
+        let id = outcome.requestId
+        guard state.held[id] == nil else {
+            state.counters.duplicates += 1
+            return
+        }
+        let expires = outcome.eventTimeMs + policy.deadlineMs
+        state.held[id] = HeldOutcome(outcome: outcome, partition: partition, expiresMs: expires)
+        state.expiries[partition, default: TimeQueue()].push(expires, id)
+        changedHeld.insert(id)
+        newHeld.insert(id)
     }
 
     // MARK: Deadlines and retention
 
-    private mutating func expire(_ partition: Int32) throws {
-        guard let clock = cache.clocks[partition] else { return }
-        let due = try connection.statement("""
-            SELECT request_id, body FROM predictions WHERE partition = ?1 AND state = 0 AND deadline_ms <= ?2
-            ORDER BY deadline_ms, request_id
-            """)
-        try due.bind(Int64(partition), at: 1)
-        try due.bind(clock, at: 2)
-        var expired: [(String, [UInt8]?)] = []
-        while try due.step() { expired.append((due.string(at: 0) ?? "", due.blob(at: 1))) }
-        due.reset()
-        if !expired.isEmpty {
-            let mark = try connection.statement("UPDATE predictions SET state = ?2, label = ?3, label_source = ?4 WHERE request_id = ?1")
-            for (requestId, body) in expired {
-                mark.reset()
-                try mark.bind(requestId, at: 1)
-                if let label = policy.defaultLabel, let body, let prediction = try? Prediction(bytes: body) {
-                    try mark.bind(JoinStore.State.expiredDefaulted.rawValue, at: 2)
-                    try mark.bind(Int64(label ? 1 : 0), at: 3)
-                    try mark.bind(LabelSource.default.rawValue, at: 4)
-                    try mark.run()
-                    cache.counters.defaulted += 1
-                    try emit(prediction, partition: partition, label: label, source: .default,
-                             delayMs: policy.deadlineMs, value: nil)
-                } else {
-                    try mark.bind(JoinStore.State.expiredUnlabeled.rawValue, at: 2)
-                    try mark.bindNull(at: 3)
-                    try mark.bindNull(at: 4)
-                    try mark.run()
-                    cache.counters.unlabeled += 1
-                }
+    private mutating func expire(_ partition: Int32) {
+        guard let clock = state.clock(partition) else { return }
+        var deadlines = state.deadlines.removeValue(forKey: partition) ?? TimeQueue()
+        while let (time, id) = deadlines.pop(dueBy: clock) {
+            guard var entry = state.retained[id], entry.state == .pending, entry.partition == partition, entry.deadlineMs == time
+            else { continue }
+            changedPredictions.insert(id)
+            if let label = policy.defaultLabel, let served = entry.served {
+                resolve(&entry, id: id, state: .expiredDefaulted, label: label, source: .default)
+                state.retained[id] = entry
+                state.counters.defaulted += 1
+                emit(served, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
+            } else {
+                resolve(&entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
+                state.retained[id] = entry
+                state.counters.unlabeled += 1
             }
         }
-        let orphans = try connection.statement("DELETE FROM early_outcomes WHERE partition = ?1 AND expires_ms <= ?2")
-        try orphans.bind(Int64(partition), at: 1)
-        try orphans.bind(clock, at: 2)
-        try orphans.run()
-        cache.counters.orphans += connection.changes
-        let purge = try connection.statement("DELETE FROM predictions WHERE partition = ?1 AND state <> 0 AND purge_ms <= ?2")
-        try purge.bind(Int64(partition), at: 1)
-        try purge.bind(clock, at: 2)
-        try purge.run()
+        state.deadlines[partition] = deadlines
+
+        var expiries = state.expiries.removeValue(forKey: partition) ?? TimeQueue()
+        while let (time, id) = expiries.pop(dueBy: clock) {
+            guard let held = state.held[id], held.partition == partition, held.expiresMs == time else { continue }
+            state.held[id] = nil
+            changedHeld.insert(id)
+            state.counters.orphans += 1
+        }
+        state.expiries[partition] = expiries
+
+        var purges = state.purges.removeValue(forKey: partition) ?? TimeQueue()
+        while let (time, id) = purges.pop(dueBy: clock) {
+            guard let entry = state.retained[id], entry.state != .pending, entry.partition == partition,
+                  entry.deadlineMs + policy.retentionMs == time
+            else { continue }
+            state.retained[id] = nil
+            changedPredictions.insert(id)
+        }
+        state.purges[partition] = purges
     }
 
-    // MARK: Output and bookkeeping
+    // MARK: Output
 
     private mutating func emit(
-        _ prediction: Prediction, partition: Int32, label: Bool, source: LabelSource, delayMs: Int64, value: Double?
-    ) throws {
-        let example = LabeledExample(
-            prediction: prediction, label: label, labelSource: source,
-            labelDelaySeconds: Double(max(0, delayMs)) / 1000, value: value)
-        let bytes = example.bytes
+        _ prediction: ServedPrediction, partition: Int32, label: Bool, source: LabelSource, delayMs: Int64, value: Double?
+    ) {
+        let delay = Double(max(0, delayMs)) / 1000
+        outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value)))
+        result.labeled.append(JoinedExample(
+            prediction: prediction, label: label, labelSource: source, labelDelaySeconds: delay, value: value))
+    }
+
+    // MARK: Storing
+
+    /// Stores the batch's net changes, outbox, offsets, clocks and counters (inside the caller's transaction).
+    mutating func store(in connection: Connection) throws {
+        try storePredictions(connection)
+        try storeHeld(connection)
         let insert = try connection.statement("""
             INSERT INTO outbox(partition, request_id, label_source, entity, body) VALUES (?1, ?2, ?3, ?4, ?5)
             """)
-        try insert.bind(Int64(partition), at: 1)
-        try insert.bind(prediction.requestId, at: 2)
-        try insert.bind(source.rawValue, at: 3)
-        try insert.bind(prediction.entity, at: 4)
-        try insert.bind(bytes, at: 5)
-        try insert.run()
-        result.labeled.append(example)
-        result.outbox.append(OutboxEntry(
-            sequence: connection.lastInsertRowID, partition: partition, requestId: prediction.requestId,
-            labelSource: source, entity: prediction.entity, bytes: bytes))
+        result.outbox.reserveCapacity(outboxRows.count)
+        for (example, row) in zip(result.labeled, outboxRows) {
+            insert.reset()
+            try insert.bind(Int64(row.partition), at: 1)
+            try insert.bind(example.requestId, at: 2)
+            try insert.bind(example.labelSource.rawValue, at: 3)
+            try insert.bind(example.entity, at: 4)
+            try insert.bind(row.bytes, at: 5)
+            try insert.run()
+            result.outbox.append(OutboxEntry(
+                sequence: connection.lastInsertRowID, partition: row.partition, requestId: example.requestId,
+                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes))
+        }
+        try saveOffsets(connection)
+        try saveClocksAndCounters(connection)
     }
 
-    private func saveOffsets(_ offsets: [TopicPartition: Int64]) throws {
+    private func storePredictions(_ connection: Connection) throws {
+        let upsert = try connection.statement("""
+            INSERT INTO predictions(request_id, partition, entity, event_time_ms, deadline_ms, purge_ms, state,
+                                    route, score, label, label_source, body)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            ON CONFLICT(request_id) DO UPDATE SET state = excluded.state, label = excluded.label,
+                label_source = excluded.label_source, body = excluded.body
+            """)
+        let delete = try connection.statement("DELETE FROM predictions WHERE request_id = ?")
+        for id in changedPredictions {
+            guard let entry = state.retained[id] else {
+                if !newPredictions.contains(id) {
+                    delete.reset()
+                    try delete.bind(id, at: 1)
+                    try delete.run()
+                }
+                continue
+            }
+            upsert.reset()
+            try upsert.bind(id, at: 1)
+            try upsert.bind(Int64(entry.partition), at: 2)
+            try upsert.bind(entry.entity, at: 3)
+            try upsert.bind(entry.eventTimeMs, at: 4)
+            try upsert.bind(entry.deadlineMs, at: 5)
+            try upsert.bind(entry.deadlineMs + policy.retentionMs, at: 6)
+            try upsert.bind(entry.state.rawValue, at: 7)
+            try upsert.bind(entry.route.rawValue, at: 8)
+            try upsert.bind(entry.score, at: 9)
+            if let label = entry.label { try upsert.bind(Int64(label ? 1 : 0), at: 10) } else { try upsert.bindNull(at: 10) }
+            if let source = entry.labelSource { try upsert.bind(source.rawValue, at: 11) } else { try upsert.bindNull(at: 11) }
+            if let served = entry.served { try upsert.bind(served.bytes, at: 12) } else { try upsert.bindNull(at: 12) }
+            try upsert.run()
+        }
+    }
+
+    private func storeHeld(_ connection: Connection) throws {
+        let insert = try connection.statement("""
+            INSERT INTO early_outcomes(request_id, partition, event_time_ms, expires_ms, label, value, source, reviewer)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            """)
+        let delete = try connection.statement("DELETE FROM early_outcomes WHERE request_id = ?")
+        for id in changedHeld {
+            let isNew = newHeld.contains(id)
+            guard let held = state.held[id] else {
+                if !isNew {
+                    delete.reset()
+                    try delete.bind(id, at: 1)
+                    try delete.run()
+                }
+                continue
+            }
+            // A held outcome never changes once held: only new ones are written.
+            guard isNew else { continue }
+            let outcome = held.outcome
+            insert.reset()
+            try insert.bind(id, at: 1)
+            try insert.bind(Int64(held.partition), at: 2)
+            try insert.bind(outcome.eventTimeMs, at: 3)
+            try insert.bind(held.expiresMs, at: 4)
+            try insert.bind(Int64(outcome.label ? 1 : 0), at: 5)
+            if let value = outcome.value { try insert.bind(value, at: 6) } else { try insert.bindNull(at: 6) }
+            try insert.bind(outcome.source.rawValue, at: 7)
+            if let reviewer = outcome.reviewer { try insert.bind(reviewer, at: 8) } else { try insert.bindNull(at: 8) }
+            try insert.run()
+        }
+    }
+
+    private func saveOffsets(_ connection: Connection) throws {
         let upsert = try connection.statement("""
             INSERT INTO input_offsets(topic, partition, next_offset) VALUES (?1, ?2, ?3)
             ON CONFLICT(topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)
@@ -659,7 +865,7 @@ private struct BatchApplication {
         }
     }
 
-    private func saveClocksAndCounters() throws {
+    private func saveClocksAndCounters(_ connection: Connection) throws {
         let clock = try connection.statement("""
             INSERT INTO clocks(partition, max_event_ms, prediction_ms) VALUES (?1, ?2, ?3)
             ON CONFLICT(partition) DO UPDATE SET max_event_ms = excluded.max_event_ms, prediction_ms = excluded.prediction_ms
@@ -667,8 +873,8 @@ private struct BatchApplication {
         for partition in touched {
             clock.reset()
             try clock.bind(Int64(partition), at: 1)
-            try clock.bind(cache.eventClocks[partition] ?? Int64.min, at: 2)
-            if let time = cache.predictionClocks[partition] { try clock.bind(time, at: 3) } else { try clock.bindNull(at: 3) }
+            if let time = state.eventClocks[partition] { try clock.bind(time, at: 2) } else { try clock.bindNull(at: 2) }
+            if let time = state.predictionClocks[partition] { try clock.bind(time, at: 3) } else { try clock.bindNull(at: 3) }
             try clock.run()
         }
         let counter = try connection.statement("""
@@ -677,7 +883,7 @@ private struct BatchApplication {
         for field in JoinCounters.fields {
             counter.reset()
             try counter.bind(field.name, at: 1)
-            try counter.bind(Int64(cache.counters[keyPath: field.path]), at: 2)
+            try counter.bind(Int64(state.counters[keyPath: field.path]), at: 2)
             try counter.run()
         }
     }

@@ -35,6 +35,14 @@ public struct LabeledPublisher: Sendable {
     /// outbox is reconciled by ``recover()`` on the next start.
     public func publish(_ entries: [OutboxEntry]) async throws(FeedbackError) {
         guard !entries.isEmpty else { return }
+        let reports = try await send(entries)
+        try store.confirmDelivered(entries, reports: reports)
+    }
+
+    /// Sends `entries` and waits for every acknowledgement, without confirming them: the caller
+    /// confirms with ``JoinStore/confirmDelivered(_:reports:)``, in the order the batches were applied.
+    public func send(_ entries: [OutboxEntry]) async throws(FeedbackError) -> [DeliveryReport] {
+        guard !entries.isEmpty else { return [] }
         let records = entries.map { entry in
             OutgoingRecord(
                 topic: topic, key: Array(entry.entity.utf8), value: entry.bytes,
@@ -42,13 +50,11 @@ public struct LabeledPublisher: Sendable {
                           KafkaHeader(key: Self.labelSourceHeader, string: entry.labelSource.rawValue)],
                 partition: entry.partition)
         }
-        let reports: [DeliveryReport]
         do {
-            reports = try await producer.send(records)
+            return try await producer.send(records)
         } catch {
             throw FeedbackError(.delivery, "labeled examples not acknowledged by \(topic): \(error)", isRetryable: true)
         }
-        try store.confirmDelivered(entries, reports: reports)
     }
 
     /// Reconciles the outbox after a restart: examples already in `loop.labeled` are confirmed,

@@ -146,43 +146,79 @@ public final class Monitor: Sendable {
     // MARK: - Feeding
 
     /// Counts new predictions into drift and label-free estimates of every version that scored them.
-    public func observe(predictions: [Prediction]) {
+    public func observe(predictions: [ServedPrediction]) {
         guard !predictions.isEmpty else { return }
         state.withLock { state in
-            for prediction in predictions {
-                state.maxEventMs = max(state.maxEventMs ?? prediction.eventTimeMs, prediction.eventTimeMs)
-                if state.firstPredictionMs == nil { state.firstPredictionMs = prediction.eventTimeMs }
-                state.version(prediction.modelVersion, settings).observe(
-                    prediction: prediction, score: prediction.score, settings: settings)
-                for challenger in prediction.challengers {
-                    state.version(challenger.modelVersion, settings).observe(
-                        prediction: prediction, score: challenger.score, settings: settings)
-                }
+            for p in predictions {
+                observe(&state, eventTimeMs: p.eventTimeMs, modelVersion: p.modelVersion, score: p.score,
+                        challengers: p.challengers, names: p.featureNames, values: p.featureValues)
             }
         }
     }
 
+    /// Counts full prediction records into drift and label-free estimates, like the served form.
+    public func observe(predictions: [Prediction]) {
+        guard !predictions.isEmpty else { return }
+        state.withLock { state in
+            for p in predictions {
+                observe(&state, eventTimeMs: p.eventTimeMs, modelVersion: p.modelVersion, score: p.score,
+                        challengers: p.challengers, names: p.features.map(\.name), values: p.features.map(\.value))
+            }
+        }
+    }
+
+    private func observe(
+        _ state: inout MonitorState, eventTimeMs: Int64, modelVersion: Int64?, score: Double, challengers: [ChallengerScore],
+        names: [String], values: [Double?]
+    ) {
+        state.maxEventMs = max(state.maxEventMs ?? eventTimeMs, eventTimeMs)
+        if state.firstPredictionMs == nil { state.firstPredictionMs = eventTimeMs }
+        state.version(modelVersion, settings).observe(
+            eventTimeMs: eventTimeMs, names: names, values: values, score: score, settings: settings)
+        for challenger in challengers {
+            state.version(challenger.modelVersion, settings).observe(
+                eventTimeMs: eventTimeMs, names: names, values: values, score: challenger.score, settings: settings)
+        }
+    }
+
     /// Counts labeled examples into the quality windows of the deciding version and every challenger.
+    public func observe(labeled: [JoinedExample]) {
+        guard !labeled.isEmpty else { return }
+        state.withLock { state in
+            for e in labeled {
+                observe(&state, eventTimeMs: e.eventTimeMs, delaySeconds: e.labelDelaySeconds, source: e.labelSource,
+                        label: e.label, modelVersion: e.modelVersion, score: e.score, challengers: e.challengers)
+            }
+        }
+    }
+
+    /// Counts full labeled example records.
     public func observe(labeled: [LabeledExample]) {
         guard !labeled.isEmpty else { return }
         state.withLock { state in
-            for example in labeled {
-                let time = Double(example.eventTimeMs) / 1000
-                let labelTimeMs = example.eventTimeMs + Int64(example.labelDelaySeconds * 1000)
-                state.maxEventMs = max(state.maxEventMs ?? labelTimeMs, labelTimeMs)
-                if example.labelSource != .default {
-                    state.lastLabelMs = max(state.lastLabelMs ?? labelTimeMs, labelTimeMs)
-                    state.labelDelays[Self.delayBin(example.labelDelaySeconds)] += 1
-                }
-                state.version(example.modelVersion, settings).observe(
-                    label: example.label, score: example.score, eventTime: time, eventTimeMs: example.eventTimeMs,
-                    settings: settings)
-                for challenger in example.challengers {
-                    state.version(challenger.modelVersion, settings).observe(
-                        label: example.label, score: challenger.score, eventTime: time,
-                        eventTimeMs: example.eventTimeMs, settings: settings)
-                }
+            for e in labeled {
+                observe(&state, eventTimeMs: e.eventTimeMs, delaySeconds: e.labelDelaySeconds, source: e.labelSource,
+                        label: e.label, modelVersion: e.modelVersion, score: e.score, challengers: e.challengers)
             }
+        }
+    }
+
+    private func observe(
+        _ state: inout MonitorState, eventTimeMs: Int64, delaySeconds: Double, source: LabelSource, label: Bool,
+        modelVersion: Int64?, score: Double, challengers: [ChallengerScore]
+    ) {
+        let time = Double(eventTimeMs) / 1000
+        let labelTimeMs = eventTimeMs + Int64(delaySeconds * 1000)
+        state.maxEventMs = max(state.maxEventMs ?? labelTimeMs, labelTimeMs)
+        if source != .default {
+            state.lastLabelMs = max(state.lastLabelMs ?? labelTimeMs, labelTimeMs)
+            state.labelDelays[Self.delayBin(delaySeconds)] += 1
+        }
+        state.version(modelVersion, settings).observe(
+            label: label, score: score, eventTime: time, eventTimeMs: eventTimeMs, settings: settings)
+        for challenger in challengers {
+            state.version(challenger.modelVersion, settings).observe(
+                label: label, score: challenger.score, eventTime: time, eventTimeMs: eventTimeMs, settings: settings)
         }
     }
 
@@ -353,9 +389,9 @@ final class VersionMonitor: @unchecked Sendable {
         timeWindow = try! QualityWindow(.init(span: .eventTime(seconds: settings.windowSeconds), threshold: settings.threshold, costs: settings.costs))
     }
 
-    func observe(prediction: Prediction, score: Double, settings: MonitorSettings) {
-        drift?.add(prediction, score: score)
-        chunk(for: prediction.eventTimeMs, settings)?.add(score: score, sample: settings.chunkSample)
+    func observe(eventTimeMs: Int64, names: [String], values: [Double?], score: Double, settings: MonitorSettings) {
+        drift?.add(names: names, values: values, score: score)
+        chunk(for: eventTimeMs, settings)?.add(score: score, sample: settings.chunkSample)
     }
 
     func observe(label: Bool, score: Double, eventTime: Double, eventTimeMs: Int64, settings: MonitorSettings) {
@@ -417,7 +453,10 @@ struct DriftTracker: Sendable {
     private let levels: [[String]]
     private var score: LiveHistogram
     private var window: SlidingWindow<Sample>
-    private var positions: [Int]
+    /// The served layout last seen, where each of `names` sits in it, and whether that is the same order.
+    private var layout: [String] = []
+    private var positions: [Int] = []
+    private var identity = false
 
     init(header: ModelArtifactHeader, windowCount: Int) {
         names = header.schema.names
@@ -428,28 +467,37 @@ struct DriftTracker: Sendable {
         score = LiveHistogram(baseline: header.training.scores.bins)
         // A positive count span is always valid.
         window = try! SlidingWindow(span: .count(max(1, windowCount)))
-        positions = [Int](repeating: -1, count: names.count)
     }
 
-    mutating func add(_ prediction: Prediction, score value: Double) {
-        var values = [Double?](repeating: nil, count: names.count)
-        let features = prediction.features
+    /// Counts one prediction's features (`values` in the order of `names`) and score into the window.
+    mutating func add(names served: [String], values: [Double?], score value: Double) {
+        if !Self.sameStorage(served, layout) {
+            layout = served
+            positions = names.map { name in served.firstIndex(of: name) ?? -1 }
+            identity = positions == Array(names.indices)
+        }
+        let window: [Double?]
+        if identity, values.count == names.count {
+            window = values
+        } else {
+            window = positions.map { $0 >= 0 && $0 < values.count ? values[$0] : nil }
+        }
         for i in names.indices {
-            var position = positions[i]
-            if position < 0 || position >= features.count || features[position].name != names[i] {
-                position = features.firstIndex { $0.name == names[i] } ?? -1
-                positions[i] = position
-            }
-            guard position >= 0, let raw = features[position].value else { continue }
-            values[i] = raw
-            count(raw, feature: i, by: 1)
+            if let raw = window[i] { count(raw, feature: i, by: 1) }
         }
         score.add(value)
-        window.append(Sample(values: values, score: value))
-        while let expired = window.popExpired() {
+        self.window.append(Sample(values: window, score: value))
+        while let expired = self.window.popExpired() {
             for (i, raw) in expired.values.enumerated() { if let raw { count(raw, feature: i, by: -1) } }
             score.remove(expired.score)
         }
+    }
+
+    /// Whether two name arrays share storage (the decoder hands every prediction with the same
+    /// layout the same array), or are equal.
+    private static func sameStorage(_ a: [String], _ b: [String]) -> Bool {
+        let same = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress && pa.count == pb.count } }
+        return same || a == b
     }
 
     private mutating func count(_ raw: Double, feature i: Int, by delta: Int) {

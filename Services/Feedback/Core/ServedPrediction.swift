@@ -1,0 +1,606 @@
+import Contracts
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A `loop.predictions` record as the join and the monitor need it, read straight from its bytes
+/// without building a JSON tree. The original bytes are kept: the labeled example is spliced from
+/// them, so its feature vector is byte for byte the one served.
+public struct ServedPrediction: Sendable {
+    /// The record bytes exactly as consumed.
+    public let bytes: [UInt8]
+    public let requestId: String
+    public let entity: String
+    /// The request's event time, milliseconds since the epoch.
+    public let eventTimeMs: Int64
+    /// The version that decided (`nil` for the baseline policy).
+    public let modelVersion: Int64?
+    public let score: Double
+    public let route: Route
+    public let challengers: [ChallengerScore]
+    /// Feature names in served order (shared between predictions with the same layout).
+    public let featureNames: [String]
+    /// Feature values in served order (`nil`: missing).
+    public let featureValues: [Double?]
+    /// Where each top-level value that a labeled example copies sits in ``bytes``.
+    let spans: Spans
+
+    /// Byte ranges of the top-level values of a prediction record.
+    struct Spans: Sendable {
+        var challengers = 0..<0
+        var decision = 0..<0
+        var entity = 0..<0
+        var eventTimeMs = 0..<0
+        var features = 0..<0
+        var modelVersion = 0..<0
+        var requestId = 0..<0
+        var role = 0..<0
+        var route = 0..<0
+        var score = 0..<0
+    }
+
+    /// Reads a prediction record, checking its `schemaVersion` and the fields the join relies on;
+    /// the other fields are checked to be well-formed JSON.
+    public init(bytes: [UInt8]) throws(RecordError) {
+        var names = FeatureNameCache()
+        try self.init(bytes: bytes, names: &names)
+    }
+
+    /// Like ``init(bytes:)``, reusing `names` when the feature layout repeats.
+    init(bytes: [UInt8], names: inout FeatureNameCache) throws(RecordError) {
+        let read = bytes.withUnsafeBytes { buffer in
+            var scanner = PredictionScanner(buffer)
+            return Result { () throws(RecordError) in try scanner.read(names: &names) }
+        }
+        let fields = try read.get()
+        self.bytes = bytes
+        requestId = fields.requestId
+        entity = fields.entity
+        eventTimeMs = fields.eventTimeMs
+        modelVersion = fields.modelVersion
+        score = fields.score
+        route = fields.route
+        challengers = fields.challengers
+        featureNames = fields.featureNames
+        featureValues = fields.featureValues
+        spans = fields.spans
+    }
+
+    /// The full record (every field), for callers that need more than the join reads.
+    public func decoded() throws(RecordError) -> Prediction { try Prediction(bytes: bytes) }
+
+    // MARK: - Labeled example bytes
+
+    /// The canonical bytes of the ``LabeledExample`` this prediction makes with `label`, spliced from
+    /// the prediction's own bytes (byte-identical to `LabeledExample(prediction:…).bytes` when the
+    /// prediction bytes are canonical, as the scorer writes them).
+    public func labeledExampleBytes(label: Bool, source: LabelSource, delaySeconds: Double, value: Double?) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count + 160)
+        bytes.withUnsafeBufferPointer { record in
+            func copy(_ key: StaticString, _ span: Range<Int>) {
+                append(key, to: &output)
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: record[span]))
+            }
+            copy("{\"challengers\":", spans.challengers)
+            copy(",\"decision\":", spans.decision)
+            copy(",\"entity\":", spans.entity)
+            copy(",\"eventTimeMs\":", spans.eventTimeMs)
+            copy(",\"features\":", spans.features)
+            append(label ? ",\"label\":true,\"labelDelaySeconds\":" : ",\"label\":false,\"labelDelaySeconds\":", to: &output)
+            appendDouble(delaySeconds, to: &output)
+            append(",\"labelSource\":\"", to: &output)
+            output.append(contentsOf: source.rawValue.utf8)
+            append("\"", to: &output)
+            copy(",\"modelVersion\":", spans.modelVersion)
+            copy(",\"requestId\":", spans.requestId)
+            copy(",\"role\":", spans.role)
+            copy(",\"route\":", spans.route)
+            append(",\"schemaVersion\":", to: &output)
+            output.append(contentsOf: String(LabeledExample.schemaVersion.number).utf8)
+            copy(",\"score\":", spans.score)
+            append(",\"value\":", to: &output)
+            if let value { appendDouble(value, to: &output) } else { append("null", to: &output) }
+            append("}", to: &output)
+        }
+        return output
+    }
+}
+
+@inline(__always)
+private func append(_ text: StaticString, to output: inout [UInt8]) {
+    output.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+}
+
+/// A double as canonical JSON writes it (shortest round-trip form; `null` when not finite).
+private func appendDouble(_ value: Double, to output: inout [UInt8]) {
+    guard value.isFinite else { return append("null", to: &output) }
+    output.append(contentsOf: value.description.utf8)
+}
+
+/// The last feature-name layout seen, so predictions with the same layout share one `[String]`.
+struct FeatureNameCache {
+    var names: [String] = []
+}
+
+// MARK: - Scanner
+
+/// What ``PredictionScanner`` reads.
+struct PredictionFields {
+    var requestId = ""
+    var entity = ""
+    var eventTimeMs: Int64 = 0
+    var modelVersion: Int64?
+    var score = 0.0
+    var route = Route.auto
+    var challengers: [ChallengerScore] = []
+    var featureNames: [String] = []
+    var featureValues: [Double?] = []
+    var spans = ServedPrediction.Spans()
+}
+
+/// A single-pass reader of one JSON prediction record: validates the syntax of everything,
+/// decodes only the fields the join needs.
+struct PredictionScanner {
+    private let base: UnsafeRawBufferPointer
+    private var index = 0
+    private var depth = 0
+    private var nameRanges: [Range<Int>] = []
+
+    init(_ buffer: UnsafeRawBufferPointer) {
+        base = buffer
+    }
+
+    private func fail(_ path: String, _ message: String) -> RecordError {
+        RecordError(record: Prediction.recordName, path: path, message: message)
+    }
+
+    mutating func read(names: inout FeatureNameCache) throws(RecordError) -> PredictionFields {
+        var fields = PredictionFields()
+        var seen: UInt16 = 0
+        var schemaVersion: Int64?
+        skipWhitespace()
+        try expect(UInt8(ascii: "{"), "$")
+        skipWhitespace()
+        if peek == UInt8(ascii: "}") { throw fail("$", "empty object") }
+        while true {
+            skipWhitespace()
+            let key = try keyRange("$")
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"), "$")
+            skipWhitespace()
+            let start = index
+            switch keyID(key) {
+            case .challengers:
+                fields.challengers = try challengers()
+                fields.spans.challengers = start..<index
+                seen |= 1 << 0
+            case .decision:
+                try skipValue("decision")
+                guard matches(start..<index, "true") || matches(start..<index, "false") else {
+                    throw fail("decision", "expected a boolean")
+                }
+                fields.spans.decision = start..<index
+                seen |= 1 << 1
+            case .entity:
+                fields.entity = try string("entity")
+                fields.spans.entity = start..<index
+                seen |= 1 << 2
+            case .eventTimeMs:
+                fields.eventTimeMs = try integer("eventTimeMs")
+                fields.spans.eventTimeMs = start..<index
+                seen |= 1 << 3
+            case .features:
+                fields.featureValues = try features(names: &names)
+                fields.featureNames = names.names
+                fields.spans.features = start..<index
+                seen |= 1 << 4
+            case .modelVersion:
+                if peek == UInt8(ascii: "n") {
+                    try literal("null", "modelVersion")
+                } else {
+                    fields.modelVersion = try integer("modelVersion")
+                }
+                fields.spans.modelVersion = start..<index
+                seen |= 1 << 5
+            case .requestId:
+                fields.requestId = try string("requestId")
+                fields.spans.requestId = start..<index
+                seen |= 1 << 6
+            case .role:
+                let role = try string("role")
+                guard ModelRole(rawValue: role) != nil else { throw fail("role", "unknown value \"\(role)\"") }
+                fields.spans.role = start..<index
+                seen |= 1 << 7
+            case .route:
+                let route = try string("route")
+                guard let parsed = Route(rawValue: route) else { throw fail("route", "unknown value \"\(route)\"") }
+                fields.route = parsed
+                fields.spans.route = start..<index
+                seen |= 1 << 8
+            case .score:
+                fields.score = try number("score")
+                fields.spans.score = start..<index
+                seen |= 1 << 9
+            case .schemaVersion:
+                schemaVersion = try integer(SchemaVersion.fieldName)
+            case .other:
+                try skipValue(String(decoding: UnsafeRawBufferPointer(rebasing: base[key]), as: UTF8.self))
+            }
+            skipWhitespace()
+            if peek == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            try expect(UInt8(ascii: "}"), "$")
+            break
+        }
+        skipWhitespace()
+        guard index == base.count else { throw fail("$", "unexpected bytes after the record") }
+        guard let schemaVersion else { throw fail(SchemaVersion.fieldName, "the record has no schemaVersion") }
+        guard schemaVersion >= 1, schemaVersion <= Int64(Int32.max),
+              Prediction.schemaVersion.accepts(SchemaVersion(Int(schemaVersion)))
+        else { throw fail(SchemaVersion.fieldName, "schemaVersion \(schemaVersion) is not readable here") }
+        if seen != 0x3FF {
+            let missing = KeyID.required.enumerated().first { seen & (1 << $0.offset) == 0 }.map(\.element) ?? "?"
+            throw fail(missing, "missing")
+        }
+        return fields
+    }
+
+    // MARK: Fields
+
+    private enum KeyID {
+        case challengers, decision, entity, eventTimeMs, features, modelVersion, requestId, role, route, score
+        case schemaVersion, other
+
+        static let required = ["challengers", "decision", "entity", "eventTimeMs", "features", "modelVersion",
+                               "requestId", "role", "route", "score"]
+    }
+
+    private func keyID(_ key: Range<Int>) -> KeyID {
+        switch key.count {
+        case 4: return matches(key, "role") ? .role : .other
+        case 5: return matches(key, "route") ? .route : matches(key, "score") ? .score : .other
+        case 6: return matches(key, "entity") ? .entity : .other
+        case 8: return matches(key, "decision") ? .decision : matches(key, "features") ? .features : .other
+        case 9: return matches(key, "requestId") ? .requestId : .other
+        case 11: return matches(key, "challengers") ? .challengers : matches(key, "eventTimeMs") ? .eventTimeMs : .other
+        case 12: return matches(key, "modelVersion") ? .modelVersion : .other
+        case 13: return matches(key, "schemaVersion") ? .schemaVersion : .other
+        default: return .other
+        }
+    }
+
+    /// `[{"name": …, "value": number|null}, …]`; names are checked against (or replace) `names`.
+    private mutating func features(names: inout FeatureNameCache) throws(RecordError) -> [Double?] {
+        try expect(UInt8(ascii: "["), "features")
+        var values: [Double?] = []
+        values.reserveCapacity(names.names.count)
+        nameRanges.removeAll(keepingCapacity: true)
+        skipWhitespace()
+        if peek == UInt8(ascii: "]") {
+            index += 1
+        } else {
+            while true {
+                skipWhitespace()
+                try expect(UInt8(ascii: "{"), "features")
+                var name: Range<Int>?
+                var value: Double?
+                while true {
+                    skipWhitespace()
+                    let key = try keyRange("features")
+                    skipWhitespace()
+                    try expect(UInt8(ascii: ":"), "features")
+                    skipWhitespace()
+                    if matches(key, "name") {
+                        name = try stringRange("features.name")
+                    } else if matches(key, "value") {
+                        if peek == UInt8(ascii: "n") { try literal("null", "features.value") } else { value = try number("features.value") }
+                    } else {
+                        try skipValue("features")
+                    }
+                    skipWhitespace()
+                    if peek == UInt8(ascii: ",") {
+                        index += 1
+                        continue
+                    }
+                    try expect(UInt8(ascii: "}"), "features")
+                    break
+                }
+                guard let name else { throw fail("features.name", "missing") }
+                nameRanges.append(name)
+                values.append(value)
+                skipWhitespace()
+                if peek == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                try expect(UInt8(ascii: "]"), "features")
+                break
+            }
+        }
+        if !sameNames(names.names) {
+            var fresh: [String] = []
+            fresh.reserveCapacity(nameRanges.count)
+            for range in nameRanges { fresh.append(try decodeString(range, "features.name")) }
+            names.names = fresh
+        }
+        return values
+    }
+
+    /// Whether the feature names just read equal `cached` (unescaped names only; any escape re-decodes).
+    private func sameNames(_ cached: [String]) -> Bool {
+        guard cached.count == nameRanges.count else { return false }
+        for (range, name) in zip(nameRanges, cached) {
+            let inner = range.lowerBound + 1..<range.upperBound - 1
+            var name = name
+            let equal = name.withUTF8 { utf8 in
+                utf8.count == inner.count && memcmp(utf8.baseAddress!, base.baseAddress! + inner.lowerBound, inner.count) == 0
+            }
+            if !equal { return false }
+        }
+        return true
+    }
+
+    /// `[{"modelVersion": int, "role": string, "score": number}, …]`.
+    private mutating func challengers() throws(RecordError) -> [ChallengerScore] {
+        try expect(UInt8(ascii: "["), "challengers")
+        var result: [ChallengerScore] = []
+        skipWhitespace()
+        if peek == UInt8(ascii: "]") {
+            index += 1
+            return result
+        }
+        while true {
+            skipWhitespace()
+            try expect(UInt8(ascii: "{"), "challengers")
+            var version: Int64?
+            var role: ModelRole?
+            var score: Double?
+            while true {
+                skipWhitespace()
+                let key = try keyRange("challengers")
+                skipWhitespace()
+                try expect(UInt8(ascii: ":"), "challengers")
+                skipWhitespace()
+                if matches(key, "modelVersion") {
+                    version = try integer("challengers.modelVersion")
+                } else if matches(key, "role") {
+                    let text = try string("challengers.role")
+                    guard let parsed = ModelRole(rawValue: text) else { throw fail("challengers.role", "unknown value \"\(text)\"") }
+                    role = parsed
+                } else if matches(key, "score") {
+                    score = try number("challengers.score")
+                } else {
+                    try skipValue("challengers")
+                }
+                skipWhitespace()
+                if peek == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                try expect(UInt8(ascii: "}"), "challengers")
+                break
+            }
+            guard let version, let role, let score else { throw fail("challengers", "a challenger needs modelVersion, role and score") }
+            result.append(ChallengerScore(modelVersion: version, role: role, score: score))
+            skipWhitespace()
+            if peek == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            try expect(UInt8(ascii: "]"), "challengers")
+            return result
+        }
+    }
+
+    // MARK: Primitives
+
+    private var peek: UInt8 { index < base.count ? base[index] : 0 }
+
+    private mutating func skipWhitespace() {
+        while index < base.count {
+            switch base[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func expect(_ byte: UInt8, _ path: String) throws(RecordError) {
+        guard peek == byte else {
+            throw fail(path, "expected '\(Character(Unicode.Scalar(byte)))' at byte \(index)")
+        }
+        index += 1
+    }
+
+    private func matches(_ range: Range<Int>, _ text: StaticString) -> Bool {
+        range.count == text.utf8CodeUnitCount && memcmp(base.baseAddress! + range.lowerBound, text.utf8Start, range.count) == 0
+    }
+
+    private mutating func literal(_ text: StaticString, _ path: String) throws(RecordError) {
+        let range = index..<min(base.count, index + text.utf8CodeUnitCount)
+        guard matches(range, text) else { throw fail(path, "invalid literal at byte \(index)") }
+        index = range.upperBound
+    }
+
+    /// The range of the string token at the cursor, quotes included (the key of a member, inside quotes).
+    private mutating func stringRange(_ path: String) throws(RecordError) -> Range<Int> {
+        let start = index
+        try expect(UInt8(ascii: "\""), path)
+        while index < base.count {
+            let byte = base[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return start..<index
+            }
+            if byte == UInt8(ascii: "\\") {
+                index += 2
+                continue
+            }
+            if byte < 0x20 { throw fail(path, "control character in a string") }
+            index += 1
+        }
+        throw fail(path, "unterminated string")
+    }
+
+    /// The bytes of a member's key, without its quotes.
+    private mutating func keyRange(_ path: String) throws(RecordError) -> Range<Int> {
+        let range = try stringRange(path)
+        return range.lowerBound + 1..<range.upperBound - 1
+    }
+
+    /// A string value, unescaped.
+    private mutating func string(_ path: String) throws(RecordError) -> String {
+        try decodeString(try stringRange(path), path)
+    }
+
+    private func decodeString(_ range: Range<Int>, _ path: String) throws(RecordError) -> String {
+        let inner = UnsafeRawBufferPointer(rebasing: base[range.lowerBound + 1..<range.upperBound - 1])
+        if !inner.contains(UInt8(ascii: "\\")) { return String(decoding: inner, as: UTF8.self) }
+        do {
+            guard case .string(let text) = try JSONValue.parse(UnsafeRawBufferPointer(rebasing: base[range])) else {
+                throw fail(path, "expected a string")
+            }
+            return text
+        } catch let error as RecordError {
+            throw error
+        } catch {
+            throw fail(path, "\(error)")
+        }
+    }
+
+    /// The range of the number token at the cursor.
+    private mutating func numberRange(_ path: String) throws(RecordError) -> Range<Int> {
+        let start = index
+        if peek == UInt8(ascii: "-") { index += 1 }
+        let digits = index
+        while index < base.count, base[index] >= UInt8(ascii: "0"), base[index] <= UInt8(ascii: "9") { index += 1 }
+        guard index > digits else { throw fail(path, "expected a number at byte \(start)") }
+        if base[digits] == UInt8(ascii: "0"), index - digits > 1 { throw fail(path, "leading zero") }
+        if peek == UInt8(ascii: ".") {
+            index += 1
+            let fraction = index
+            while index < base.count, base[index] >= UInt8(ascii: "0"), base[index] <= UInt8(ascii: "9") { index += 1 }
+            guard index > fraction else { throw fail(path, "digits expected after '.'") }
+        }
+        if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
+            index += 1
+            if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { index += 1 }
+            let exponent = index
+            while index < base.count, base[index] >= UInt8(ascii: "0"), base[index] <= UInt8(ascii: "9") { index += 1 }
+            guard index > exponent else { throw fail(path, "digits expected in the exponent") }
+        }
+        return start..<index
+    }
+
+    /// An integer value (no fraction or exponent), within Int64.
+    private mutating func integer(_ path: String) throws(RecordError) -> Int64 {
+        let range = try numberRange(path)
+        var value: Int64 = 0
+        var position = range.lowerBound
+        let negative = base[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        while position < range.upperBound {
+            let byte = base[position]
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { throw fail(path, "expected an integer") }
+            let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = negative ? times.subtractingReportingOverflow(Int64(byte - 48))
+                                            : times.addingReportingOverflow(Int64(byte - 48))
+            guard !overflow1, !overflow2 else { throw fail(path, "integer out of range") }
+            value = sum
+            position += 1
+        }
+        return value
+    }
+
+    /// A number value as a `Double` (correctly rounded).
+    private mutating func number(_ path: String) throws(RecordError) -> Double {
+        let range = try numberRange(path)
+        if let fast = fastDouble(range) { return fast }
+        var scratch = [CChar](repeating: 0, count: range.count + 1)
+        scratch.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: base[range])) }
+        return strtod(scratch, nil)
+    }
+
+    private static let powersOfTen: [Double] = (0...22).map { exponent in
+        var value = 1.0
+        for _ in 0..<exponent { value *= 10 }
+        return value
+    }
+
+    /// Plain decimals whose digits fit in 2^53 and whose scale is at most 10^22: one exact
+    /// conversion and one correctly rounded division (Clinger's fast path).
+    private func fastDouble(_ range: Range<Int>) -> Double? {
+        var position = range.lowerBound
+        let negative = base[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var scale = 0
+        var inFraction = false
+        while position < range.upperBound {
+            let byte = base[position]
+            if byte == UInt8(ascii: ".") {
+                inFraction = true
+            } else if byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
+                if mantissa != 0 || byte != UInt8(ascii: "0") { digits += 1 }
+                guard digits <= 15 else { return nil }
+                mantissa = mantissa &* 10 &+ UInt64(byte - 48)
+                if inFraction { scale += 1 }
+            } else {
+                return nil
+            }
+            position += 1
+        }
+        guard scale <= 22 else { return nil }
+        let value = Double(mantissa) / Self.powersOfTen[scale]
+        return negative ? -value : value
+    }
+
+    /// Skips one value of any kind, checking its syntax.
+    private mutating func skipValue(_ path: String) throws(RecordError) {
+        switch peek {
+        case UInt8(ascii: "\""):
+            _ = try stringRange(path)
+        case UInt8(ascii: "t"): try literal("true", path)
+        case UInt8(ascii: "f"): try literal("false", path)
+        case UInt8(ascii: "n"): try literal("null", path)
+        case UInt8(ascii: "["), UInt8(ascii: "{"):
+            let close = peek == UInt8(ascii: "[") ? UInt8(ascii: "]") : UInt8(ascii: "}")
+            let isObject = peek == UInt8(ascii: "{")
+            depth += 1
+            guard depth <= JSONValue.defaultMaxDepth else { throw fail(path, "nested too deeply") }
+            index += 1
+            skipWhitespace()
+            if peek == close {
+                index += 1
+            } else {
+                while true {
+                    skipWhitespace()
+                    if isObject {
+                        _ = try stringRange(path)
+                        skipWhitespace()
+                        try expect(UInt8(ascii: ":"), path)
+                        skipWhitespace()
+                    }
+                    try skipValue(path)
+                    skipWhitespace()
+                    if peek == UInt8(ascii: ",") {
+                        index += 1
+                        continue
+                    }
+                    try expect(close, path)
+                    break
+                }
+            }
+            depth -= 1
+        default:
+            _ = try numberRange(path)
+        }
+    }
+}

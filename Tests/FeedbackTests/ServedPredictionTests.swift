@@ -1,0 +1,105 @@
+import Contracts
+import Feedback
+import Foundation
+import Testing
+
+@Suite("served prediction bytes")
+struct ServedPredictionTests {
+    /// A prediction with every field set, challengers, a missing feature and awkward doubles.
+    static func full(seed: UInt64) -> Prediction {
+        var random = SeededRandom(seed: seed)
+        let features = (0..<12).map { i in
+            FeatureValue(name: "f\(i)", value: i == 3 ? nil : i == 5 ? -1.5e-7 : Double.random(in: -1000...1000, using: &random))
+        }
+        return Prediction(
+            requestId: "req-\(seed)-\"quoted\"", entity: "ent\u{e9}-\(seed)", eventTimeMs: 1_700_000_000_000 + Int64(seed),
+            modelVersion: seed % 2 == 0 ? 7 : nil, role: .champion, score: Double.random(in: 0...1, using: &random),
+            decision: seed % 3 == 0, route: seed % 2 == 0 ? .auto : .review, reasons: ["review_band"], features: features,
+            explanation: [Contribution(feature: "f1", contribution: 0.25)],
+            challengers: [ChallengerScore(modelVersion: 8, role: .shadow, score: 0.123456789012345678),
+                          ChallengerScore(modelVersion: 9, role: .canary, score: 1)],
+            featuresAsOfMs: 1_699_999_999_000, featureAgeSeconds: 1.25, latencyMs: 0.5, traceparent: nil)
+    }
+
+    @Test("fields read straight from the bytes equal the full decode, for 200 random predictions")
+    func fieldsMatchFullDecode() throws {
+        for seed in 0..<200 as Range<UInt64> {
+            let original = Self.full(seed: seed)
+            let served = try ServedPrediction(bytes: original.bytes)
+            #expect(served.requestId == original.requestId && served.entity == original.entity)
+            #expect(served.eventTimeMs == original.eventTimeMs && served.modelVersion == original.modelVersion)
+            #expect(served.score == original.score && served.route == original.route)
+            #expect(served.challengers == original.challengers)
+            #expect(served.featureNames == original.features.map(\.name))
+            #expect(served.featureValues == original.features.map(\.value), "seed \(seed)")
+        }
+    }
+
+    @Test("the spliced labeled example is byte-identical to LabeledExample.bytes")
+    func splicedExampleIsCanonical() throws {
+        for seed in 0..<50 as Range<UInt64> {
+            let original = Self.full(seed: seed)
+            let served = try ServedPrediction(bytes: original.bytes)
+            for (label, source, delay, value) in [(true, LabelSource.outcome, 90.0, Double?.some(3.5)),
+                                                  (false, .default, 7200, nil), (true, .review, 0.001, -2)] {
+                let expected = LabeledExample(prediction: original, label: label, labelSource: source,
+                                              labelDelaySeconds: delay, value: value).bytes
+                let spliced = served.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value)
+                #expect(spliced == expected, "seed \(seed): \(String(decoding: spliced, as: UTF8.self))")
+            }
+        }
+    }
+
+    @Test("non-canonical but valid JSON (whitespace, key order) reads the same and splices valid JSON")
+    func nonCanonicalInput() throws {
+        let original = Self.full(seed: 4)
+        let pretty = try JSONSerialization.data(
+            withJSONObject: JSONSerialization.jsonObject(with: Data(original.bytes)), options: [.prettyPrinted])
+        let served = try ServedPrediction(bytes: Array(pretty))
+        #expect(served.requestId == original.requestId && served.featureValues == original.features.map(\.value))
+        let example = try LabeledExample(bytes: served.labeledExampleBytes(label: true, source: .outcome, delaySeconds: 1, value: nil))
+        #expect(example == LabeledExample(prediction: original, label: true, labelSource: .outcome, labelDelaySeconds: 1))
+    }
+
+    @Test("bad records are typed errors naming the problem, never a crash")
+    func badRecords() throws {
+        func rejects(_ bytes: [UInt8], _ fragment: String) {
+            do {
+                _ = try ServedPrediction(bytes: bytes)
+                Issue.record("accepted \(String(decoding: bytes, as: UTF8.self).prefix(80))")
+            } catch {
+                #expect(error.description.contains(fragment), "\(error.description)")
+            }
+        }
+        rejects(Array("{\"requestId\":\"r\"".utf8), "$")
+        rejects(Array("[]".utf8), "$")
+        rejects(Array("{}".utf8), "$")
+        var noScore = try JSONValue.parse(Self.full(seed: 1).bytes).objectValue!
+        noScore["score"] = nil
+        rejects(JSONValue.object(noScore).canonicalBytes(), "score")
+        var wrongVersion = try JSONValue.parse(Self.full(seed: 1).bytes).objectValue!
+        wrongVersion["schemaVersion"] = .int(99)
+        rejects(JSONValue.object(wrongVersion).canonicalBytes(), "schemaVersion")
+        var badRoute = try JSONValue.parse(Self.full(seed: 1).bytes).objectValue!
+        badRoute["route"] = .string("sideways")
+        rejects(JSONValue.object(badRoute).canonicalBytes(), "route")
+        var badScore = try JSONValue.parse(Self.full(seed: 1).bytes).objectValue!
+        badScore["score"] = .string("high")
+        rejects(JSONValue.object(badScore).canonicalBytes(), "score")
+        rejects(Self.full(seed: 1).bytes.dropLast().map { $0 }, "$")
+        rejects(Self.full(seed: 1).bytes + Array(" x".utf8), "$")
+    }
+}
+
+/// A small deterministic generator for test data.
+struct SeededRandom: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9e37_79b9_7f4a_7c15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}
