@@ -47,6 +47,46 @@ struct IntegrationTests {
         try await secondRun.value
     }
 
+    @Test("every applied score request gets the state as of itself on loop.features, tagged with its offset, no later event in it")
+    func statesAsOfScoreRequests() async throws {
+        let deployment = try await TestDeployment.make("fs-request-states")
+        let schema = try deployment.schema()
+        let events = generateEvents(entities: 12, perEntity: 30, partitions: deployment.partitions)
+        let reports = try await deployment.produce(events[...])
+        var states: [String: EntityFeatureState] = [:]
+        var expected: [Int32: [Int64: [UInt8]]] = [:]
+        for (event, report) in zip(events, reports) where event.type != "loop.outcome.v1" {
+            var state = states[event.entity] ?? EntityFeatureState(entityID: event.entity, schema: schema)
+            guard case .applied = try state.apply(event.featureEvent) else { continue }
+            states[event.entity] = state
+            if event.type == "loop.score_request.v1" { expected[report.partition, default: [:]][report.offset] = state.encoded() }
+        }
+        #expect(expected.values.reduce(0) { $0 + $1.count } > 20, "the stream has score requests to check")
+
+        let store = try deployment.store(stateDirectory: temporaryDirectory("fs-request-states"), group: deployment.prefix + ".fs")
+        let run = Self.start(store)
+        try await deployment.waitForChangelog(encoded(states), timeout: .seconds(40))
+        await store.stop()
+        try await run.value
+
+        let partitions = (0..<deployment.partitions).map { TopicPartition(topic: deployment.config.topics.names.features, partition: $0) }
+        let reader = try PartitionReader(config: deployment.kafka, partitions: partitions, logger: testLogger)
+        var tagged: [Int32: [Int64: [UInt8]]] = [:]
+        reading: for try await event in reader.events() {
+            switch event {
+            case .records(let records):
+                for record in records {
+                    guard let header = record.header(FeatureChangelogHeader.requestOffset)?.value,
+                          let offset = Int64(String(decoding: header, as: UTF8.self)) else { continue }
+                    tagged[record.partition, default: [:]][offset] = record.value
+                }
+            case .caughtUp: break reading
+            }
+        }
+        await reader.close()
+        #expect(tagged == expected)
+    }
+
     @Test("two instances in one group split the partitions; when one leaves, the other takes over and nothing is lost")
     func twoInstancesAndRebalance() async throws {
         let deployment = try await TestDeployment.make("fs-group")

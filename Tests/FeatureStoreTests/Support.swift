@@ -69,8 +69,10 @@ struct TestDeployment {
 
     // MARK: Input
 
-    /// Produces `events` to loop.events in Kafka binary mode, each to its entity's partition.
-    func produce(_ events: ArraySlice<GeneratedEvent>) async throws {
+    /// Produces `events` to loop.events in Kafka binary mode, each to its entity's partition;
+    /// returns their delivery reports in order.
+    @discardableResult
+    func produce(_ events: ArraySlice<GeneratedEvent>) async throws -> [DeliveryReport] {
         let producer = try KafkaProducer(config: kafka, logger: testLogger)
         let records = events.map { event in
             OutgoingRecord(
@@ -86,7 +88,7 @@ struct TestDeployment {
                 ],
                 partition: event.partition)
         }
-        _ = try await producer.send(Array(records))
+        return try await producer.send(Array(records))
     }
 
     // MARK: Output

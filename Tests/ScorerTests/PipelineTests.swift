@@ -239,6 +239,35 @@ struct Deployment {
         try await running.value
     }
 
+    /// The feature-store published the state as of the request (`fs_request_offset`) and a later
+    /// state of the same entity before the scorer read the request: the request is scored with
+    /// the former, so no event after it leaks into its features.
+    @Test func aRequestIsScoredWithTheStateAsOfItselfNotALaterOne() async throws {
+        let deployment = try await Deployment.make(entities: 2)
+        let requestMs = Int64(Fixtures.t0 * 1000) + 60_000
+        let report = try await deployment.send("as-of-itself", entity: "walker", timeMs: requestMs)
+        let schema = try Features.FeatureSchema(settings: deployment.config.features)
+        let asOfRequest = try Fixtures.featureState("walker", schema: schema, latest: Double(requestMs) / 1000)
+        let later = try Fixtures.featureState("walker", schema: schema, latest: Double(requestMs) / 1000 + 3600)
+        _ = try await deployment.producer.send([
+            OutgoingRecord(
+                topic: deployment.topics.features, key: Array("walker".utf8), value: asOfRequest.encoded(),
+                headers: [KafkaHeader(key: FeatureChangelogHeader.requestOffset, string: String(report.offset))],
+                partition: report.partition),
+            OutgoingRecord(
+                topic: deployment.topics.features, key: Array("walker".utf8), value: later.encoded(), partition: report.partition),
+        ])
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"), featureWait: .seconds(10))
+        let running = try await deployment.start(pipeline)
+        try await Fixtures.waitUntil("the prediction") { pipeline.statistics.predictions == 1 }
+        let prediction = try #require(try await deployment.predictions().first?.prediction)
+        #expect(prediction.requestId == "as-of-itself")
+        #expect(prediction.featuresAsOfMs == requestMs)
+        #expect(prediction.featureAgeSeconds == 0)
+        await pipeline.stop()
+        try await running.value
+    }
+
     /// The feature-store's changelog says it has published everything up to the request's offset
     /// (`fs_input_next`), so no newer features are coming: the request is scored at once.
     @Test func theFeatureStoresInputOffsetEndsTheWaitEarly() async throws {

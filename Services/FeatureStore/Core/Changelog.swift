@@ -1,17 +1,20 @@
+import Contracts
 import Kafka
 
 /// The headers the feature-store adds to its `loop.features` records, so an instance that takes
 /// over a partition can tell how far the published states go.
 ///
-/// Each batch of one input partition is published as `count` records (the latest state of every
-/// entity it changed); every record carries `fs_batch: <id>/<index>/<count>` and
+/// Each batch of one input partition is published as `count` records: the state of an entity right
+/// after each score request applied to it (tagged `fs_request_offset: <offset>`), then the latest
+/// state of every entity it changed (left out where it equals that entity's last tagged record, so
+/// the last record of each key is always its latest state); every record carries `fs_batch: <id>/<index>/<count>` and
 /// `fs_input_next: <offset>`, the input offset after the batch. A batch whose records are not all
 /// in the log (the writer died while publishing) is ignored when it is the last one: its events
 /// are applied again from the previous complete batch's offset. Readers that only want the
 /// latest state per entity ignore the headers.
 enum ChangelogHeaders {
-    static let batch = "fs_batch"
-    static let inputNext = "fs_input_next"
+    static let batch = FeatureChangelogHeader.batch
+    static let inputNext = FeatureChangelogHeader.inputNext
 
     static func make(batch: UInt64, index: Int, count: Int, inputNext: Int64) -> [KafkaHeader] {
         Maker(batch: batch, count: count, inputNext: inputNext).headers(index: index)
@@ -29,12 +32,17 @@ enum ChangelogHeaders {
             next = KafkaHeader(key: ChangelogHeaders.inputNext, string: String(inputNext))
         }
 
-        func headers(index: Int) -> [KafkaHeader] {
+        /// The headers of record `index`; `requestOffset` tags a state published for a score request.
+        func headers(index: Int, requestOffset: Int64? = nil) -> [KafkaHeader] {
             var value = prefix
             value.reserveCapacity(prefix.count + 8 + suffix.count)
             appendDecimal(index, to: &value)
             value += suffix
-            return [KafkaHeader(key: ChangelogHeaders.batch, value: value), next]
+            var headers = [KafkaHeader(key: ChangelogHeaders.batch, value: value), next]
+            if let requestOffset {
+                headers.append(KafkaHeader(key: FeatureChangelogHeader.requestOffset, string: String(requestOffset)))
+            }
+            return headers
         }
 
         private func appendDecimal(_ number: Int, to bytes: inout [UInt8]) {

@@ -122,10 +122,10 @@ actor FeatureProcessor {
         var newest = Int64.min
         for (partition, records) in byPartition {
             guard let store = stores[partition], let last = records.last else { continue }
-            let (changes, snapshots, newestMillis) = try apply(records, partition: partition, store: store)
+            let (changes, snapshots, published, newestMillis) = try apply(records, partition: partition, store: store)
             let inputNext = last.offset + 1
             try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
-            outgoing += publication(of: changes.map { ($0.entity, $0.bytes) }, partition: partition, inputNext: inputNext)
+            outgoing += publication(of: published, partition: partition, inputNext: inputNext)
             written.append(Written(store: store, inputNext: inputNext, changes: changes.count))
             if !changes.isEmpty { metrics.writeBatchSize.record(Double(changes.count)) }
             if !snapshots.isEmpty { metrics.historySnapshots.increment(by: Int64(snapshots.count)) }
@@ -185,20 +185,24 @@ actor FeatureProcessor {
         var changes: Int
     }
 
+    /// One `loop.features` record to publish: an entity's state, and the score request's offset
+    /// when it is the state as of that request.
+    private typealias Publication = (entity: String, bytes: [UInt8], requestOffset: Int64?)
+
     /// Applies one partition's records in offset order; returns the changed entities' records
     /// (one per entity, its latest state), the history snapshots taken inside the batch (an
     /// entity's state just before an event moves its latest event time into a later history
-    /// interval) and the newest event time.
+    /// interval), the records to publish (see ``ChangelogHeaders``) and the newest event time.
     private func apply(
         _ records: [ConsumedRecord], partition: Int32, store: PartitionStore
-    ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], Int64) {
-        var events: [(entity: String, event: FeatureEvent)] = []
+    ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], [Publication], Int64) {
+        var events: [(entity: String, event: FeatureEvent, offset: Int64)] = []
         events.reserveCapacity(records.count)
         var invalid = 0
         var ignored = 0
         for record in records {
             switch decoder.decode(record) {
-            case .event(let entity, let event): events.append((entity, event))
+            case .event(let entity, let event): events.append((entity, event, record.offset))
             case .ignored: ignored += 1
             case .invalid(let reason):
                 invalid += 1
@@ -212,7 +216,7 @@ actor FeatureProcessor {
         var entities: [String] = []
         var eventSlots: [Int] = []
         eventSlots.reserveCapacity(events.count)
-        for (entity, _) in events {
+        for (entity, _, _) in events {
             if let slot = slots[entity] {
                 eventSlots.append(slot)
             } else {
@@ -235,11 +239,14 @@ actor FeatureProcessor {
             }
         }
         var changed = Array(repeating: false, count: entities.count)
+        // Whether an entity's last applied event was a score request, whose tagged state is then its latest.
+        var endsWithRequest = Array(repeating: false, count: entities.count)
+        var published: [Publication] = []
         var snapshots: [EntityChange] = []
         var applied = 0
         var late = 0
         var newestMillis = newestEventMillis[partition] ?? .min
-        for ((entity, event), index) in zip(events, eventSlots) {
+        for ((entity, event, offset), index) in zip(events, eventSlots) {
             var state = states[index] ?? EntityFeatureState(entityID: entity, schema: schema)
             let previous = state.latestEventTime.map(Self.millis)
             do {
@@ -252,6 +259,8 @@ actor FeatureProcessor {
                     }
                     states[index] = state
                     changed[index] = true
+                    endsWithRequest[index] = event.type == Self.scoreRequestType
+                    if endsWithRequest[index] { published.append((entity, encode(state), offset)) }
                     newestMillis = max(newestMillis, Self.millis(event.time))
                 case .late:
                     late += 1
@@ -267,16 +276,20 @@ actor FeatureProcessor {
         for index in entities.indices where changed[index] {
             let state = states[index]!
             if isNew[index] { added += 1 }
+            let bytes = encode(state)
             changes.append(EntityChange(
-                entity: entities[index], bytes: encode(state), latestMillis: state.latestEventTime.map(Self.millis)))
+                entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
+            if !endsWithRequest[index] { published.append((entities[index], bytes, nil)) }
         }
         entityCounts[partition, default: 0] += added
         metrics.eventsApplied.increment(by: Int64(applied))
         if late > 0 { metrics.eventsLate.increment(by: Int64(late)) }
         if invalid > 0 { metrics.eventsInvalid.increment(by: Int64(invalid)) }
         if ignored > 0 { metrics.eventsIgnored.increment(by: Int64(ignored)) }
-        return (changes, snapshots, newestMillis)
+        return (changes, snapshots, published, newestMillis)
     }
+
+    private static let scoreRequestType = EventType.scoreRequest.description
 
     /// The encoded record of `state`, through a reused buffer.
     private func encode(_ state: EntityFeatureState) -> [UInt8] {
@@ -288,15 +301,15 @@ actor FeatureProcessor {
     static func millis(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded()) }
 
     /// The changelog records of one partition batch.
-    private func publication(of states: [(String, [UInt8])], partition: Int32, inputNext: Int64) -> [OutgoingRecord] {
+    private func publication(of states: [Publication], partition: Int32, inputNext: Int64) -> [OutgoingRecord] {
         guard !states.isEmpty else { return [] }
         let batch = nextBatchID
         nextBatchID &+= 1
         let headers = ChangelogHeaders.Maker(batch: batch, count: states.count, inputNext: inputNext)
         return states.enumerated().map { index, entry in
             OutgoingRecord(
-                topic: featuresTopic, key: Array(entry.0.utf8), value: entry.1,
-                headers: headers.headers(index: index), partition: partition)
+                topic: featuresTopic, key: Array(entry.entity.utf8), value: entry.bytes,
+                headers: headers.headers(index: index, requestOffset: entry.requestOffset), partition: partition)
         }
     }
 
@@ -402,7 +415,8 @@ actor FeatureProcessor {
             let unpublished = try store.unpublished()
             if !unpublished.isEmpty, let inputNext = try store.progress().inputNext {
                 let reports = try await Self.publish(
-                    publication(of: unpublished, partition: partition, inputNext: inputNext), producer: producer, logger: logger)
+                    publication(of: unpublished.map { ($0.entity, $0.bytes, nil) }, partition: partition, inputNext: inputNext),
+                    producer: producer, logger: logger)
                 let next = reports.map(\.offset).max().map { $0 + 1 }
                 try store.recordAcknowledged(through: inputNext, changelogNext: next)
             }

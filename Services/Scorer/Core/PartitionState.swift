@@ -9,6 +9,13 @@ import Synchronization
 public final class FeatureTable: Sendable {
     private let partitions = Mutex<[Int32: [String: EntityFeatureState]]>([:])
     private let coveredInput = Mutex<[Int32: Int64]>([:])
+    /// Per partition, the states the feature-store published as of score requests not yet scored,
+    /// by the request's `loop.events` offset (the `fs_request_offset` changelog header).
+    private let requestStates = Mutex<[Int32: [Int64: EntityFeatureState]]>([:])
+
+    /// Most request states held per partition; beyond it the oldest are forgotten (their requests
+    /// then use the entity's latest state).
+    static let requestStateCapacity = 200_000
 
     /// An empty table.
     public init() {}
@@ -17,23 +24,58 @@ public final class FeatureTable: Sendable {
     func open(_ partition: Int32) {
         partitions.withLock { $0[partition] = [:] }
         _ = coveredInput.withLock { $0.removeValue(forKey: partition) }
+        _ = requestStates.withLock { $0.removeValue(forKey: partition) }
     }
 
     /// Stops holding `partition` and forgets its entities.
     func drop(_ partition: Int32) {
         _ = partitions.withLock { $0.removeValue(forKey: partition) }
         _ = coveredInput.withLock { $0.removeValue(forKey: partition) }
+        _ = requestStates.withLock { $0.removeValue(forKey: partition) }
     }
 
     /// Stores (or, with `nil`, removes) the state of `entity` in `partition`; `inputNext` is the
     /// `loop.events` offset the feature-store's published states of `partition` now cover (if known).
-    func store(_ states: [(entity: String, state: EntityFeatureState?)], partition: Int32, inputNext next: Int64? = nil) {
+    /// `requests` are states as of score requests, by the request's offset.
+    func store(
+        _ states: [(entity: String, state: EntityFeatureState?)], partition: Int32, inputNext next: Int64? = nil,
+        requests: [(offset: Int64, state: EntityFeatureState)] = []
+    ) {
         partitions.withLock { partitions in
             guard partitions[partition] != nil else { return }
             for (entity, state) in states { partitions[partition]![entity] = state }
             if let next {
                 coveredInput.withLock { $0[partition] = max($0[partition] ?? next, next) }
             }
+            guard !requests.isEmpty else { return }
+            requestStates.withLock { held in
+                var states = held[partition] ?? [:]
+                for (offset, state) in requests { states[offset] = state }
+                if states.count > Self.requestStateCapacity {
+                    for offset in states.keys.sorted().prefix(states.count - Self.requestStateCapacity) {
+                        states.removeValue(forKey: offset)
+                    }
+                }
+                held[partition] = states
+            }
+        }
+    }
+
+    /// Takes the state the feature-store published as of the score request at `offset`, if any.
+    func takeRequestState(partition: Int32, offset: Int64) -> EntityFeatureState? {
+        requestStates.withLock { $0[partition]?.removeValue(forKey: offset) }
+    }
+
+    /// Whether the state as of the score request at `offset` has arrived.
+    func hasRequestState(partition: Int32, offset: Int64) -> Bool {
+        requestStates.withLock { $0[partition]?[offset] != nil }
+    }
+
+    /// Forgets the request states of offsets up to `offset`: their requests have been read.
+    func forgetRequestStates(partition: Int32, through offset: Int64) {
+        requestStates.withLock { held in
+            guard let states = held[partition], states.keys.contains(where: { $0 <= offset }) else { return }
+            held[partition] = states.filter { $0.key > offset }
         }
     }
 

@@ -175,7 +175,9 @@ public final class ScorerPipeline: Sendable {
                     continue
                 }
                 prepared.answered.append((request.requestId, item.partition))
-                var prediction = engine.predict(request, state: lookup(request.entity, item.partition), models: models)
+                let state = features.takeRequestState(partition: item.partition, offset: item.offset)
+                    ?? lookup(request.entity, item.partition)
+                var prediction = engine.predict(request, state: state, models: models)
                 prediction.latencyMs = Self.milliseconds(ContinuousClock.now - received)
                 prepared.tally.add(prediction)
                 let headers = request.traceparent.map { [KafkaHeader(key: "traceparent", string: $0)] } ?? []
@@ -183,6 +185,7 @@ public final class ScorerPipeline: Sendable {
                     topic: topics.predictions, key: Array(request.entity.utf8), value: writer.write(prediction), headers: headers))
             }
         }
+        for (partition, offset) in prepared.offsets { features.forgetRequestStates(partition: partition, through: offset) }
         let scored = ContinuousClock.now
         statistics.stages.add(decode: decoded - received, featureWait: waited - decoded, score: scored - waited)
         return prepared
@@ -217,7 +220,9 @@ public final class ScorerPipeline: Sendable {
     }
 
     /// Waits, up to ``ScorerOptions/featureWait``, until the features of every request are as of
-    /// its event time. A request is ready once its entity's state has reached the request's event
+    /// its event time. A request is ready once the feature-store's state as of that very request
+    /// has arrived (`fs_request_offset`; it is what the request is scored with, so later events
+    /// never leak into its features), once its entity's state has reached the request's event
     /// time, or once the feature-store has published everything it derived from `loop.events` up to
     /// and including the request's offset (its `fs_input_next` changelog header): from then on no
     /// newer features for it are coming (a new entity, a request too late to apply). The
@@ -231,6 +236,7 @@ public final class ScorerPipeline: Sendable {
                 var count = 0
                 for item in requests {
                     if let next = inputNext(item.partition), next > item.offset { continue }
+                    if features.hasRequestState(partition: item.partition, offset: item.offset) { continue }
                     let latest = lookup(item.request.entity, item.partition)?.latestEventTime ?? -Double.infinity
                     if latest * 1000 < Double(item.request.eventTimeMs) { count += 1 }
                 }
@@ -418,6 +424,7 @@ public final class ScorerPipeline: Sendable {
                 case .records(let records):
                     var states: [(entity: String, state: EntityFeatureState?)] = []
                     states.reserveCapacity(records.count)
+                    var requests: [(offset: Int64, state: EntityFeatureState)] = []
                     var inputNext: Int64?
                     for record in records {
                         if let next = Self.completedInputNext(record) { inputNext = max(inputNext ?? next, next) }
@@ -428,14 +435,16 @@ public final class ScorerPipeline: Sendable {
                             continue
                         }
                         do {
-                            states.append((entity, try EntityFeatureState(decoding: value, schema: featureSchema)))
+                            let state = try EntityFeatureState(decoding: value, schema: featureSchema)
+                            states.append((entity, state))
+                            if let offset = Self.requestOffset(record) { requests.append((offset, state)) }
                         } catch {
                             metrics.badFeatureRecords.increment()
                             logger.warning("undecodable loop.features record skipped", metadata: [
                                 "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
                         }
                     }
-                    features.store(states, partition: partition, inputNext: inputNext)
+                    features.store(states, partition: partition, inputNext: inputNext, requests: requests)
                     metrics.featureRecords.increment(by: Int64(states.count))
                 case .caughtUp:
                     caughtUp.fire()
@@ -447,6 +456,11 @@ public final class ScorerPipeline: Sendable {
         }
     }
 
+    /// The `fs_request_offset` header: the record is the state as of the score request at that offset.
+    static func requestOffset(_ record: ConsumedRecord) -> Int64? {
+        record.header(FeatureChangelogHeader.requestOffset)?.value.flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+    }
+
     /// The `fs_input_next` header of the last record of a feature-store changelog batch
     /// (`fs_batch: <id>/<index>/<count>` with `index == count - 1`): every state the feature-store
     /// derived from `loop.events` before that offset is then in the log.
@@ -454,7 +468,11 @@ public final class ScorerPipeline: Sendable {
         var batch: [UInt8]?
         var next: [UInt8]?
         for header in record.headers {
-            if header.key == "fs_batch" { batch = header.value } else if header.key == "fs_input_next" { next = header.value }
+            if header.key == FeatureChangelogHeader.batch {
+                batch = header.value
+            } else if header.key == FeatureChangelogHeader.inputNext {
+                next = header.value
+            }
         }
         guard let batch, let next, let offset = Int64(String(decoding: next, as: UTF8.self)) else { return nil }
         let parts = batch.split(separator: UInt8(ascii: "/"))
