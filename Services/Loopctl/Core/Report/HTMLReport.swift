@@ -175,7 +175,7 @@ public enum HTMLReport {
              breakdown(ReplaySummary.counts(summary.alerts.map(\.kind)))],
         ], numeric: [1])
         var quality = [ReplaySummary.row("served (all deciding roles)", summary.served)]
-        for (name, value) in summary.servedByModel.sorted(by: { $0.key < $1.key }) { quality.append(ReplaySummary.row(name, value)) }
+        for (name, value) in summary.servedByModel.sorted(by: { ReplaySummary.modelLabelsAscending($0.key, $1.key) }) { quality.append(ReplaySummary.row(name, value)) }
         quality.append(ReplaySummary.row("baseline policy (role baseline)", summary.baselinePolicy))
         quality.append(ReplaySummary.row(
             "constant baseline (always \(summary.constantBaselineDecision ? "positive" : "negative"))", summary.constantBaseline))

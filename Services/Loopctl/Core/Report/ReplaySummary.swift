@@ -1,3 +1,4 @@
+import Foundation
 import Contracts
 import Kafka
 import Learning
@@ -174,6 +175,11 @@ public struct ReplaySummary: Sendable {
         promotions = Self.promotions(input.registryStates, versions: input.versionRecords, predictions: input.predictions)
         alerts = Self.alertsRaised(input.monitoring)
         psiByFeature = Self.psi(input.monitoring)
+    }
+
+    /// Orders ``modelLabel(role:version:)`` labels by role, then by version number (v9 before v10).
+    public static func modelLabelsAscending(_ lhs: String, _ rhs: String) -> Bool {
+        lhs.compare(rhs, options: .numeric) == .orderedAscending
     }
 
     /// `baseline`, `champion v3`, …

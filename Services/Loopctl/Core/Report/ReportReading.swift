@@ -100,7 +100,7 @@ extension ReplaySummary {
         lines.append("served quality (prequential: each prediction scored before its label was known)")
         var rows = [["POLICY", "LABELED", "ROC AUC", "ACCURACY"]]
         rows.append(Self.row("served (all deciding roles)", served))
-        for (name, quality) in servedByModel.sorted(by: { $0.key < $1.key }) { rows.append(Self.row("  " + name, quality)) }
+        for (name, quality) in servedByModel.sorted(by: { ReplaySummary.modelLabelsAscending($0.key, $1.key) }) { rows.append(Self.row("  " + name, quality)) }
         rows.append(Self.row("baseline policy (role baseline)", baselinePolicy))
         rows.append(Self.row("constant baseline (always \(constantBaselineDecision ? "positive" : "negative"))", constantBaseline))
         lines.append(Format.table(rows))
