@@ -158,13 +158,13 @@ struct ProcessTests {
             id: "http-1", source: "tests", type: "loop.score_request.v1", subject: "entity-1",
             time: Timestamp(seconds: requestMs / 1000, nanoseconds: 0), dataContentType: "application/json",
             data: .json(.object(Fixtures.context(requestId: "inline-1", nswprice: 0.8))))
-        let body = JSONFormat.encode(event)
+        let body = String(decoding: JSONFormat.encode(event), as: UTF8.self)
         let json = ["Content-Type": "application/cloudevents+json"]
-        #expect(try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: json, body: body).status == 401)
+        #expect(try await HTTPGet.request(port: launched.port, method: "POST", path: "/v1/score", headers: json, body: body).status == 401)
         let asViewer = json.merging(["Authorization": "Bearer \(viewerKey.key)"]) { $1 }
-        #expect(try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: asViewer, body: body).status == 403)
+        #expect(try await HTTPGet.request(port: launched.port, method: "POST", path: "/v1/score", headers: asViewer, body: body).status == 403)
         let asProducer = json.merging(["Authorization": "Bearer \(producerKey.key)"]) { $1 }
-        let reply = try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: asProducer, body: body)
+        let reply = try await HTTPGet.request(port: launched.port, method: "POST", path: "/v1/score", headers: asProducer, body: body)
         #expect(reply.status == 200, "\(reply.body)")
         let answered = try Prediction(bytes: Array(reply.body.utf8))
 
@@ -187,76 +187,9 @@ struct ProcessTests {
         #expect(logged.first?.score == answered.score)
 
         // The requestId is answered once.
-        #expect(try await HTTPPost.send(port: launched.port, path: "/v1/score", headers: asProducer, body: body).status == 409)
+        #expect(try await HTTPGet.request(port: launched.port, method: "POST", path: "/v1/score", headers: asProducer, body: body).status == 409)
         #expect(try await deployment.predictions().count == 1)
         kill(launched.process.processIdentifier, SIGTERM)
         launched.process.waitUntilExit()
-    }
-}
-
-/// A response read by ``HTTPPost``.
-struct PostReply {
-    var status: Int
-    var body: String
-}
-
-/// A tiny HTTP/1.1 POST over a raw socket to 127.0.0.1, on a thread of its own.
-enum HTTPPost {
-    static func send(port: Int, path: String, headers: [String: String], body: [UInt8]) async throws -> PostReply {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try sendBlocking(port: port, path: path, headers: headers, body: body) }) }.start()
-        }
-    }
-
-    private static func sendBlocking(port: Int, path: String, headers: [String: String], body: [UInt8]) throws -> PostReply {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure(description: "socket() failed") }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw TestFailure(description: "cannot connect to 127.0.0.1:\(port)") }
-        var head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.count)\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        let request = Array((head + "\r\n").utf8) + body
-        var sent = 0
-        while sent < request.count {
-            let count = request[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if count <= 0 { break }
-            sent += count
-        }
-        var received = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            received.append(contentsOf: buffer[0..<count])
-        }
-        let text = String(decoding: received, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n"),
-              let status = text[..<split.lowerBound].split(separator: "\r\n").first.flatMap({ Int($0.split(separator: " ")[1]) })
-        else { throw TestFailure(description: "no response: \(text)") }
-        var payload = String(text[split.upperBound...])
-        if text[..<split.lowerBound].lowercased().contains("transfer-encoding: chunked") { payload = dechunk(payload) }
-        return PostReply(status: status, body: payload)
-    }
-
-    /// The body of a chunked response.
-    static func dechunk(_ text: String) -> String {
-        var rest = Substring(text)
-        var result = ""
-        while let lineEnd = rest.range(of: "\r\n"), let size = Int(rest[..<lineEnd.lowerBound], radix: 16), size > 0 {
-            let start = lineEnd.upperBound
-            let end = rest.utf8.index(start, offsetBy: size)
-            result += rest[start..<end]
-            rest = rest[end...].dropFirst(2)
-        }
-        return result
     }
 }

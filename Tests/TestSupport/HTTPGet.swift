@@ -60,7 +60,8 @@ public enum HTTPGet {
         let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socketDescriptor >= 0 else { throw Failure(description: "socket() failed") }
         defer { close(socketDescriptor) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        // Generous: on a loaded 2-core CI machine an in-process server can take seconds to answer.
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(socketDescriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
