@@ -96,8 +96,9 @@ struct ProcessTests {
         let group = Broker.uniqueTopic("scorer-process")
         let ids = (0..<6000).map { "kill-\($0)" }
         try await deployment.send(Array(ids[..<4000]))
-        // Small batches and a short feature wait (no feature-store runs), so the kill lands mid-stream.
-        let arguments = ["--scorer-batch", "100", "--scorer-feature-wait-ms", "20"]
+        // Tiny batches one at a time and a short feature wait (no feature-store runs), so the 4,000
+        // requests take seconds and the kill lands mid-stream even on a loaded machine.
+        let arguments = ["--scorer-batch", "10", "--scorer-in-flight", "1", "--scorer-feature-wait-ms", "20"]
 
         let first = try Self.launch(config: config, brokers: brokers, group: group, arguments: arguments)
         defer { if first.process.isRunning { kill(first.process.processIdentifier, SIGKILL) } }
