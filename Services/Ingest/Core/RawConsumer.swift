@@ -42,8 +42,12 @@ struct RawConsumer: Sendable {
         return await first + second
     }
 
+    /// Consumes, validates and submits batches, keeping up to `depth` in flight. Each batch is
+    /// marked processed as soon as it and every earlier one are written, not when a later batch
+    /// arrives, so the last batches are committed while the input is idle too.
     func run() async throws {
-        var inFlight: [(records: [ConsumedRecord], outcome: Task<[EventOutcome], any Error>)] = []
+        var inFlight: [Task<Void, any Error>] = []
+        var previous: Task<Void, any Error>?
         for try await batch in consumer.batches(maxRecords: batchSize, maxWait: .milliseconds(20)) {
             let items = await validate(batch)
             var next: [TopicPartition: Int64] = [:]
@@ -53,17 +57,21 @@ struct RawConsumer: Sendable {
                 if let timestamp = record.timestamp, timestamp < oldest { oldest = timestamp }
             }
             let receivedAt = oldest
-            let writer = self.writer
-            inFlight.append((batch, Task { try await writer.submit(items, inputOffsets: next, receivedAt: receivedAt) }))
-            while inFlight.count >= depth {
-                let (records, outcome) = inFlight.removeFirst()
+            let (writer, consumer) = (self.writer, self.consumer)
+            let outcome = Task { try await writer.submit(items, inputOffsets: next, receivedAt: receivedAt) }
+            let completion = Task { [previous] in
+                try await previous?.value
                 _ = try await outcome.value
-                consumer.markProcessed(records)
+                consumer.markProcessed(batch)
+            }
+            previous = completion
+            inFlight.append(completion)
+            while inFlight.count >= depth {
+                try await inFlight.removeFirst().value
             }
         }
-        for (records, outcome) in inFlight {
-            _ = try await outcome.value
-            consumer.markProcessed(records)
+        for completion in inFlight {
+            try await completion.value
         }
     }
 }
