@@ -20,7 +20,7 @@ struct BackPressureTests {
         let key = APIKeys.generate(name: "writer", roles: [.producer])
         let service = try await RunningService.start(
             try deployment.environment(
-                logger: LogCapture().logger(), arguments: ["--max-pending", "1", "--delivery-timeout", "3"],
+                logger: LogCapture().logger(), arguments: ["--max-pending", "1", "--delivery-timeout", "10"],
                 apiKeys: try APIKeys(parsing: key.hashLine, origin: "test")),
             http: true)
         let port = try await service.port
@@ -48,7 +48,9 @@ struct BackPressureTests {
         let gone = ContinuousClock.now + .seconds(5)
         while Self.canConnect(port: brokerPort), ContinuousClock.now < gone { try await Task.sleep(for: .milliseconds(20)) }
         let stuck = Task { try await HTTPPost.send(port: port, headers: headers, body: try event("b-2")) }
-        let deadline = ContinuousClock.now + .seconds(5)
+        // Generous deadlines: on a loaded 2-core CI machine the request can take seconds to arrive;
+        // the 10 s delivery timeout keeps it pending long enough for the refusal below.
+        let deadline = ContinuousClock.now + .seconds(30)
         while service.metric("loop_ingest_queue_depth_events") < 1 {
             guard ContinuousClock.now < deadline else { throw TestFailure("the second event never became pending") }
             try await Task.sleep(for: .milliseconds(10))
