@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import Kafka
+import ServiceKit
 import TestSupport
 import Testing
 
@@ -151,6 +152,7 @@ struct WholeLoopTests {
         for entry in reported {
             let name = entry["service"]?.stringValue ?? "?"
             #expect(entry["health"]?.stringValue == "alive" && entry["readiness"]?.stringValue == "ready", "\(name): \(entry)")
+            #expect(entry["version"]?.stringValue == LoopVersion.current, "\(name): \(entry)")
             #expect(entry["url"]?.stringValue == stack.service(name).url + "/" || entry["url"]?.stringValue == stack.service(name).url)
         }
         let lags = status["lag"]?.arrayValue ?? []

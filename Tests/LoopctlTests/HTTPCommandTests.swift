@@ -128,7 +128,8 @@ struct HTTPCommandTests {
             tasks.addTask { try await group.run() }
             let port = try #require(await server.boundPort())
             let url = URL(string: "http://127.0.0.1:\(port)")!
-            let client = HTTPClient(timeout: .seconds(5))
+            // Generous: the in-process server can take seconds to answer on a loaded 2-core CI machine.
+            let client = HTTPClient(timeout: .seconds(30))
 
             let notReady = await StatusCommand.probe(.ingest, url: url, client: client)
             #expect(notReady.health == "alive")

@@ -47,7 +47,7 @@ struct AdminServerTests {
             #expect(port > 0)
             let health = try await HTTPGet.fetch(port: port, path: "/healthz")
             #expect(health.status == 200)
-            #expect(health.body == #"{"status":"alive"}"#)
+            #expect(health.body == #"{"status":"alive","version":"\#(LoopVersion.current)"}"#)
 
             let notReady = try await HTTPGet.fetch(port: port, path: "/readyz")
             #expect(notReady.status == 503)

@@ -28,7 +28,8 @@ public enum AdminRoutes {
     /// The Prometheus text exposition format's content type.
     public static let metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    /// A router with JSON error responses, `/healthz` (200 while the process runs), `/readyz`
+    /// A router with JSON error responses, `/healthz` (200 while the process runs, with the
+    /// ``LoopVersion``), `/readyz`
     /// (503 until `readiness` is ready, then 200) and `/metrics` (the Prometheus text of `metrics`).
     ///
     /// Services add their own routes to it before the ``AdminServer`` is made; the error middleware
@@ -39,7 +40,7 @@ public enum AdminRoutes {
         let router = Router(context: LoopRequestContext.self)
         router.add(middleware: ErrorResponseMiddleware())
         router.get("healthz") { _, _ in
-            Response.json(status: .ok, body: ["status": "alive"])
+            Response.json(status: .ok, body: ["status": "alive", "version": LoopVersion.current])
         }
         router.get("readyz") { _, _ in
             if let reason = readiness.reasonNotReady { throw ServiceError.notReady(reason) }
