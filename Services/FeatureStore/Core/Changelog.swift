@@ -54,16 +54,6 @@ enum ChangelogHeaders {
             bytes.append(UInt8(ascii: "0") + UInt8(number % 10))
         }
     }
-
-    /// The batch position of a record, or `nil` when it carries no (valid) headers.
-    static func position(of record: ConsumedRecord) -> (batch: UInt64, index: Int, count: Int, inputNext: Int64)? {
-        guard let batchBytes = record.header(batch)?.value, let nextBytes = record.header(inputNext)?.value,
-              let next = Int64(String(decoding: nextBytes, as: UTF8.self)) else { return nil }
-        let parts = String(decoding: batchBytes, as: UTF8.self).split(separator: "/")
-        guard parts.count == 3, let id = UInt64(parts[0], radix: 16), let index = Int(parts[1]), let count = Int(parts[2]),
-              count > 0, (0..<count).contains(index) else { return nil }
-        return (id, index, count, next)
-    }
 }
 
 /// Replays one changelog partition: the latest record per entity among complete batches and
@@ -89,7 +79,9 @@ struct ChangelogReplay {
             return
         }
         let entity = String(decoding: key, as: UTF8.self)
-        guard let position = ChangelogHeaders.position(of: record) else {
+        guard let position = FeatureChangelogHeader.position(
+            batch: record.header(ChangelogHeaders.batch)?.value, inputNext: record.header(ChangelogHeaders.inputNext)?.value)
+        else {
             flushPending()
             latest[entity] = value
             return

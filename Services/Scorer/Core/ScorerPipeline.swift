@@ -458,27 +458,16 @@ public final class ScorerPipeline: Sendable {
 
     /// The `fs_request_offset` header: the record is the state as of the score request at that offset.
     static func requestOffset(_ record: ConsumedRecord) -> Int64? {
-        record.header(FeatureChangelogHeader.requestOffset)?.value.flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+        FeatureChangelogHeader.requestOffset(record.header(FeatureChangelogHeader.requestOffset)?.value)
     }
 
-    /// The `fs_input_next` header of the last record of a feature-store changelog batch
-    /// (`fs_batch: <id>/<index>/<count>` with `index == count - 1`): every state the feature-store
-    /// derived from `loop.events` before that offset is then in the log.
+    /// The `fs_input_next` header of the last record of a feature-store changelog batch: every state
+    /// the feature-store derived from `loop.events` before that offset is then in the log.
     static func completedInputNext(_ record: ConsumedRecord) -> Int64? {
-        var batch: [UInt8]?
-        var next: [UInt8]?
-        for header in record.headers {
-            if header.key == FeatureChangelogHeader.batch {
-                batch = header.value
-            } else if header.key == FeatureChangelogHeader.inputNext {
-                next = header.value
-            }
-        }
-        guard let batch, let next, let offset = Int64(String(decoding: next, as: UTF8.self)) else { return nil }
-        let parts = batch.split(separator: UInt8(ascii: "/"))
-        guard parts.count == 3, let index = Int(String(decoding: parts[1], as: UTF8.self)),
-              let count = Int(String(decoding: parts[2], as: UTF8.self)), index == count - 1 else { return nil }
-        return offset
+        let position = FeatureChangelogHeader.position(
+            batch: record.header(FeatureChangelogHeader.batch)?.value,
+            inputNext: record.header(FeatureChangelogHeader.inputNext)?.value)
+        return position.flatMap { $0.isLast ? $0.inputNext : nil }
     }
 
     private func closeFollowers(_ partitions: [Int32]) {

@@ -12,4 +12,34 @@ public enum FeatureChangelogHeader {
     /// offset. The state is exactly what the entity's features were when the request arrived, no
     /// later event included.
     public static let requestOffset = "fs_request_offset"
+
+    /// A record's place in its published batch, read from its `fs_batch` and `fs_input_next` values.
+    public struct Position: Sendable, Equatable {
+        /// The batch id.
+        public var batch: UInt64
+        /// The record's index in the batch, `0..<count`.
+        public var index: Int
+        /// How many records the batch has.
+        public var count: Int
+        /// The `loop.events` offset after the batch.
+        public var inputNext: Int64
+
+        /// Whether this is the batch's last record (once it is in the log, the whole batch is).
+        public var isLast: Bool { index == count - 1 }
+    }
+
+    /// The position given by the values of the `fs_batch` and `fs_input_next` headers, or `nil`
+    /// when either is missing or malformed.
+    public static func position(batch: [UInt8]?, inputNext: [UInt8]?) -> Position? {
+        guard let batch, let inputNext, let next = Int64(String(decoding: inputNext, as: UTF8.self)) else { return nil }
+        let parts = String(decoding: batch, as: UTF8.self).split(separator: "/")
+        guard parts.count == 3, let id = UInt64(parts[0], radix: 16), let index = Int(parts[1]), let count = Int(parts[2]),
+              count > 0, (0..<count).contains(index) else { return nil }
+        return Position(batch: id, index: index, count: count, inputNext: next)
+    }
+
+    /// The offset in the value of an `fs_request_offset` header, or `nil` when missing or malformed.
+    public static func requestOffset(_ value: [UInt8]?) -> Int64? {
+        value.flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+    }
 }
