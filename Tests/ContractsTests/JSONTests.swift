@@ -217,3 +217,33 @@ func randomValue(depth: Int, using random: inout SeededGenerator) -> JSONValue {
         return .object(JSONObject(pairs))
     }
 }
+
+@Suite struct DoubleTextTests {
+    /// Edge values and a million random bit patterns: the bytes equal `description`, and read back
+    /// to the same `Double`.
+    @Test func writesWhatDescriptionSaysWithoutAString() {
+        var generator = SystemRandomNumberGenerator()
+        let edges: [Double] = [
+            0, -0.0, 1, -1, 0.1, 0.3, 1e-7, 1e16, 1e21, 123_456_789.125, .leastNonzeroMagnitude,
+            .leastNormalMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 0.30000000000000004,
+        ]
+        let random = (0..<1_000_000).map { _ in Double(bitPattern: generator.next()) }.filter(\.isFinite)
+        var mismatches = 0
+        var output: [UInt8] = []
+        for value in edges + random {
+            output.removeAll(keepingCapacity: true)
+            DoubleText.appendJSON(value, to: &output)
+            let text = String(decoding: output, as: UTF8.self)
+            if text != value.description || Double(text)?.bitPattern != value.bitPattern { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test func nonFiniteIsNull() {
+        for value in [Double.nan, .infinity, -.infinity] {
+            var output: [UInt8] = []
+            DoubleText.appendJSON(value, to: &output)
+            #expect(output == Array("null".utf8))
+        }
+    }
+}

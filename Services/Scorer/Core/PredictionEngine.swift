@@ -62,14 +62,14 @@ public struct ScoreRequest: Sendable {
             default: continue
             }
         }
-        let where_ = "\(record.topic)[\(record.partition)]@\(record.offset)"
-        let eventID = id.map { String(decoding: $0, as: UTF8.self) } ?? where_
+        // The event's id for error messages, made only when one is thrown.
+        var eventID: String { id.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.topic)[\(record.partition)]@\(record.offset)" }
         guard let entityBytes = subject ?? record.key, !entityBytes.isEmpty else {
             throw ScorerError(.invalidRequest, "score request \(eventID) has no subject (entity)")
         }
         guard let time else { throw ScorerError(.invalidRequest, "score request \(eventID) has no time") }
-        let timestamp: Timestamp
-        do { timestamp = try Timestamp(rfc3339: String(decoding: time, as: UTF8.self)) } catch {
+        let eventTimeMs: Int64
+        do { eventTimeMs = try Timestamp.epochMilliseconds(rfc3339: time) } catch {
             throw ScorerError(.invalidRequest, "score request \(eventID) has an invalid time: \(error.message)")
         }
         guard let value = record.value, case .object(let data)? = try? JSONValue.parse(value) else {
@@ -80,7 +80,7 @@ public struct ScoreRequest: Sendable {
         }
         self.init(
             requestId: requestId, entity: String(decoding: entityBytes, as: UTF8.self),
-            eventTimeMs: timestamp.epochMilliseconds, context: data,
+            eventTimeMs: eventTimeMs, context: data,
             traceparent: traceparent.map { String(decoding: $0, as: UTF8.self) })
     }
 

@@ -109,9 +109,8 @@ public struct PredictionWriter {
     }
 
     private mutating func double(_ value: Double?) {
-        guard let value, value.isFinite else { return raw("null") }
-        var text = value.description
-        text.withUTF8 { buffer.append(contentsOf: $0) }
+        guard let value else { return raw("null") }
+        DoubleText.appendJSON(value, to: &buffer)
     }
 
     private mutating func string(_ value: String) {

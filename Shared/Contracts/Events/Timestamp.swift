@@ -24,6 +24,14 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         self.text = text
     }
 
+    /// The instant of the RFC 3339 text in `bytes`, in milliseconds since the epoch (rounded down),
+    /// parsed as strictly as ``init(rfc3339:)`` but without keeping the text: for hot paths that
+    /// need only the instant.
+    public static func epochMilliseconds(rfc3339 bytes: [UInt8]) throws(TimestampError) -> Int64 {
+        let (seconds, nanoseconds) = try parse(bytes)
+        return seconds * 1000 + Int64(nanoseconds / 1_000_000)
+    }
+
     /// The instant `seconds` + `nanoseconds` after the epoch, written in UTC with `Z`.
     public init(seconds: Int64, nanoseconds: Int32 = 0) {
         let carry = Int64(nanoseconds) / 1_000_000_000

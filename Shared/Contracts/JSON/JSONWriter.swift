@@ -125,13 +125,19 @@ struct CanonicalWriter {
         count += length
     }
 
-    /// The shortest text that reads back to `value` (`null` for NaN and infinities). Swift's
-    /// description is that text and is valid JSON for finite values (`1.0`, `1e-07`, `1e+16`, `-0.0`).
+    /// The shortest text that reads back to `value` (`null` for NaN and infinities); see ``DoubleText``.
     private mutating func double(_ value: Double) {
         guard value.isFinite else { return literal("null") }
-        let text = value.description
-        if let done: Void = text.utf8.withContiguousStorageIfAvailable({ raw(UnsafeRawBufferPointer($0)) }) { return done }
-        for unit in text.utf8 { byte(unit) }
+        var sink = Sink(writer: self)
+        value.write(to: &sink)
+        self = sink.writer
+    }
+
+    /// Takes the ASCII text a `Double` writes of itself as bytes (no `String` is made).
+    private struct Sink: TextOutputStream {
+        var writer: CanonicalWriter
+        mutating func write(_ string: String) { for unit in string.utf8 { writer.byte(unit) } }
+        mutating func _writeASCII(_ buffer: UnsafeBufferPointer<UInt8>) { writer.raw(UnsafeRawBufferPointer(buffer)) }
     }
 
     /// `value` as a JSON string.
