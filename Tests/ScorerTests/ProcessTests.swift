@@ -14,27 +14,10 @@ import TestSupport
 /// The built `scorer` executable as a child process: kill -9 mid-stream, and `POST /v1/score`.
 @Suite("scorer process", .serialized)
 struct ProcessTests {
-    /// `scorer` in the build products directory, next to the test bundle.
-    static func binary() throws -> URL {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var candidates = [Bundle.main.bundleURL.deletingLastPathComponent(), executable.deletingLastPathComponent()]
-        for directory in [Bundle.main.bundleURL, executable] where directory.pathExtension == "xctest" {
-            candidates.append(directory.deletingLastPathComponent())
-        }
-        for directory in candidates {
-            let binary = directory.appendingPathComponent("scorer")
-            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
-        }
-        throw TestFailure(description: "no scorer binary next to the tests in \(candidates.map(\.path)); run `swift build --product scorer`")
-    }
-
-    /// A running `scorer` and its output.
+    /// A running `scorer` and its admin port.
     struct Launched {
-        let process: Process
-        let output: URL
+        let child: ChildProcess
         let port: Int
-
-        var outputText: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
         /// The value of an unlabeled metric from `/metrics`.
         func metric(_ name: String) async -> Double? {
@@ -61,31 +44,19 @@ struct ProcessTests {
         config: String, brokers: String, group: String, arguments: [String] = [], apiKeys: String? = nil
     ) throws -> Launched {
         let port = try Broker.freePort()
-        let process = Process()
-        process.executableURL = try binary()
-        process.arguments = [
-            "--config", config, "--brokers", brokers, "--group", group, "--admin-port", String(port), "--admin-host", "127.0.0.1",
-            "--state-dir", FileManager.default.temporaryDirectory.appendingPathComponent("scorer-state-\(UUID())").path,
-        ] + arguments
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
-        if let apiKeys { environment["LOOP_API_KEYS"] = apiKeys }
-        process.environment = environment
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("scorer-\(UUID()).out")
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return Launched(process: process, output: output, port: port)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("scorer-\(UUID())")
+        let child = try ChildProcess.launch(
+            "scorer",
+            arguments: [
+                "--config", config, "--brokers", brokers, "--group", group, "--admin-port", String(port),
+                "--admin-host", "127.0.0.1", "--state-dir", scratch.appendingPathComponent("state").path,
+            ] + arguments,
+            environment: apiKeys.map { ["LOOP_API_KEYS": $0] } ?? [:], logDirectory: scratch)
+        return Launched(child: child, port: port)
     }
 
     static func ready(_ launched: Launched) async throws {
-        try await Fixtures.waitUntil("the scorer ready", timeout: .seconds(40)) {
-            guard launched.process.isRunning else {
-                throw TestFailure(description: "scorer exited: \(launched.outputText.suffix(2000))")
-            }
-            return (try? await HTTPGet.fetch(port: launched.port, path: "/readyz").status) == 200
-        }
+        try await launched.child.waitUntilReady(port: launched.port, timeout: .seconds(40))
     }
 
     @Test("kill -9 of the scorer executable mid-stream, then restart: every requestId exactly once in loop.predictions")
@@ -101,18 +72,18 @@ struct ProcessTests {
         let arguments = ["--scorer-batch", "10", "--scorer-in-flight", "1", "--scorer-feature-wait-ms", "20"]
 
         let first = try Self.launch(config: config, brokers: brokers, group: group, arguments: arguments)
-        defer { if first.process.isRunning { kill(first.process.processIdentifier, SIGKILL) } }
+        defer { first.child.kill() }
         try await Self.ready(first)
         try await Fixtures.waitUntil("some predictions", timeout: .seconds(40)) { (await first.metric("scorer_requests_total") ?? 0) >= 500 }
-        kill(first.process.processIdentifier, SIGKILL)
-        first.process.waitUntilExit()
-        #expect(first.process.terminationReason == .uncaughtSignal)
+        first.child.kill()
+        #expect(await first.child.waitForExit(timeout: .seconds(20)))
+        #expect(first.child.termination == .signalled(SIGKILL))
         let answeredBeforeKill = try await deployment.predictions().count
         #expect(answeredBeforeKill > 0 && answeredBeforeKill < 4000, "the kill came mid-stream (\(answeredBeforeKill) answered)")
 
         try await deployment.send(Array(ids[4000...]), offsetMs: 90_000)
         let second = try Self.launch(config: config, brokers: brokers, group: group, arguments: arguments)
-        defer { if second.process.isRunning { kill(second.process.processIdentifier, SIGKILL) } }
+        defer { second.child.kill() }
         try await Self.ready(second)
         try await Fixtures.waitUntil("every prediction", timeout: .seconds(60)) { try await deployment.predictions().count >= ids.count }
         // Let the second instance finish whatever it re-read; nothing more may appear.
@@ -123,10 +94,7 @@ struct ProcessTests {
         #expect(predictions.count == ids.count, "\(predictions.count - Set(predictions).count) duplicated")
         #expect(Set(predictions) == Set(ids))
 
-        kill(second.process.processIdentifier, SIGTERM)
-        try await Fixtures.waitUntil("a graceful exit", timeout: .seconds(20)) { !second.process.isRunning }
-        second.process.waitUntilExit()
-        #expect(second.process.terminationStatus == 0, "\(second.outputText.suffix(2000))")
+        #expect(await second.child.stop(grace: .seconds(20)) == .exited(0), "\(second.child.logTail())")
     }
 
     /// The group's lag on loop.events: committed offsets against the ends.
@@ -151,7 +119,7 @@ struct ProcessTests {
         let launched = try Self.launch(
             config: config, brokers: deployment.kafka.brokers, group: Broker.uniqueTopic("scorer-http"),
             apiKeys: producerKey.hashLine + ";" + viewerKey.hashLine)
-        defer { if launched.process.isRunning { kill(launched.process.processIdentifier, SIGKILL) } }
+        defer { launched.child.kill() }
         try await Self.ready(launched)
 
         let requestMs = Int64(Fixtures.t0 * 1000) + 60_000
@@ -190,7 +158,6 @@ struct ProcessTests {
         // The requestId is answered once.
         #expect(try await HTTPGet.request(port: launched.port, method: "POST", path: "/v1/score", headers: asProducer, body: body).status == 409)
         #expect(try await deployment.predictions().count == 1)
-        kill(launched.process.processIdentifier, SIGTERM)
-        launched.process.waitUntilExit()
+        #expect(await launched.child.stop() == .exited(0), "\(launched.child.logTail())")
     }
 }

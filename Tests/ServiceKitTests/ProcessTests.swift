@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Testing
 import TestSupport
@@ -8,53 +5,19 @@ import TestSupport
 /// Launches the built `ingest` binary as an operator would.
 @Suite("ingest process")
 struct ProcessTests {
-    /// `ingest` in the build products directory, next to the test bundle.
-    static func ingestBinary() throws -> URL {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var candidates = [Bundle.main.bundleURL.deletingLastPathComponent(), executable.deletingLastPathComponent()]
-        for directory in [Bundle.main.bundleURL, executable] where directory.pathExtension == "xctest" {
-            candidates.append(directory.deletingLastPathComponent())
-        }
-        for directory in candidates {
-            let binary = directory.appendingPathComponent("ingest")
-            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
-        }
-        throw HTTPGet.Failure(description: "no ingest binary next to the tests in \(candidates.map(\.path)); run `swift build --product ingest`")
-    }
-
-    /// The package root, for `examples/elec2/loop.yaml`.
-    static let packageRoot = URL(fileURLWithPath: #filePath)
+    /// elec2's loop.yaml, by absolute path.
+    static let config = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("examples/elec2/loop.yaml").path
 
-    struct Launched {
-        let process: Process
-        let output: URL
-        let errors: URL
-
-        var outputText: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
-        var errorText: String { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" }
-    }
-
-    static func launch(_ arguments: [String]) throws -> Launched {
-        let process = Process()
-        process.executableURL = try ingestBinary()
-        process.arguments = arguments
-        process.currentDirectoryURL = packageRoot
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
-        environment["LOOP_STATE_DIR"] = FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID())").path
-        // elec2's loop.yaml hashes a PII field, so ingest refuses to start without a key.
-        environment["LOOP_PII_KEY"] = "process-tests"
-        environment["LOOP_GROUP"] = Broker.uniqueTopic("process-tests")
-        process.environment = environment
-        let directory = FileManager.default.temporaryDirectory
-        let output = directory.appendingPathComponent("ingest-\(UUID()).out")
-        let errors = directory.appendingPathComponent("ingest-\(UUID()).err")
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
-        return Launched(process: process, output: output, errors: errors)
+    /// A fresh state directory and consumer group, and the PII key elec2's loop.yaml needs (it
+    /// hashes a field, so ingest refuses to start without one).
+    static func environment() -> [String: String] {
+        [
+            "LOOP_STATE_DIR": FileManager.default.temporaryDirectory.appendingPathComponent("ingest-\(UUID())").path,
+            "LOOP_PII_KEY": "process-tests",
+            "LOOP_GROUP": Broker.uniqueTopic("process-tests"),
+        ]
     }
 
     /// The admin port the process logged in its JSON line `admin server listening`.
@@ -72,51 +35,47 @@ struct ProcessTests {
     func startAndStop() async throws {
         // Ingest creates its topics and recovers before it is ready, so it needs a broker.
         let broker = try await Broker.shared()
-        let launched = try Self.launch(["--config", "examples/elec2/loop.yaml", "--brokers", broker.bootstrap, "--admin-port", "0",
-                                        "--admin-host", "127.0.0.1"])
-        defer { if launched.process.isRunning { launched.process.interrupt() } }
+        let child = try ChildProcess.launch(
+            "ingest",
+            arguments: ["--config", Self.config, "--brokers", broker.bootstrap, "--admin-port", "0", "--admin-host", "127.0.0.1"],
+            environment: Self.environment(),
+            logDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("ingest-process-\(UUID())"))
+        defer { child.kill() }
+        func log() -> String { (try? String(contentsOf: child.logFile, encoding: .utf8)) ?? "" }
 
         var port: Int?
         #expect(await waitUntil(timeout: .seconds(20)) {
-            port = Self.loggedAdminPort(launched.outputText)
-            return port != nil || !launched.process.isRunning
+            port = Self.loggedAdminPort(log())
+            return port != nil || !child.isRunning
         })
-        let adminPort = try #require(port, "no admin port logged; stdout: \(launched.outputText) stderr: \(launched.errorText)")
+        let adminPort = try #require(port, "no admin port logged: \(log())")
 
         #expect(try await HTTPGet.fetch(port: adminPort, path: "/healthz").status == 200)
         #expect(await waitUntil { (try? await HTTPGet.fetch(port: adminPort, path: "/readyz"))?.status == 200 })
 
-        kill(launched.process.processIdentifier, SIGTERM)
-        #expect(await waitUntil(timeout: .seconds(15)) { !launched.process.isRunning }, "still running 15 s after SIGTERM")
-        launched.process.waitUntilExit()
-        #expect(launched.process.terminationReason == .exit)
-        #expect(launched.process.terminationStatus == 0)
-        #expect(launched.outputText.contains("\"message\":\"stopped\""))
-        #expect(launched.outputText.contains("\"kafka.librdkafka.version\""))
+        #expect(await child.stop(grace: .seconds(15)) == .exited(0), "not a prompt, clean exit after SIGTERM: \(child.logTail())")
+        #expect(log().contains("\"message\":\"stopped\""))
+        #expect(log().contains("\"kafka.librdkafka.version\""))
     }
 
     @Test("a missing loop.yaml is refused with exit code 2 and a message naming the file")
     func badConfig() async throws {
-        let launched = try Self.launch(["--config", "/nonexistent/loop.yaml", "--admin-port", "0"])
-        #expect(await waitUntil(timeout: .seconds(20)) { !launched.process.isRunning })
-        launched.process.waitUntilExit()
-        #expect(launched.process.terminationStatus == 2)
-        #expect(launched.errorText.contains("/nonexistent/loop.yaml"))
+        let output = try await ChildProcess.run(
+            "ingest", arguments: ["--config", "/nonexistent/loop.yaml", "--admin-port", "0"], environment: Self.environment(),
+            timeout: .seconds(20))
+        #expect(output.termination == .exited(2))
+        #expect(output.standardError.contains("/nonexistent/loop.yaml"))
     }
 
     @Test("a bad flag exits 2 naming it; --help exits 0 listing the settings")
     func usage() async throws {
-        let bad = try Self.launch(["--admin-port", "eighty"])
-        #expect(await waitUntil(timeout: .seconds(20)) { !bad.process.isRunning })
-        bad.process.waitUntilExit()
-        #expect(bad.process.terminationStatus == 2)
-        #expect(bad.errorText.contains("--admin-port"))
+        let bad = try await ChildProcess.run("ingest", arguments: ["--admin-port", "eighty"], environment: Self.environment(), timeout: .seconds(20))
+        #expect(bad.termination == .exited(2))
+        #expect(bad.standardError.contains("--admin-port"))
 
-        let help = try Self.launch(["--help"])
-        #expect(await waitUntil(timeout: .seconds(20)) { !help.process.isRunning })
-        help.process.waitUntilExit()
-        #expect(help.process.terminationStatus == 0)
-        #expect(help.outputText.contains("LOOP_BROKERS"))
-        #expect(help.outputText.contains("default 8081"))
+        let help = try await ChildProcess.run("ingest", arguments: ["--help"], environment: Self.environment(), timeout: .seconds(20))
+        #expect(help.succeeded)
+        #expect(help.standardOutput.contains("LOOP_BROKERS"))
+        #expect(help.standardOutput.contains("default 8081"))
     }
 }

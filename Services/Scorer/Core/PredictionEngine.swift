@@ -140,27 +140,41 @@ public enum PredictionReason {
 public final class PredictionEngine {
     public let layout: RequestVectorLayout
     public let policy: DecisionPolicy
-    private var values: [Double]
-    private var present: [Bool]
-    /// The raw values of the context fields some serving model takes as categorical.
-    private var categories: [String?]
-    private var inputs: [Double] = []
-    private var contributions: [Double] = []
-    private var top: [Int]
+    /// Taken out of the engine for the length of one ``predict(_:state:models:)`` and put back, so
+    /// the inner loops work on local arrays (no exclusivity check per element of a class property).
+    private var reusable: Buffers
+
+    /// The per-request working arrays.
+    private struct Buffers {
+        /// The request vector: features, then context fields (``RequestVectorLayout``).
+        var values: [Double] = []
+        var present: [Bool] = []
+        /// The raw values of the context fields some serving model takes as categorical.
+        var categories: [String?] = []
+        /// One model's inputs and their contributions.
+        var inputs: [Double] = []
+        var contributions: [Double] = []
+        /// Positions of the largest contributions.
+        var top: [Int] = []
+    }
 
     /// An engine for `layout` deciding by `policy`.
     public init(layout: RequestVectorLayout, policy: DecisionPolicy) {
         self.layout = layout
         self.policy = policy
-        values = [Double](repeating: 0, count: layout.count)
-        present = [Bool](repeating: false, count: layout.count)
-        categories = [String?](repeating: nil, count: layout.contextFields.count)
-        top = [Int](repeating: 0, count: max(0, policy.explainTopK))
+        reusable = Buffers(
+            values: [Double](repeating: 0, count: layout.count),
+            present: [Bool](repeating: false, count: layout.count),
+            categories: [String?](repeating: nil, count: layout.contextFields.count),
+            top: [Int](repeating: 0, count: max(0, policy.explainTopK)))
     }
 
     /// The prediction for `request` given the entity's feature state (`nil`: none) and the models
     /// serving now. `latencyMs` is left for the caller to stamp.
     public func predict(_ request: ScoreRequest, state: EntityFeatureState?, models: ServingModels) -> Prediction {
+        var buffers = reusable
+        reusable = Buffers()
+        defer { reusable = buffers }
         let requestTime = Double(request.eventTimeMs) / 1000
         var reasons: [String] = []
         var asOfMs: Int64?
@@ -180,27 +194,28 @@ public final class PredictionEngine {
         for i in 0..<layout.featureCount {
             let index = layout.evaluationIndices[i]
             if index < evaluated.count, let value = evaluated[index], value.isFinite {
-                values[i] = value
-                present[i] = true
+                buffers.values[i] = value
+                buffers.present[i] = true
             } else {
-                present[i] = false
+                buffers.present[i] = false
                 missing = true
             }
         }
         // Context fields, from the request's data.
+        let hasCategorical = !models.categoricalPositions.isEmpty
         for (offset, field) in layout.contextFields.enumerated() {
             let i = layout.featureCount + offset
-            if models.categoricalPositions.contains(i) {
+            if hasCategorical, models.categoricalPositions.contains(i) {
                 let category = Self.category(request.context[field])
-                categories[offset] = category
-                present[i] = category != nil
-                values[i] = category.flatMap { Double($0) } ?? .nan
+                buffers.categories[offset] = category
+                buffers.present[i] = category != nil
+                buffers.values[i] = category.flatMap { Double($0) } ?? .nan
                 if category == nil { missing = true }
             } else if let number = Self.number(request.context[field]) {
-                values[i] = number
-                present[i] = true
+                buffers.values[i] = number
+                buffers.present[i] = true
             } else {
-                present[i] = false
+                buffers.present[i] = false
                 missing = true
             }
         }
@@ -217,11 +232,11 @@ public final class PredictionEngine {
         var score = policy.baselineScore
         var explanation: [Contribution] = []
         if let decider {
-            fillInputs(for: decider)
-            if decider.scorer.firstOutOfRange(inputs, maxZScore: policy.maxZScore) != nil {
+            fillInputs(for: decider, &buffers)
+            if decider.scorer.firstOutOfRange(buffers.inputs, maxZScore: policy.maxZScore) != nil {
                 reasons.append(PredictionReason.outOfRange)
             }
-            score = scoreInputs(decider, explain: true, into: &explanation)
+            score = scoreInputs(decider, &buffers, explain: true, into: &explanation)
         } else {
             role = .baseline
         }
@@ -229,12 +244,12 @@ public final class PredictionEngine {
         // Challengers: whichever of champion and canary did not decide, then the shadows.
         var challengers: [ChallengerScore] = []
         if role == .canary, let champion = models.champion {
-            challengers.append(ChallengerScore(modelVersion: champion.version, role: .champion, score: challengerScore(champion)))
+            challengers.append(ChallengerScore(modelVersion: champion.version, role: .champion, score: challengerScore(champion, &buffers)))
         } else if let canary = models.canary {
-            challengers.append(ChallengerScore(modelVersion: canary.version, role: .canary, score: challengerScore(canary)))
+            challengers.append(ChallengerScore(modelVersion: canary.version, role: .canary, score: challengerScore(canary, &buffers)))
         }
         for shadow in models.shadows {
-            challengers.append(ChallengerScore(modelVersion: shadow.version, role: .shadow, score: challengerScore(shadow)))
+            challengers.append(ChallengerScore(modelVersion: shadow.version, role: .shadow, score: challengerScore(shadow, &buffers)))
         }
 
         // Output control, then the decision policy.
@@ -253,9 +268,9 @@ public final class PredictionEngine {
 
         var features: [FeatureValue] = []
         features.reserveCapacity(layout.count)
-        if !models.categoricalPositions.isEmpty { recordCategoryCodes(of: decider, models: models) }
+        if hasCategorical { recordCategoryCodes(of: decider, models: models, &buffers) }
         for i in 0..<layout.count {
-            features.append(FeatureValue(name: layout.names[i], value: present[i] ? values[i] : nil))
+            features.append(FeatureValue(name: layout.names[i], value: buffers.present[i] ? buffers.values[i] : nil))
         }
         return Prediction(
             requestId: request.requestId, entity: request.entity, eventTimeMs: request.eventTimeMs,
@@ -287,58 +302,63 @@ public final class PredictionEngine {
     /// Puts, for each categorical context field, the deciding model's category code into the
     /// recorded vector (the convention feedback's drift monitor reads back): the level's index, or
     /// ``Learning/FeatureSchema/otherCode``. A field the decider takes as numeric keeps its number.
-    private func recordCategoryCodes(of decider: ServingModel?, models: ServingModels) {
+    private func recordCategoryCodes(of decider: ServingModel?, models: ServingModels, _ buffers: inout Buffers) {
         for position in models.categoricalPositions {
             let offset = position - layout.featureCount
-            guard let category = categories[offset] else { continue }
+            guard let category = buffers.categories[offset] else { continue }
             if let decider, let j = decider.inputs.firstIndex(of: position), let codes = decider.categoryCodes[j] {
-                values[position] = codes[category] ?? Learning.FeatureSchema.otherCode
-            } else if !values[position].isFinite {
-                present[position] = false
+                buffers.values[position] = codes[category] ?? Learning.FeatureSchema.otherCode
+            } else if !buffers.values[position].isFinite {
+                buffers.present[position] = false
             }
         }
     }
 
-    private func fillInputs(for model: ServingModel) {
+    private func fillInputs(for model: ServingModel, _ buffers: inout Buffers) {
         let count = model.inputs.count
-        if inputs.count != count {
-            inputs = [Double](repeating: 0, count: count)
-            contributions = [Double](repeating: 0, count: count)
+        if buffers.inputs.count != count {
+            buffers.inputs = [Double](repeating: 0, count: count)
+            buffers.contributions = [Double](repeating: 0, count: count)
         }
         for j in 0..<count {
             let position = model.inputs[j]
             if let codes = model.categoryCodes[j] {
-                let category = categories[position - layout.featureCount]
-                inputs[j] = category.flatMap { codes[$0] } ?? Learning.FeatureSchema.otherCode
+                let category = buffers.categories[position - layout.featureCount]
+                buffers.inputs[j] = category.flatMap { codes[$0] } ?? Learning.FeatureSchema.otherCode
             } else {
-                inputs[j] = present[position] && values[position].isFinite ? values[position] : model.imputed[j]
+                let value = buffers.values[position]
+                buffers.inputs[j] = buffers.present[position] && value.isFinite ? value : model.imputed[j]
             }
         }
     }
 
-    private func scoreInputs(_ model: ServingModel, explain: Bool, into explanation: inout [Contribution]) -> Double {
-        let score = inputs.withUnsafeBufferPointer { input in
-            contributions.withUnsafeMutableBufferPointer { output in
-                (try? model.scorer.score(input, contributions: output))?.probability ?? policy.baselineScore
+    private func scoreInputs(
+        _ model: ServingModel, _ buffers: inout Buffers, explain: Bool, into explanation: inout [Contribution]
+    ) -> Double {
+        let baseline = policy.baselineScore
+        let score = buffers.inputs.withUnsafeBufferPointer { input in
+            buffers.contributions.withUnsafeMutableBufferPointer { output in
+                (try? model.scorer.score(input, contributions: output))?.probability ?? baseline
             }
         }
-        guard explain, !top.isEmpty else { return score }
-        let written = contributions.withUnsafeBufferPointer { values in
-            top.withUnsafeMutableBufferPointer { LinearScorer.topContributions(values, k: policy.explainTopK, into: $0) }
+        guard explain, !buffers.top.isEmpty else { return score }
+        let k = policy.explainTopK
+        let written = buffers.contributions.withUnsafeBufferPointer { values in
+            buffers.top.withUnsafeMutableBufferPointer { LinearScorer.topContributions(values, k: k, into: $0) }
         }
         explanation.reserveCapacity(written)
         let names = model.scorer.schema.features
         for position in 0..<written {
-            let j = top[position]
-            explanation.append(Contribution(feature: names[j].name, contribution: contributions[j]))
+            let j = buffers.top[position]
+            explanation.append(Contribution(feature: names[j].name, contribution: buffers.contributions[j]))
         }
         return score
     }
 
-    private func challengerScore(_ model: ServingModel) -> Double {
-        fillInputs(for: model)
+    private func challengerScore(_ model: ServingModel, _ buffers: inout Buffers) -> Double {
+        fillInputs(for: model, &buffers)
         var unused: [Contribution] = []
-        return scoreInputs(model, explain: false, into: &unused)
+        return scoreInputs(model, &buffers, explain: false, into: &unused)
     }
 
     /// A stable number in `[0, 1)` for `requestId` (FNV-1a, then a SplitMix64 finalizer): a canary
