@@ -242,6 +242,7 @@ func runScorerBench(_ arguments: [String]) async throws {
     try await running.value
 
     let floor = try await oneHopLatency(kafka: kafka, topic: passThroughTopic, rate: options.rate, seconds: options.seconds, logger: logger)
+    let relay = try await relayLatency(kafka: kafka, rate: options.rate, seconds: options.seconds, logger: logger)
 
     let sorted = latencies.withLock { $0 }.sorted()
     guard !sorted.isEmpty else { throw BenchError(description: "no paced prediction was read back") }
@@ -253,6 +254,8 @@ func runScorerBench(_ arguments: [String]) async throws {
                                                                percentile(0.5), percentile(0.99), sorted.last!, sorted.count, total))
     print(pad("kafka one hop at \(options.rate)/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms (produce → read back; the scorer path is two hops)",
                                                                floor.p50, floor.p99))
+    print(pad("kafka relay at \(options.rate)/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms (the scorer's path without scoring: its consumer and producer settings, records copied)",
+                                                               relay.p50, relay.p99))
     print("")
     print("stages, throughput run (µs/request):  " + stageLine(throughputStages, requests: count) + "   load " + throughputLoad)
     print("stages, paced run (ms/batch):         " + batchLine(since: throughputStages, latencyStages) + "   load " + latencyLoad)
@@ -344,12 +347,64 @@ private func measureStage(_ n: Int, _ body: () -> Void) -> Double {
     return (threadCPUSeconds() - start) * 1e6 / Double(n)
 }
 
+/// The Kafka floor of the scorer's path: records produced at `rate` to one topic, consumed in a group
+/// with the scorer's batch settings and produced unchanged, with the scorer's producer settings, to a
+/// second topic, read back from there; p50 and p99 in milliseconds.
+private func relayLatency(kafka: KafkaConfig, rate: Int, seconds: Int, logger: Logger) async throws -> (p50: Double, p99: Double) {
+    let input = Broker.uniqueTopic("bench-relay-in")
+    let output = Broker.uniqueTopic("bench-relay-out")
+    try await KafkaAdmin(config: kafka, logger: logger).createTopics([
+        TopicSpec(name: input, partitions: 4), TopicSpec(name: output, partitions: 4)])
+    let settings = ScorerOptions()
+    let consumer = try KafkaConsumer(config: kafka, groupID: Broker.uniqueTopic("bench-relay"), logger: logger)
+    try consumer.subscribe(topics: [input])
+    let relayProducer = try KafkaProducer(config: kafka, producer: settings.producer, logger: logger)
+    let relay = Task {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var inFlight = 0
+            for try await batch in consumer.batches(maxRecords: settings.maxBatch, maxWait: settings.maxBatchWait) {
+                let outgoing = batch.map { OutgoingRecord(topic: output, key: $0.key, value: $0.value, headers: $0.headers) }
+                if inFlight >= settings.maxInFlight {
+                    try await group.next()
+                    inFlight -= 1
+                }
+                group.addTask { _ = try await relayProducer.send(outgoing) }
+                inFlight += 1
+                consumer.markProcessed(batch)
+            }
+            try await group.waitForAll()
+        }
+    }
+    // Joining the group takes a moment; the measurement starts once a first record went through.
+    let probe = try KafkaProducer(config: kafka, logger: logger)
+    let admin = try KafkaAdmin(config: kafka, logger: logger)
+    func relayed() async throws -> Bool {
+        for partition in Int32(0)..<4 {
+            if try await admin.watermarks(topic: output, partition: partition).high > 0 { return true }
+        }
+        return false
+    }
+    while try await !relayed() {
+        _ = try await probe.send([OutgoingRecord(topic: input, key: Array("warm-up".utf8), value: [1])])
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    defer { relay.cancel() }
+    let result = try await oneHopLatency(kafka: kafka, topic: input, readFrom: output, rate: rate, seconds: seconds, logger: logger)
+    await consumer.close()
+    return result
+}
+
 /// The Kafka floor of the latency: records produced at `rate` with the paced producer's settings and
 /// read back by a reader with the scorer's fetch settings, p50 and p99 in milliseconds.
-private func oneHopLatency(kafka: KafkaConfig, topic: String, rate: Int, seconds: Int, logger: Logger) async throws -> (p50: Double, p99: Double) {
+private func oneHopLatency(
+    kafka: KafkaConfig, topic: String, readFrom readTopic: String? = nil, rate: Int, seconds: Int, logger: Logger
+) async throws -> (p50: Double, p99: Double) {
     let admin = try KafkaAdmin(config: kafka, logger: logger)
+    let readTopic = readTopic ?? topic
     var ends: [TopicPartition: Int64] = [:]
-    for partition in Int32(0)..<4 { ends[TopicPartition(topic: topic, partition: partition)] = try await admin.watermarks(topic: topic, partition: partition).high }
+    for partition in Int32(0)..<4 {
+        ends[TopicPartition(topic: readTopic, partition: partition)] = try await admin.watermarks(topic: readTopic, partition: partition).high
+    }
     let reader = try PartitionReader(config: kafka, partitions: Array(ends.keys), offsets: ends, logger: logger)
     let sent = Mutex<[String: ContinuousClock.Instant]>([:])
     let latencies = Mutex<[Double]>([])
