@@ -21,13 +21,19 @@ import TestSupport
 // Features come only from observations here (no feature-store runs in the bench), so the scorer
 // never waits for the feature-store to apply a request: the latency is the scorer's own hop.
 //
-//   loop-bench scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--brokers host:port]
+//   loop-bench scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--fetch-wait-ms 5]
+//                     [--brokers host:port]
+//
+// --fetch-wait-ms is `fetch.wait.max.ms` of every consumer and reader in the run (the scorer's
+// `--scorer-fetch-wait-ms`): how long the broker may hold a fetch, which bounds each hop's latency.
 
 struct ScorerBenchOptions {
     var requests = 200_000
     var entities = 1_000
     var rate = 5_000
     var seconds = 5
+    /// The scorer's default `--scorer-fetch-wait-ms`.
+    var fetchWaitMs = ScorerOptions.fetchWaitSetting.spec.defaultText.flatMap { Int($0) } ?? 5
     var brokers: String?
 
     init(_ arguments: [String]) throws {
@@ -44,6 +50,7 @@ struct ScorerBenchOptions {
             case "--entities": entities = try value()
             case "--rate": rate = try value()
             case "--seconds": seconds = try value()
+            case "--fetch-wait-ms": fetchWaitMs = try value()
             case "--brokers":
                 guard let text = iterator.next() else { throw BenchError(description: "--brokers needs a value") }
                 brokers = text
@@ -68,7 +75,7 @@ func runScorerBench(_ arguments: [String]) async throws {
     }
     defer { broker?.stop() }
     var kafka = KafkaConfig(brokers: bootstrap, clientID: "loop-bench-scorer")
-    kafka.extra["fetch.wait.max.ms"] = "5"
+    kafka.extra["fetch.wait.max.ms"] = String(options.fetchWaitMs)
 
     // A deployment: elec2 with two more features, so the model takes 14 features + 6 context fields.
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
