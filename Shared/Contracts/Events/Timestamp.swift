@@ -24,6 +24,14 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         self.text = text
     }
 
+    /// Milliseconds since the epoch (rounded down) of an RFC 3339 `date-time` given as its UTF-8
+    /// bytes, parsed as strictly as ``init(rfc3339:)`` without keeping the text (for hot paths that
+    /// only need the instant, e.g. a `ce_time` header).
+    public static func epochMilliseconds(rfc3339 bytes: [UInt8]) throws(TimestampError) -> Int64 {
+        let (seconds, nanoseconds) = try parse(bytes)
+        return seconds * 1000 + Int64(nanoseconds / 1_000_000)
+    }
+
     /// The instant `seconds` + `nanoseconds` after the epoch, written in UTC with `Z`.
     public init(seconds: Int64, nanoseconds: Int32 = 0) {
         let carry = Int64(nanoseconds) / 1_000_000_000
