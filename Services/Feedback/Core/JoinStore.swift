@@ -427,13 +427,44 @@ struct RetainedPrediction: Sendable {
     var score: Double
     var label: Bool?
     var labelSource: LabelSource?
-    /// The served record, kept until a label arrives (a late outcome is still emitted after the deadline).
-    var served: ServedPrediction?
+    /// The served record, kept until a label arrives (a late outcome is still emitted after the
+    /// deadline). Held by reference, so moving a retained prediction (the index growing, an
+    /// update) copies one pointer rather than the record's fields.
+    var served: ServedPrediction? {
+        get { box?.prediction }
+        set { box = newValue.map(ServedBox.init) }
+    }
+    private var box: ServedBox?
+
+    init(
+        partition: Int32, entity: String, eventTimeMs: Int64, deadlineMs: Int64, state: JoinStore.State, route: Route,
+        score: Double, label: Bool? = nil, labelSource: LabelSource? = nil, served: ServedPrediction?
+    ) {
+        self.partition = partition
+        self.entity = entity
+        self.eventTimeMs = eventTimeMs
+        self.deadlineMs = deadlineMs
+        self.state = state
+        self.route = route
+        self.score = score
+        self.label = label
+        self.labelSource = labelSource
+        box = served.map(ServedBox.init)
+    }
 
     func listing(requestId: String) -> PendingPrediction {
         PendingPrediction(
             requestId: requestId, entity: entity, partition: partition, eventTimeMs: eventTimeMs, deadlineMs: deadlineMs,
             score: score, route: route, isPending: state == .pending)
+    }
+}
+
+/// A served record behind a reference (see ``RetainedPrediction/served``).
+final class ServedBox: Sendable {
+    let prediction: ServedPrediction
+
+    init(_ prediction: ServedPrediction) {
+        self.prediction = prediction
     }
 }
 

@@ -401,8 +401,10 @@ struct RecordScanner {
 
     // MARK: Primitives
 
+    @inline(__always)
     private var peek: UInt8 { index < base.count ? base[index] : 0 }
 
+    @inline(__always)
     private mutating func skipWhitespace() {
         while index < base.count {
             switch base[index] {
@@ -412,6 +414,7 @@ struct RecordScanner {
         }
     }
 
+    @inline(__always)
     private mutating func expect(_ byte: UInt8, _ path: String) throws(RecordError) {
         guard peek == byte else {
             throw fail(path, "expected '\(Character(Unicode.Scalar(byte)))' at byte \(index)")
@@ -419,6 +422,7 @@ struct RecordScanner {
         index += 1
     }
 
+    @inline(__always)
     private func matches(_ range: Range<Int>, _ text: StaticString) -> Bool {
         range.count == text.utf8CodeUnitCount && memcmp(base.baseAddress! + range.lowerBound, text.utf8Start, range.count) == 0
     }
