@@ -193,9 +193,10 @@ public final class Statement {
         unsafeBitCast(-1 as Int, to: sqlite3_destructor_type.self)
     }
 
-    private func check(_ code: Int32, _ context: String) throws(StorageError) {
+    /// Throws for a result other than `SQLITE_OK`; `context` is only built then (binds are hot).
+    private func check(_ code: Int32, _ context: @autoclosure () -> String) throws(StorageError) {
         guard code == SQLITE_OK else {
-            throw StorageError.from(sqlite3_db_handle(handle), code: code, context: "cannot \(context)", sql: sql)
+            throw StorageError.from(sqlite3_db_handle(handle), code: code, context: "cannot \(context())", sql: sql)
         }
     }
 }

@@ -14,22 +14,40 @@ struct DeliveryTests {
     static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    @Test("a crash after the broker acknowledged part of the outbox but before it was confirmed: recovery sends only the rest")
+    @Test("a crash after the broker acknowledged part of the outbox but before it was confirmed: recovery sends only the rest, byte for byte, re-reading referenced predictions")
     func outboxRecovery() async throws {
         let broker = try await Broker.shared()
         let kafka = KafkaConfig(brokers: broker.bootstrap)
         let labeled = broker.uniqueTopic("labeled")
-        try await KafkaAdmin(config: kafka, logger: testLogger).createTopics([TopicSpec(name: labeled, partitions: 2)])
-        let path = try temporaryDirectory("outbox") + "/join.sqlite"
-        var driver = try JoinDriver(path: path)
-        var inputs: [JoinInput] = []
-        for i in 0..<6 { inputs += [.prediction(prediction("r\(i)", at: 0)), outcome("r\(i)", i % 2 == 0, at: 10)] }
-        let result = try driver.apply(inputs, partition: 1)
-        #expect(result.outbox.count == 6)
-
-        // The crashed run: the first four reached the broker, the confirmation never happened.
+        let predictions = broker.uniqueTopic("predictions")
+        try await KafkaAdmin(config: kafka, logger: testLogger).createTopics([
+            TopicSpec(name: labeled, partitions: 2), TopicSpec(name: predictions, partitions: 2),
+        ])
         let producer = try KafkaProducer(config: kafka, logger: testLogger)
-        _ = try await producer.send(result.outbox.prefix(4).map { entry in
+        let served = (0..<6).map { prediction("r\($0)", at: 0) }
+        let reports = try await producer.send(served.map {
+            OutgoingRecord(topic: predictions, key: Array($0.entity.utf8), value: $0.bytes, partition: 1)
+        })
+        let path = try temporaryDirectory("outbox") + "/join.sqlite"
+        let store = try JoinStore(path: path, policy: JoinPolicy(deadlineMs: 2 * hour, retentionMs: 24 * hour, positiveLabel: "1"))
+        var eventOffset: Int64 = 0
+        func outcomeRecord(_ i: Int) -> InputRecord {
+            defer { eventOffset += 1 }
+            return InputRecord(topic: "events", partition: 1, offset: eventOffset, input: outcome("r\(i)", i % 2 == 0, at: 10))
+        }
+        // Batch 1: the six predictions and the outcomes of r0…r2 (stored as references to the predictions);
+        // batch 2: the outcomes of r3…r5 (their predictions were stored, so the examples are stored whole).
+        let first = try store.apply(zip(served, reports).map { served, report in
+            InputRecord(topic: predictions, partition: 1, offset: report.offset, input: .prediction(served))
+        } + (0..<3).map(outcomeRecord))
+        let second = try store.apply((3..<6).map(outcomeRecord))
+        let outbox = first.outbox + second.outbox
+        #expect(outbox.count == 6)
+        #expect(first.outbox.allSatisfy { $0.reference != nil } && second.outbox.allSatisfy { $0.reference == nil })
+        #expect(try store.outbox().map(\.bytes.isEmpty) == [true, true, true, false, false, false])
+
+        // The crashed run: r0, r1 (references) and r3, r4 (whole) reached the broker, the confirmation never happened.
+        _ = try await producer.send([outbox[0], outbox[1], outbox[3], outbox[4]].map { entry in
             OutgoingRecord(
                 topic: labeled, key: Array(entry.entity.utf8), value: entry.bytes,
                 headers: [KafkaHeader(key: LabeledPublisher.requestIdHeader, string: entry.requestId),
@@ -37,15 +55,16 @@ struct DeliveryTests {
                 partition: entry.partition)
         })
 
-        let restarted = try JoinStore(path: path, policy: driver.store.policy)
-        let publisher = LabeledPublisher(producer: producer, store: restarted, topic: labeled, kafka: kafka, logger: testLogger)
+        let restarted = try JoinStore(path: path, policy: store.policy)
+        let publisher = LabeledPublisher(
+            producer: producer, store: restarted, topic: labeled, predictionsTopic: predictions, kafka: kafka, logger: testLogger)
         #expect(try await publisher.recover() == 2)
         #expect(try restarted.outbox().isEmpty)
         #expect(try await publisher.recover() == 0)
 
         let written = try await readAll(labeled, partitions: 2, brokers: broker.bootstrap)
-        let ids = try written.map { try LabeledExample(bytes: $0.value ?? []).requestId }
-        #expect(ids.sorted() == (0..<6).map { "r\($0)" })
+        #expect(written.count == 6)
+        #expect(Set(written.map { $0.value ?? [] }) == Set(outbox.map(\.bytes)), "recovered examples are byte-identical")
         #expect(written.allSatisfy { $0.partition == 1 }, "examples go to the partition of their input")
     }
 

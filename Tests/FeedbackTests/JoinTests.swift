@@ -211,6 +211,43 @@ struct JoinTests {
         let broken = decoder.decode(record(type: "loop.outcome.v1", data: #"{"label":"1"}"#).record)
         guard case .malformed = broken else { Issue.record("not malformed"); return }
     }
+
+    @Test("outcome data read straight from its bytes gives what the full JSON parse gives, for plain and unusual data")
+    func outcomeFastPath() throws {
+        let policy = try JoinPolicy(deadlineMs: hour, retentionMs: hour, positiveLabel: "1", valueField: "amount")
+        let decoder = InputDecoder(predictionsTopic: "p", policy: policy)
+        let manyKeys = "{" + (0..<20).map { "\"k\($0)\":\($0)," }.joined() + #""requestId":"r","label":"1"}"#
+        let cases = [
+            #"{"requestId":"r","label":"1"}"#, #"{"label":"0","requestId":"r"}"#, #"{"requestId":"r","label":true}"#,
+            #"{"requestId":"r","label":false}"#, #"{"requestId":"r","label":1}"#, #"{"requestId":"r","label":"yes"}"#,
+            #"{"requestId":"","label":"1"}"#, #" { "requestId" : "r" , "label" : "1" , "value" : -2e3 } "#,
+            #"{"requestId":"r","label":"1","value":3.5}"#, #"{"requestId":"r","label":"1","value":null,"amount":7}"#,
+            #"{"requestId":"r","label":"1","value":"x","amount":7.25}"#, #"{"requestId":"r","label":"1","amount":"7"}"#,
+            #"{"requestId":"r","label":"1","value":12345678901234567890}"#, #"{"requestId":"r","label":"1","value":0.1}"#,
+            #"{"requestId":"r","requestId":"s","label":"1"}"#, #"{"requestId":"r","label":"1","x":1,"x":2}"#,
+            #"{"requestId":"r\u0031","label":"1"}"#, #"{"requestId":"ré","label":"1"}"#, #"{"requestId":"r","label":"\u0031"}"#,
+            #"{"requestId":"r","label":"1","meta":{"a":[1,2,{"b":null}],"c":"d"}}"#, #"{"requestId":7,"label":"1"}"#,
+            #"{"label":"1"}"#, #"{"requestId":"r"}"#, #"{"requestId":"r","label":{"v":1}}"#, #"{"requestId":"r","label":"1"}x"#,
+            #"{"requestId":"r","label":"1",}"#, #"{"requestId":"r","label":01}"#, "{}", "[]", #""r""#, "", manyKeys,
+        ]
+        for data in cases {
+            let fast = decoder.decode(ConsumedRecordBuilder(type: "loop.outcome.v1", data: data).record)
+            let expected: Outcome?
+            if case .object(let object)? = try? JSONValue.parse(Array(data.utf8)),
+               case .outcome(let outcome) = decoder.outcome(
+                   from: CloudEvent(id: "e1", source: "test", type: "loop.outcome.v1", time: Timestamp(seconds: 1_700_000_000),
+                                    data: .json(.object(object))), kind: .outcome) {
+                expected = outcome
+            } else {
+                expected = nil
+            }
+            switch fast {
+            case .outcome(let outcome): #expect(outcome == expected, "\(data)")
+            case .malformed: #expect(expected == nil, "\(data)")
+            default: Issue.record("\(data): neither an outcome nor malformed: \(fast)")
+            }
+        }
+    }
 }
 
 /// A binary-mode CloudEvent record on loop.events.

@@ -77,7 +77,8 @@ public struct FeedbackService: LoopService, Service {
                 minimumSamples: settings[Self.minimumSamplesSetting]),
             openAlerts: try store.openAlerts())
         producer = try KafkaProducer(config: kafka, logger: logger)
-        publisher = LabeledPublisher(producer: producer, store: store, topic: topics.labeled, kafka: kafka, logger: logger)
+        publisher = LabeledPublisher(
+            producer: producer, store: store, topic: topics.labeled, predictionsTopic: topics.predictions, kafka: kafka, logger: logger)
         decoder = InputDecoder(predictionsTopic: topics.predictions, policy: policy)
         metrics = FeedbackMetrics(registry: environment.metrics)
         metrics.update(counters: store.counters)

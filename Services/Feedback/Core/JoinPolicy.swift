@@ -116,9 +116,16 @@ public struct InputDecoder: Sendable {
     public let predictionsTopic: String
     public let policy: JoinPolicy
 
+    /// `policy.positiveLabel` and `policy.valueField` as UTF-8, for the outcome fast path (which is
+    /// off for a non-ASCII positive label: String equality is canonical equivalence, not bytes).
+    private let positiveLabelBytes: [UInt8]?
+    private let valueFieldBytes: [UInt8]?
+
     public init(predictionsTopic: String, policy: JoinPolicy) {
         self.predictionsTopic = predictionsTopic
         self.policy = policy
+        positiveLabelBytes = policy.positiveLabel.utf8.allSatisfy { $0 < 0x80 } ? Array(policy.positiveLabel.utf8) : nil
+        valueFieldBytes = policy.valueField.map { Array($0.utf8) }
     }
 
     /// Decodes a batch; predictions sharing a feature layout share one array of names.
@@ -174,13 +181,33 @@ public struct InputDecoder: Sendable {
         }
         let id = idBytes.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.topic)[\(record.partition)]@\(record.offset)"
         let typeName = kind == .review ? "review" : "outcome"
-        guard let timeBytes, let stamp = try? Timestamp(rfc3339: String(decoding: timeBytes, as: UTF8.self)) else {
+        guard let timeBytes, let time = try? Timestamp.epochMilliseconds(rfc3339: timeBytes) else {
             return .malformed(reason: "\(typeName) \(id) has no valid time", eventTimeMs: nil)
         }
-        guard let value = record.value, case .object(let data)? = try? JSONValue.parse(value) else {
-            return .malformed(reason: "\(typeName) \(id) has no JSON object data", eventTimeMs: stamp.epochMilliseconds)
+        if kind == .outcome, let value = record.value, let positive = positiveLabelBytes,
+           let fields = outcomeFields(value, positiveLabel: positive) {
+            return .outcome(Outcome(requestId: fields.requestId, label: fields.label, eventTimeMs: time, value: fields.value))
         }
-        return outcome(data: data, eventTimeMs: stamp.epochMilliseconds, kind: kind, id: id)
+        guard let value = record.value, case .object(let data)? = try? JSONValue.parse(value) else {
+            return .malformed(reason: "\(typeName) \(id) has no JSON object data", eventTimeMs: time)
+        }
+        return outcome(data: data, eventTimeMs: time, kind: kind, id: id)
+    }
+
+    /// An outcome's data read straight from its bytes, when it is plain (see
+    /// ``RecordScanner/readOutcome(valueField:)``); `nil` sends it to the general path.
+    private func outcomeFields(_ value: [UInt8], positiveLabel: [UInt8]) -> (requestId: String, label: Bool, value: Double?)? {
+        let fields = value.withUnsafeBytes { buffer in
+            var scanner = RecordScanner(buffer)
+            return scanner.readOutcome(valueField: valueFieldBytes)
+        }
+        guard let fields else { return nil }
+        let label = value.withUnsafeBytes { buffer -> Bool in
+            let token = UnsafeRawBufferPointer(rebasing: buffer[fields.label])
+            if fields.labelIsString { return token.elementsEqual(positiveLabel) }
+            return token.count == 4
+        }
+        return (fields.requestId, label, fields.value)
     }
 
     private func decodeStructured(_ record: ConsumedRecord) -> JoinInput {

@@ -55,12 +55,33 @@ public struct OutboxEntry: Sendable, Hashable {
     public var requestId: String
     public var labelSource: LabelSource
     public var entity: String
+    /// The example's bytes; empty for an entry read back from the store with a ``reference``
+    /// until ``LabeledPublisher/recover()`` splices it again.
     public var bytes: [UInt8]
+    /// Set when the example's prediction was consumed in the same batch as its label: the store
+    /// then keeps this reference instead of the bytes (see ``PredictionReference``).
+    public var reference: PredictionReference?
 
     /// The identity of one output: a request is emitted at most once per label source.
     public var outputKey: String { Self.outputKey(requestId: requestId, labelSource: labelSource.rawValue) }
 
     static func outputKey(requestId: String, labelSource: String) -> String { requestId + "\u{1f}" + labelSource }
+}
+
+/// Where a labeled example's prediction sits in `loop.predictions`, and what the label adds to it.
+///
+/// An example whose prediction arrived in the same batch as its label is stored in the outbox as
+/// this reference rather than as a copy of the served record (about 1 KB per example): the
+/// prediction's offset is at or after the input offset stored before that batch, so it is still in
+/// `loop.predictions` when a restart re-reads it, and ``ServedPrediction/labeledExampleBytes(label:source:delaySeconds:value:)``
+/// splices the same bytes from it again.
+public struct PredictionReference: Sendable, Hashable {
+    /// The partition and offset of the prediction record in `loop.predictions`.
+    public var partition: Int32
+    public var offset: Int64
+    public var label: Bool
+    public var delaySeconds: Double
+    public var value: Double?
 }
 
 /// What one applied batch produced.
@@ -182,6 +203,15 @@ public final class JoinStore: Sendable {
             DROP TABLE clocks;
             ALTER TABLE clocks_nullable RENAME TO clocks;
             """),
+        // An example whose prediction arrived in the same batch is stored as a reference to it
+        // (body empty, prediction_offset set), not as a copy of the served record.
+        Migration("outbox references", sql: """
+            ALTER TABLE outbox ADD COLUMN prediction_partition INTEGER;
+            ALTER TABLE outbox ADD COLUMN prediction_offset INTEGER;
+            ALTER TABLE outbox ADD COLUMN label INTEGER;
+            ALTER TABLE outbox ADD COLUMN label_delay_seconds REAL;
+            ALTER TABLE outbox ADD COLUMN value REAL;
+            """),
     ]
 
     /// Prediction states, as stored.
@@ -215,18 +245,26 @@ public final class JoinStore: Sendable {
         }
     }
 
-    /// Labeled examples stored but not yet confirmed delivered, oldest first.
+    /// Labeled examples stored but not yet confirmed delivered, oldest first. Entries stored as a
+    /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``.
     public func outbox() throws(FeedbackError) -> [OutboxEntry] {
         try read { connection in
-            let statement = try connection.statement(
-                "SELECT seq, partition, request_id, label_source, entity, body FROM outbox ORDER BY seq")
+            let statement = try connection.statement("""
+                SELECT seq, partition, request_id, label_source, entity, body,
+                       prediction_partition, prediction_offset, label, label_delay_seconds, value
+                FROM outbox ORDER BY seq
+                """)
             var entries: [OutboxEntry] = []
             while try statement.step() {
+                let reference = statement.isNull(at: 7) ? nil : PredictionReference(
+                    partition: Int32(statement.int64(at: 6)), offset: statement.int64(at: 7), label: statement.int64(at: 8) != 0,
+                    delaySeconds: statement.double(at: 9), value: statement.isNull(at: 10) ? nil : statement.double(at: 10))
                 entries.append(OutboxEntry(
                     sequence: statement.int64(at: 0), partition: Int32(statement.int64(at: 1)),
                     requestId: statement.string(at: 2) ?? "",
                     labelSource: LabelSource(rawValue: statement.string(at: 3) ?? "") ?? .outcome,
-                    entity: statement.string(at: 4) ?? "", bytes: statement.blob(at: 5) ?? []))
+                    entity: statement.string(at: 4) ?? "", bytes: reference == nil ? statement.blob(at: 5) ?? [] : [],
+                    reference: reference))
             }
             return entries
         }
@@ -389,13 +427,44 @@ struct RetainedPrediction: Sendable {
     var score: Double
     var label: Bool?
     var labelSource: LabelSource?
-    /// The served record, kept until a label arrives (a late outcome is still emitted after the deadline).
-    var served: ServedPrediction?
+    /// The served record, kept until a label arrives (a late outcome is still emitted after the
+    /// deadline). Held by reference, so moving a retained prediction (the index growing, an
+    /// update) copies one pointer rather than the record's fields.
+    var served: ServedPrediction? {
+        get { box?.prediction }
+        set { box = newValue.map(ServedBox.init) }
+    }
+    private var box: ServedBox?
+
+    init(
+        partition: Int32, entity: String, eventTimeMs: Int64, deadlineMs: Int64, state: JoinStore.State, route: Route,
+        score: Double, label: Bool? = nil, labelSource: LabelSource? = nil, served: ServedPrediction?
+    ) {
+        self.partition = partition
+        self.entity = entity
+        self.eventTimeMs = eventTimeMs
+        self.deadlineMs = deadlineMs
+        self.state = state
+        self.route = route
+        self.score = score
+        self.label = label
+        self.labelSource = labelSource
+        box = served.map(ServedBox.init)
+    }
 
     func listing(requestId: String) -> PendingPrediction {
         PendingPrediction(
             requestId: requestId, entity: entity, partition: partition, eventTimeMs: eventTimeMs, deadlineMs: deadlineMs,
             score: score, route: route, isPending: state == .pending)
+    }
+}
+
+/// A served record behind a reference (see ``RetainedPrediction/served``).
+final class ServedBox: Sendable {
+    let prediction: ServedPrediction
+
+    init(_ prediction: ServedPrediction) {
+        self.prediction = prediction
     }
 }
 
@@ -546,11 +615,13 @@ private struct BatchApplication {
     private var offsets: [TopicPartition: Int64] = [:]
     /// Requests whose prediction row or held outcome changed in this batch, and those that did not exist before it.
     private var changedPredictions: Set<String> = []
-    private var newPredictions: Set<String> = []
     private var changedHeld: Set<String> = []
     private var newHeld: Set<String> = []
-    /// Outbox rows to insert: the partition and bytes of each example of `result.labeled`, in order.
-    private var outboxRows: [(partition: Int32, bytes: [UInt8])] = []
+    /// The predictions new in this batch, and where each sits in `loop.predictions`.
+    private var predictionOffsets: [String: Int64] = [:]
+    /// Outbox rows to insert: the partition, bytes and (for a prediction of this batch) the
+    /// reference of each example of `result.labeled`, in order.
+    private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?)] = []
 
     init(policy: JoinPolicy, state: JoinState) {
         self.policy = policy
@@ -565,7 +636,7 @@ private struct BatchApplication {
             switch record.input {
             case .prediction(let prediction):
                 advancePredictions(record.partition, to: prediction.eventTimeMs)
-                accept(prediction, partition: record.partition)
+                accept(prediction, partition: record.partition, offset: record.offset)
             case .outcome(let outcome):
                 advance(record.partition, to: outcome.eventTimeMs)
                 accept(outcome, partition: record.partition)
@@ -593,7 +664,7 @@ private struct BatchApplication {
 
     // MARK: Predictions
 
-    private mutating func accept(_ prediction: ServedPrediction, partition: Int32) {
+    private mutating func accept(_ prediction: ServedPrediction, partition: Int32, offset: Int64) {
         let id = prediction.requestId
         if state.retained[id] != nil {
             state.counters.duplicatePredictions += 1
@@ -606,7 +677,7 @@ private struct BatchApplication {
             partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
             state: .pending, route: prediction.route, score: prediction.score, served: prediction)
         changedPredictions.insert(id)
-        newPredictions.insert(id)
+        predictionOffsets[id] = offset
         if let held = state.held.removeValue(forKey: id) {
             changedHeld.insert(id)
             let outcome = held.outcome
@@ -618,7 +689,7 @@ private struct BatchApplication {
             }
             resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
             state.retained[id] = entry
-            emit(prediction, partition: partition, label: outcome.label, source: outcome.source,
+            emit(prediction, id: id, partition: partition, label: outcome.label, source: outcome.source,
                  delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
@@ -674,7 +745,7 @@ private struct BatchApplication {
         }
         state.retained[id] = entry
         changedPredictions.insert(id)
-        emit(served, partition: partition, label: outcome.label, source: outcome.source,
+        emit(served, id: id, partition: partition, label: outcome.label, source: outcome.source,
              delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
     }
 
@@ -718,7 +789,7 @@ private struct BatchApplication {
                 resolve(&entry, id: id, state: .expiredDefaulted, label: label, source: .default)
                 state.retained[id] = entry
                 state.counters.defaulted += 1
-                emit(served, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
+                emit(served, id: id, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
             } else {
                 resolve(&entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
                 state.retained[id] = entry
@@ -749,11 +820,17 @@ private struct BatchApplication {
 
     // MARK: Output
 
+    /// Emits the example of prediction `id` (retained in partition `partition`'s join state).
     private mutating func emit(
-        _ prediction: ServedPrediction, partition: Int32, label: Bool, source: LabelSource, delayMs: Int64, value: Double?
+        _ prediction: ServedPrediction, id: String, partition: Int32, label: Bool, source: LabelSource, delayMs: Int64,
+        value: Double?
     ) {
         let delay = Double(max(0, delayMs)) / 1000
-        outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value)))
+        let reference = predictionOffsets[id].flatMap { offset in
+            state.retained[id].map { PredictionReference(partition: $0.partition, offset: offset, label: label, delaySeconds: delay, value: value) }
+        }
+        outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value),
+                           reference))
         result.labeled.append(JoinedExample(
             prediction: prediction, label: label, labelSource: source, labelDelaySeconds: delay, value: value))
     }
@@ -765,7 +842,9 @@ private struct BatchApplication {
         try storePredictions(connection)
         try storeHeld(connection)
         let insert = try connection.statement("""
-            INSERT INTO outbox(partition, request_id, label_source, entity, body) VALUES (?1, ?2, ?3, ?4, ?5)
+            INSERT INTO outbox(partition, request_id, label_source, entity, body, prediction_partition, prediction_offset,
+                               label, label_delay_seconds, value)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
             """)
         result.outbox.reserveCapacity(outboxRows.count)
         for (example, row) in zip(result.labeled, outboxRows) {
@@ -774,11 +853,21 @@ private struct BatchApplication {
             try insert.bind(example.requestId, at: 2)
             try insert.bind(example.labelSource.rawValue, at: 3)
             try insert.bind(example.entity, at: 4)
-            try insert.bind(row.bytes, at: 5)
+            if let reference = row.reference {
+                try insert.bind([], at: 5)
+                try insert.bind(Int64(reference.partition), at: 6)
+                try insert.bind(reference.offset, at: 7)
+                try insert.bind(Int64(reference.label ? 1 : 0), at: 8)
+                try insert.bind(reference.delaySeconds, at: 9)
+                if let value = reference.value { try insert.bind(value, at: 10) } else { try insert.bindNull(at: 10) }
+            } else {
+                try insert.bind(row.bytes, at: 5)
+                for parameter in Int32(6)...10 { try insert.bindNull(at: parameter) }
+            }
             try insert.run()
             result.outbox.append(OutboxEntry(
                 sequence: connection.lastInsertRowID, partition: row.partition, requestId: example.requestId,
-                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes))
+                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference))
         }
         try saveOffsets(connection)
         try saveClocksAndCounters(connection)
@@ -795,7 +884,7 @@ private struct BatchApplication {
         let delete = try connection.statement("DELETE FROM predictions WHERE request_id = ?")
         for id in changedPredictions {
             guard let entry = state.retained[id] else {
-                if !newPredictions.contains(id) {
+                if predictionOffsets[id] == nil {
                     delete.reset()
                     try delete.bind(id, at: 1)
                     try delete.run()

@@ -9,7 +9,8 @@ import Logging
 /// co-partitioned), so one instance is the only writer of that partition, and carries its requestId
 /// and label source in headers. After a crash the outbox still holds the examples whose
 /// acknowledgement was not recorded: ``recover()`` reads each such partition from the last
-/// recorded end and sends only the examples not already there.
+/// recorded end and sends only the examples not already there, re-reading from
+/// `loop.predictions` the predictions of examples stored as a ``PredictionReference``.
 public struct LabeledPublisher: Sendable {
     /// Header holding the example's requestId.
     public static let requestIdHeader = "loop-request-id"
@@ -19,13 +20,19 @@ public struct LabeledPublisher: Sendable {
     let producer: KafkaProducer
     let store: JoinStore
     let topic: String
+    let predictionsTopic: String
     let kafka: KafkaConfig
     let logger: Logger
 
-    public init(producer: KafkaProducer, store: JoinStore, topic: String, kafka: KafkaConfig, logger: Logger) {
+    /// A publisher of `store`'s outbox to `topic` (`loop.labeled`), re-reading referenced
+    /// predictions from `predictionsTopic` (`loop.predictions`) when it recovers.
+    public init(
+        producer: KafkaProducer, store: JoinStore, topic: String, predictionsTopic: String, kafka: KafkaConfig, logger: Logger
+    ) {
         self.producer = producer
         self.store = store
         self.topic = topic
+        self.predictionsTopic = predictionsTopic
         self.kafka = kafka
         self.logger = logger
     }
@@ -91,12 +98,65 @@ public struct LabeledPublisher: Sendable {
             throw FeedbackError(.delivery, "cannot read \(topic) to reconcile the outbox: \(error)", isRetryable: true)
         }
         let delivered = pending.filter { written.contains($0.outputKey) }
-        let missing = pending.filter { !written.contains($0.outputKey) }
+        let missing = try await splice(pending.filter { !written.contains($0.outputKey) })
         try store.confirmDelivered(delivered, reports: [])
         try await publish(missing)
         logger.info("outbox reconciled", metadata: [
             "feedback.outbox.already_written": "\(delivered.count)", "feedback.outbox.sent": "\(missing.count)",
         ])
         return missing.count
+    }
+
+    /// Fills in the bytes of entries stored as a ``PredictionReference`` from their predictions in
+    /// `loop.predictions`; throws if one is no longer there.
+    func splice(_ entries: [OutboxEntry]) async throws(FeedbackError) -> [OutboxEntry] {
+        var wanted: [TopicPartition: Set<Int64>] = [:]
+        for entry in entries {
+            if let reference = entry.reference, entry.bytes.isEmpty {
+                wanted[TopicPartition(topic: predictionsTopic, partition: reference.partition), default: []].insert(reference.offset)
+            }
+        }
+        guard !wanted.isEmpty else { return entries }
+        var found: [TopicPartition: [Int64: [UInt8]]] = [:]
+        do {
+            let reader = try PartitionReader(
+                config: kafka, partitions: wanted.keys.sorted { $0.partition < $1.partition },
+                offsets: wanted.mapValues { $0.min() ?? 0 }, logger: logger)
+            var remaining = wanted.values.reduce(0) { $0 + $1.count }
+            reading: for try await event in reader.events() {
+                switch event {
+                case .records(let records):
+                    for record in records {
+                        let partition = TopicPartition(topic: record.topic, partition: record.partition)
+                        guard wanted[partition]?.contains(record.offset) == true, found[partition]?[record.offset] == nil else { continue }
+                        found[partition, default: [:]][record.offset] = record.value ?? []
+                        remaining -= 1
+                    }
+                    if remaining == 0 { break reading }
+                case .caughtUp:
+                    break reading
+                }
+            }
+            await reader.close()
+        } catch {
+            throw FeedbackError(.delivery, "cannot read \(predictionsTopic) to splice the outbox: \(error)", isRetryable: true)
+        }
+        var spliced: [OutboxEntry] = []
+        spliced.reserveCapacity(entries.count)
+        for var entry in entries {
+            if let reference = entry.reference, entry.bytes.isEmpty {
+                let partition = TopicPartition(topic: predictionsTopic, partition: reference.partition)
+                guard let bytes = found[partition]?[reference.offset], let prediction = try? ServedPrediction(bytes: bytes),
+                      prediction.requestId == entry.requestId
+                else {
+                    throw FeedbackError(
+                        .delivery, "the prediction of \(entry.requestId) is no longer at \(predictionsTopic)[\(reference.partition)]@\(reference.offset)")
+                }
+                entry.bytes = prediction.labeledExampleBytes(
+                    label: reference.label, source: entry.labelSource, delaySeconds: reference.delaySeconds, value: reference.value)
+            }
+            spliced.append(entry)
+        }
+        return spliced
     }
 }

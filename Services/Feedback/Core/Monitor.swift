@@ -440,19 +440,44 @@ final class VersionMonitor: @unchecked Sendable {
 // MARK: - Drift
 
 /// Live histograms of a version's inputs and scores over the last `windowCount` predictions,
-/// against the training summaries in its artifact.
+/// against the training summaries in its artifact. O(features) per prediction and allocation-free:
+/// each prediction's bin per feature (and of its score) is kept in a preallocated ring, so a
+/// prediction leaving the window decrements the bins it incremented without binning it again.
 struct DriftTracker: Sendable {
-    private struct Sample: Sendable {
-        var values: [Double?]
-        var score: Double
+    /// How one tracked input is binned.
+    private enum Kind: Sendable {
+        /// Bins of the training quantiles.
+        case numeric(BinnedDistribution)
+        /// Level `code` for a code below `levels`, "other" (`levels`) for anything else.
+        case categorical(levels: Int)
+        /// No training summary: not tracked.
+        case untracked
     }
 
+    /// Live counts per bin against the training shares of those bins.
+    private struct Histogram: Sendable {
+        let expected: [Double]
+        var counts: [Int]
+        var total = 0
+
+        init(expected: [Double], bins: Int) {
+            self.expected = expected
+            counts = [Int](repeating: 0, count: bins)
+        }
+    }
+
+    /// A ring slot's value for a missing or untracked input.
+    private static let noBin: Int32 = -1
+
     let names: [String]
-    private var numeric: [LiveHistogram?]
-    private var categorical: [LiveCategoryCounts?]
-    private let levels: [[String]]
-    private var score: LiveHistogram
-    private var window: SlidingWindow<Sample>
+    private let kinds: [Kind]
+    /// One per name, then the score's.
+    private var histograms: [Histogram]
+    /// `windowCount` rows of `names.count + 1` bins (the score's last), oldest at `head`.
+    private var ring: [Int32]
+    private let windowCount: Int
+    private var head = 0
+    private var stored = 0
     /// The served layout last seen, where each of `names` sits in it, and whether that is the same order.
     private var layout: [String] = []
     private var positions: [Int] = []
@@ -461,36 +486,83 @@ struct DriftTracker: Sendable {
     init(header: ModelArtifactHeader, windowCount: Int) {
         names = header.schema.names
         let summaries = Dictionary(header.training.features.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        numeric = names.map { name in summaries[name]?.numeric.map { LiveHistogram(baseline: $0.bins) } }
-        categorical = names.map { name in summaries[name]?.categorical.map { LiveCategoryCounts(baseline: $0) } }
-        levels = names.map { name in summaries[name]?.categorical?.levels ?? [] }
-        score = LiveHistogram(baseline: header.training.scores.bins)
-        // A positive count span is always valid.
-        window = try! SlidingWindow(span: .count(max(1, windowCount)))
+        var kinds: [Kind] = []
+        var histograms: [Histogram] = []
+        for name in names {
+            if let numeric = summaries[name]?.numeric {
+                kinds.append(.numeric(numeric.bins))
+                histograms.append(Histogram(expected: numeric.bins.proportions, bins: numeric.bins.binCount))
+            } else if let categorical = summaries[name]?.categorical {
+                kinds.append(.categorical(levels: categorical.levels.count))
+                histograms.append(Histogram(expected: categorical.proportions, bins: categorical.levels.count + 1))
+            } else {
+                kinds.append(.untracked)
+                histograms.append(Histogram(expected: [], bins: 0))
+            }
+        }
+        let scores = header.training.scores.bins
+        kinds.append(.numeric(scores))
+        histograms.append(Histogram(expected: scores.proportions, bins: scores.binCount))
+        self.kinds = kinds
+        self.histograms = histograms
+        self.windowCount = max(1, windowCount)
+        ring = [Int32](repeating: Self.noBin, count: self.windowCount * kinds.count)
     }
 
-    /// Counts one prediction's features (`values` in the order of `names`) and score into the window.
+    /// Counts one prediction's features (served as `values` in the order of `served`) and score into the window.
     mutating func add(names served: [String], values: [Double?], score value: Double) {
         if !Self.sameStorage(served, layout) {
             layout = served
             positions = names.map { name in served.firstIndex(of: name) ?? -1 }
             identity = positions == Array(names.indices)
         }
-        let window: [Double?]
-        if identity, values.count == names.count {
-            window = values
-        } else {
-            window = positions.map { $0 >= 0 && $0 < values.count ? values[$0] : nil }
+        let width = kinds.count
+        if stored == windowCount {
+            removeOldest(width: width)
         }
-        for i in names.indices {
-            if let raw = window[i] { count(raw, feature: i, by: 1) }
+        let row = ((head + stored) % windowCount) * width
+        stored += 1
+        let direct = identity && values.count == names.count
+        for i in 0..<names.count {
+            let raw: Double?
+            if direct {
+                raw = values[i]
+            } else {
+                let position = positions[i]
+                raw = position >= 0 && position < values.count ? values[position] : nil
+            }
+            ring[row + i] = raw.map { count($0, input: i) } ?? Self.noBin
         }
-        score.add(value)
-        self.window.append(Sample(values: window, score: value))
-        while let expired = self.window.popExpired() {
-            for (i, raw) in expired.values.enumerated() { if let raw { count(raw, feature: i, by: -1) } }
-            score.remove(expired.score)
+        ring[row + names.count] = count(value, input: names.count)
+    }
+
+    private mutating func removeOldest(width: Int) {
+        let row = head * width
+        for i in 0..<width {
+            let bin = ring[row + i]
+            if bin >= 0 {
+                histograms[i].counts[Int(bin)] -= 1
+                histograms[i].total -= 1
+            }
         }
+        head = (head + 1) % windowCount
+        stored -= 1
+    }
+
+    /// Counts `raw` under its bin of input `i`; returns the bin, or ``noBin`` if the input is untracked.
+    private mutating func count(_ raw: Double, input i: Int) -> Int32 {
+        let bin: Int
+        switch kinds[i] {
+        case .numeric(let bins):
+            bin = bins.bin(of: raw)
+        case .categorical(let levels):
+            bin = raw.isFinite && raw >= 0 && raw < Double(levels) && raw == raw.rounded() ? Int(raw) : levels
+        case .untracked:
+            return Self.noBin
+        }
+        histograms[i].counts[bin] += 1
+        histograms[i].total += 1
+        return Int32(bin)
     }
 
     /// Whether two name arrays share storage (the decoder hands every prediction with the same
@@ -500,31 +572,31 @@ struct DriftTracker: Sendable {
         return same || a == b
     }
 
-    private mutating func count(_ raw: Double, feature i: Int, by delta: Int) {
-        if numeric[i] != nil {
-            if delta > 0 { numeric[i]!.add(raw) } else { numeric[i]!.remove(raw) }
-        } else if categorical[i] != nil {
-            let code = raw.isFinite && raw >= 0 && raw == raw.rounded() && raw < Double(levels[i].count) ? Int(raw) : -1
-            let level = code >= 0 ? levels[i][code] : "\u{0}other"
-            if delta > 0 { categorical[i]!.add(level) } else { categorical[i]!.remove(level) }
-        }
-    }
-
     func featureDrift() -> [FeatureDrift] {
         names.indices.compactMap { i in
-            if let histogram = numeric[i] {
-                return FeatureDrift(feature: names[i], count: histogram.total, psi: histogram.psi(), ks: histogram.ks())
+            let histogram = histograms[i]
+            switch kinds[i] {
+            case .numeric:
+                return FeatureDrift(
+                    feature: names[i], count: histogram.total,
+                    psi: Drift.psi(expected: histogram.expected, observed: histogram.counts),
+                    ks: Drift.ks(expected: histogram.expected, observed: histogram.counts))
+            case .categorical:
+                return FeatureDrift(
+                    feature: names[i], count: histogram.total,
+                    psi: Drift.psi(expected: histogram.expected, observed: histogram.counts),
+                    chiSquaredPValue: Drift.chiSquared(expected: histogram.expected, observed: histogram.counts).pValue)
+            case .untracked:
+                return nil
             }
-            if let counts = categorical[i] {
-                return FeatureDrift(feature: names[i], count: counts.total, psi: counts.psi(),
-                                    chiSquaredPValue: counts.chiSquared().pValue)
-            }
-            return nil
         }
     }
 
     func scoreDrift() -> FeatureDrift {
-        FeatureDrift(feature: "score", count: score.total, psi: score.psi(), ks: score.ks())
+        let histogram = histograms[names.count]
+        return FeatureDrift(
+            feature: "score", count: histogram.total, psi: Drift.psi(expected: histogram.expected, observed: histogram.counts),
+            ks: Drift.ks(expected: histogram.expected, observed: histogram.counts))
     }
 }
 

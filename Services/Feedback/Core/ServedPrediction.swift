@@ -52,7 +52,7 @@ public struct ServedPrediction: Sendable {
     /// Like ``init(bytes:)``, reusing `names` when the feature layout repeats.
     init(bytes: [UInt8], names: inout FeatureNameCache) throws(RecordError) {
         let read = bytes.withUnsafeBytes { buffer in
-            var scanner = PredictionScanner(buffer)
+            var scanner = RecordScanner(buffer)
             return Result { () throws(RecordError) in try scanner.read(names: &names) }
         }
         let fields = try read.get()
@@ -121,14 +121,16 @@ private func appendDouble(_ value: Double, to output: inout [UInt8]) {
     output.append(contentsOf: value.description.utf8)
 }
 
-/// The last feature-name layout seen, so predictions with the same layout share one `[String]`.
+/// The last feature-name layout seen, so predictions with the same layout share one `[String]`,
+/// and the scanner's scratch space for the names it reads (reused from record to record).
 struct FeatureNameCache {
     var names: [String] = []
+    var ranges: [Range<Int>] = []
 }
 
 // MARK: - Scanner
 
-/// What ``PredictionScanner`` reads.
+/// What ``RecordScanner/read(names:)`` reads of a prediction.
 struct PredictionFields {
     var requestId = ""
     var entity = ""
@@ -142,13 +144,12 @@ struct PredictionFields {
     var spans = ServedPrediction.Spans()
 }
 
-/// A single-pass reader of one JSON prediction record: validates the syntax of everything,
-/// decodes only the fields the join needs.
-struct PredictionScanner {
+/// A single-pass reader of one JSON record (a prediction, or an outcome's data): validates the
+/// syntax of everything, decodes only the fields the join needs.
+struct RecordScanner {
     private let base: UnsafeRawBufferPointer
     private var index = 0
     private var depth = 0
-    private var nameRanges: [Range<Int>] = []
 
     init(_ buffer: UnsafeRawBufferPointer) {
         base = buffer
@@ -280,7 +281,7 @@ struct PredictionScanner {
         try expect(UInt8(ascii: "["), "features")
         var values: [Double?] = []
         values.reserveCapacity(names.names.count)
-        nameRanges.removeAll(keepingCapacity: true)
+        names.ranges.removeAll(keepingCapacity: true)
         skipWhitespace()
         if peek == UInt8(ascii: "]") {
             index += 1
@@ -312,7 +313,7 @@ struct PredictionScanner {
                     break
                 }
                 guard let name else { throw fail("features.name", "missing") }
-                nameRanges.append(name)
+                names.ranges.append(name)
                 values.append(value)
                 skipWhitespace()
                 if peek == UInt8(ascii: ",") {
@@ -323,19 +324,19 @@ struct PredictionScanner {
                 break
             }
         }
-        if !sameNames(names.names) {
+        if !sameNames(names.names, names.ranges) {
             var fresh: [String] = []
-            fresh.reserveCapacity(nameRanges.count)
-            for range in nameRanges { fresh.append(try decodeString(range, "features.name")) }
+            fresh.reserveCapacity(names.ranges.count)
+            for range in names.ranges { fresh.append(try decodeString(range, "features.name")) }
             names.names = fresh
         }
         return values
     }
 
-    /// Whether the feature names just read equal `cached` (unescaped names only; any escape re-decodes).
-    private func sameNames(_ cached: [String]) -> Bool {
-        guard cached.count == nameRanges.count else { return false }
-        for (range, name) in zip(nameRanges, cached) {
+    /// Whether the feature names just read (`ranges`) equal `cached` (unescaped names only; any escape re-decodes).
+    private func sameNames(_ cached: [String], _ ranges: [Range<Int>]) -> Bool {
+        guard cached.count == ranges.count else { return false }
+        for (range, name) in zip(ranges, cached) {
             let inner = range.lowerBound + 1..<range.upperBound - 1
             var name = name
             let equal = name.withUTF8 { utf8 in
@@ -400,8 +401,10 @@ struct PredictionScanner {
 
     // MARK: Primitives
 
+    @inline(__always)
     private var peek: UInt8 { index < base.count ? base[index] : 0 }
 
+    @inline(__always)
     private mutating func skipWhitespace() {
         while index < base.count {
             switch base[index] {
@@ -411,6 +414,7 @@ struct PredictionScanner {
         }
     }
 
+    @inline(__always)
     private mutating func expect(_ byte: UInt8, _ path: String) throws(RecordError) {
         guard peek == byte else {
             throw fail(path, "expected '\(Character(Unicode.Scalar(byte)))' at byte \(index)")
@@ -418,6 +422,7 @@ struct PredictionScanner {
         index += 1
     }
 
+    @inline(__always)
     private func matches(_ range: Range<Int>, _ text: StaticString) -> Bool {
         range.count == text.utf8CodeUnitCount && memcmp(base.baseAddress! + range.lowerBound, text.utf8Start, range.count) == 0
     }
@@ -601,6 +606,107 @@ struct PredictionScanner {
             depth -= 1
         default:
             _ = try numberRange(path)
+        }
+    }
+}
+
+// MARK: - Outcome data
+
+/// The fields of an outcome's data that the join reads.
+struct OutcomeFields {
+    var requestId: String
+    /// The label token: a string's bytes (without quotes), or `true` / `false`.
+    var label: Range<Int>
+    var labelIsString: Bool
+    var value: Double?
+}
+
+extension RecordScanner {
+    /// The most members an outcome's data may have on the fast path (duplicate keys are checked pairwise).
+    static let outcomeMemberLimit = 16
+
+    /// Reads an outcome's data object: `requestId` (a string), `label` (a string or a boolean) and
+    /// the business value (`value`, else `valueField`, when a number). Returns `nil`, never a
+    /// wrong answer, for anything it does not prove equivalent to the full JSON parse: non-ASCII or
+    /// escaped text, duplicate or too many keys, a numeric label, a missing `requestId` or `label`,
+    /// invalid syntax. The caller then takes the general path, which names the problem.
+    mutating func readOutcome(valueField: [UInt8]?) -> OutcomeFields? {
+        for byte in base where byte >= 0x80 || byte == UInt8(ascii: "\\") { return nil }
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: Self.outcomeMemberLimit) { keys in
+            try? readOutcome(valueField: valueField, keys: keys)
+        }
+    }
+
+    private mutating func readOutcome(valueField: [UInt8]?, keys: UnsafeMutableBufferPointer<Range<Int>>) throws(RecordError) -> OutcomeFields? {
+        var keyCount = 0
+        var requestId: String?
+        var label: Range<Int>?
+        var labelIsString = false
+        var value: Double?
+        var fieldValue: Double?
+        skipWhitespace()
+        try expect(UInt8(ascii: "{"), "$")
+        skipWhitespace()
+        if peek == UInt8(ascii: "}") { return nil }
+        while true {
+            skipWhitespace()
+            let key = try keyRange("$")
+            guard keyCount < keys.count else { return nil }
+            for earlier in keys[0..<keyCount] where earlier.count == key.count
+                && memcmp(base.baseAddress! + earlier.lowerBound, base.baseAddress! + key.lowerBound, key.count) == 0 {
+                return nil
+            }
+            keys[keyCount] = key
+            keyCount += 1
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"), "$")
+            skipWhitespace()
+            let start = index
+            if matches(key, "requestId") {
+                guard peek == UInt8(ascii: "\"") else { return nil }
+                requestId = try string("requestId")
+            } else if matches(key, "label") {
+                switch peek {
+                case UInt8(ascii: "\""):
+                    let range = try stringRange("label")
+                    label = range.lowerBound + 1..<range.upperBound - 1
+                    labelIsString = true
+                case UInt8(ascii: "t"), UInt8(ascii: "f"):
+                    try skipValue("label")
+                    label = start..<index
+                default:
+                    return nil
+                }
+            } else if matches(key, "value") {
+                value = try optionalNumber("value")
+            } else if let valueField, key.count == valueField.count,
+                      valueField.withUnsafeBytes({ memcmp(base.baseAddress! + key.lowerBound, $0.baseAddress!, key.count) }) == 0 {
+                fieldValue = try optionalNumber("value")
+            } else {
+                try skipValue("$")
+            }
+            skipWhitespace()
+            if peek == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            try expect(UInt8(ascii: "}"), "$")
+            break
+        }
+        skipWhitespace()
+        guard index == base.count, let requestId, let label else { return nil }
+        return OutcomeFields(requestId: requestId, label: label, labelIsString: labelIsString, value: value ?? fieldValue)
+    }
+
+    /// A number value, or `nil` for any other value (skipped and checked).
+    private mutating func optionalNumber(_ path: String) throws(RecordError) -> Double? {
+        switch peek {
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let number = try number(path)
+            return number.isFinite ? number : nil
+        default:
+            try skipValue(path)
+            return nil
         }
     }
 }
