@@ -171,38 +171,40 @@ import Testing
         #expect(abs(Drift.chiSquaredSurvival(200, degreesOfFreedom: 150) - 0.003973185970821635) < 1e-12)
     }
 
-    @Test func liveCountsAgainstATrainingBaseline() throws {
+    /// Counts of `values` over the training bins of `baseline`.
+    static func counts(_ values: some Sequence<Double>, over baseline: BinnedDistribution) -> [Int] {
+        var counts = [Int](repeating: 0, count: baseline.binCount)
+        for value in values { counts[baseline.bin(of: value)] += 1 }
+        return counts
+    }
+
+    @Test func driftAgainstATrainingBaseline() throws {
         let artifact = try LogisticRegression.fit(TestData.synthetic(n: 10_000, numeric: 1, categorical: true))
         let x0 = try #require(artifact.training.features[0].numeric)
-        var same = LiveHistogram(baseline: x0.bins)
-        var shifted = LiveHistogram(baseline: x0.bins)
         var random = SeededGenerator(seed: 99)
-        for _ in 0..<5_000 {
-            let value = random.normal()
-            same.add(value)
-            shifted.add(value + 1)
-        }
-        #expect(same.psi() < 0.02 && same.ks() < 0.03)
-        #expect(shifted.psi() > 0.25 && shifted.ks() > 0.2)
-        shifted.remove(1)
-        #expect(shifted.total == 4_999)
+        let values = (0..<5_000).map { _ in random.normal() }
+        let same = Self.counts(values, over: x0.bins)
+        let shifted = Self.counts(values.map { $0 + 1 }, over: x0.bins)
+        #expect(Drift.psi(expected: x0.bins.proportions, observed: same) < 0.02)
+        #expect(Drift.ks(expected: x0.bins.proportions, observed: same) < 0.03)
+        #expect(Drift.psi(expected: x0.bins.proportions, observed: shifted) > 0.25)
+        #expect(Drift.ks(expected: x0.bins.proportions, observed: shifted) > 0.2)
 
+        // A categorical feature: every live value "b", plus one level training never saw ("other").
         let segment = try #require(artifact.training.features[1].categorical)
-        var live = LiveCategoryCounts(baseline: segment)
-        for _ in 0..<1_000 { live.add("b") }
-        live.add("never-seen")
-        #expect(live.counts.last == 1)
-        #expect(live.chiSquared().pValue < 1e-10)
-        #expect(live.psi() > 1)
+        var levels = [Int](repeating: 0, count: segment.levels.count + 1)
+        levels[try #require(segment.levels.firstIndex(of: "b"))] = 1_000
+        levels[segment.levels.count] = 1
+        #expect(Drift.chiSquared(expected: segment.proportions, observed: levels).pValue < 1e-10)
+        #expect(Drift.psi(expected: segment.proportions, observed: levels) > 1)
     }
 
     @Test func scorePSIComparesLiveScoresWithTraining() throws {
         let data = TestData.synthetic(n: 8_000, numeric: 3)
         let artifact = try LogisticRegression.fit(data.slice(0..<4_000))
         let scorer = try LinearScorer(artifact: artifact)
-        var live = LiveHistogram(baseline: artifact.training.scores.bins)
-        for score in try scorer.scores(for: data.slice(4_000..<8_000)) { live.add(score) }
-        #expect(live.psi() < 0.05)
+        let live = Self.counts(try scorer.scores(for: data.slice(4_000..<8_000)), over: artifact.training.scores.bins)
+        #expect(Drift.psi(expected: artifact.training.scores.bins.proportions, observed: live) < 0.05)
     }
 }
 
