@@ -19,8 +19,8 @@ import TestSupport
 // with a million entities stored.
 //
 //   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000]
-//                            [--rate 1000] [--seconds 10] [--config examples/elec2/loop.yaml]
-//                            [--brokers host:port]
+//                            [--rate 1000] [--seconds 10] [--state-cache 50000]
+//                            [--config examples/elec2/loop.yaml] [--brokers host:port]
 //
 // Throughput: the events are produced first; the clock runs from the moment the store holds
 // every partition until every change is acknowledged by loop.features. Reads: the state of
@@ -35,6 +35,8 @@ struct FeatureStoreBenchOptions {
     var readEntities = 1_000_000
     var rate = 1000
     var seconds = 10
+    /// Decoded states cached per partition (``FeatureStoreOptions/stateCacheEntities``).
+    var stateCache = 50_000
     var config = "examples/elec2/loop.yaml"
     var brokers: String?
 
@@ -51,6 +53,7 @@ struct FeatureStoreBenchOptions {
             case "--read-entities": readEntities = Int(try value()) ?? readEntities
             case "--rate": rate = Int(try value()) ?? rate
             case "--seconds": seconds = Int(try value()) ?? seconds
+            case "--state-cache": stateCache = Int(try value()) ?? stateCache
             case "--config": config = try value()
             case "--brokers": brokers = try value()
             default: throw BenchError(description: "unknown option \(argument)")
@@ -172,6 +175,18 @@ private struct BenchWrites {
     var files: Int64 = 0
     var records: Int64 = 0
     var history: Int64 = 0
+    /// CPU time of this whole process (consumer, writer, publisher, librdkafka) while applying.
+    var processCPUSeconds = 0.0
+}
+
+/// User and system CPU time of this process, in seconds (from /proc/self/stat, 10 ms ticks).
+private func processCPUSeconds() -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let end = stat.lastIndex(of: ")") else { return .nan }
+    // After "pid (comm)": state is field 3, utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: end)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return .nan }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 @inline(never)
@@ -183,10 +198,13 @@ private func applyAndPublish(
     let metrics = PrometheusCollectorRegistry()
     let store = try FeatureStore(
         config: config,
-        options: FeatureStoreOptions(stateDirectory: directory, groupID: prefix + ".bench", batchSize: 20_000, batchWait: .milliseconds(20)),
+        options: FeatureStoreOptions(
+            stateDirectory: directory, groupID: prefix + ".bench", batchSize: 20_000, batchWait: .milliseconds(20),
+            stateCacheEntities: options.stateCache),
         kafka: kafka, logger: logger, metrics: metrics, readiness: Readiness())
     let running = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
+    let processCPU = processCPUSeconds()
     let applied = try await measure(options.events) {
         while true {
             let acknowledged = try store.acknowledgedInput()
@@ -195,6 +213,7 @@ private func applyAndPublish(
         }
     }
     var writes = BenchWrites(rate: applied.rate, stages: metricSums(metrics))
+    writes.processCPUSeconds = processCPUSeconds() - processCPU
     await store.stop()
     _ = try? await running.value
     // After the store closed its files: no write-ahead log is left.
@@ -212,6 +231,24 @@ private struct BenchReads {
     var rawJSON = 0
     var latencies: [Double] = []
     var requests = 0
+    /// Seconds per `FeatureQueries.current` call (SQLite read, decode, evaluate), without HTTP.
+    var inProcess: [Double] = []
+
+    func requests(_ options: FeatureStoreBenchOptions) -> Int { options.rate * options.seconds }
+}
+
+/// Times `count` reads of random entities straight through ``FeatureQueries/current(_:)``: the
+/// part of a GET that is the store's own work.
+@inline(never)
+private func readsInProcess(_ queries: FeatureQueries, count: Int, entities: Int) -> [Double] {
+    var latencies: [Double] = []
+    latencies.reserveCapacity(count)
+    for _ in 0..<count {
+        let started = ContinuousClock.now
+        _ = try? queries.current("entity-\(Int.random(in: 0..<entities))")
+        latencies.append(seconds(ContinuousClock.now - started))
+    }
+    return latencies.sorted()
 }
 
 @inline(never)
@@ -236,12 +273,13 @@ private func readLatency(
         config: config, options: storeOptions, kafka: kafka, logger: logger, metrics: PrometheusCollectorRegistry(), readiness: Readiness())
     let serving = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
+    reads.inProcess = readsInProcess(store.queries, count: min(reads.requests(options), 20_000), entities: options.readEntities)
     let router = AdminRoutes.makeRouter(readiness: Readiness(), metrics: PrometheusCollectorRegistry())
     store.queries.addRoutes(to: router)
     let server = AdminServer(router: router, host: "127.0.0.1", port: 0, logger: logger)
     let http = Task { try await server.run() }
     guard let port = await server.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
-    reads.requests = options.rate * options.seconds
+    reads.requests = reads.requests(options)
     print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities…")
     reads.latencies = await paceRequests(port: port, total: reads.requests, rate: options.rate, entities: options.readEntities)
     http.cancel()
@@ -281,11 +319,14 @@ private func printSummary(
     print("")
     print("feature-store bench — \(options.events) events over \(options.entities) entities, \(config.topics.partitions) partitions, load average \(load)")
     print(pad("kafka pass-through", 34) + String(format: "%10.0f events/s", passRate))
+    print(pad("state cache", 34) + String(format: "%10d  decoded states per partition", options.stateCache))
     print(pad("applied + published", 34) + String(format: "%10.0f events/s  (%.0f%% of pass-through; target ≥ 100000)",
                                                  writes.rate, 100 * writes.rate / passRate))
     print(pad("  wall time per event", 34) + String(format: "%10.2f µs", 1e6 / writes.rate))
     print(pad("  decode+apply+store per event", 34) + String(format: "%10.2f µs  (%d batches; overlaps publishing)",
                                                           1e6 * stages.applySeconds / events, Int(stages.batches)))
+    print(pad("  process CPU per event", 34) + String(format: "%10.2f µs  (consumer, writer, publisher, librdkafka; not the broker)",
+                                                   1e6 * writes.processCPUSeconds / events))
     print(pad("  mean batch publish lag", 34) + String(format: "%10.1f ms  (batch received → acknowledged by loop.features)",
                                                     1000 * stages.publishSeconds / max(1, stages.batches)))
     print(pad("  entity states written", 34) + String(format: "%10.0f  (%.1f events per write)", stages.written, events / max(1, stages.written)))
@@ -299,6 +340,9 @@ private func printSummary(
                                                   reads.entities, reads.seedSeconds))
     print(pad("reads: state on disk", 34) + String(format: "%10.1f MB  (%.2f× the %.1f MB JSON of their one event each)",
                                                 Double(reads.files) / 1e6, Double(reads.files) / Double(reads.rawJSON), Double(reads.rawJSON) / 1e6))
+    print(pad("  store work per GET (no HTTP)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms over %d reads (SQLite read, decode, evaluate)",
+                                                       percentile(reads.inProcess, 0.5), percentile(reads.inProcess, 0.99),
+                                                       percentile(reads.inProcess, 0.999), reads.inProcess.count))
     print(pad("GET /v1/features/{entity}", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %d req/s open loop, %d of %d failed (target p99 ≤ 2 ms)",
                                                     percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
                                                     (sorted.last ?? .nan) * 1000, options.rate, reads.requests - reads.latencies.count, reads.requests))
