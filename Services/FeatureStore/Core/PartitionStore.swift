@@ -98,12 +98,14 @@ final class PartitionStore: Sendable {
     // MARK: - Batches
 
     /// Calls `body` with the position in `entities` and the stored record of each entity that has
-    /// one, straight from SQLite's row (the bytes are valid only during the call).
+    /// one, straight from SQLite's row (the bytes are valid only during the call). One
+    /// transaction for all of them, so SQLite takes its locks once, not per entity.
     func withRecords(
         of entities: [String], _ body: (Int, UnsafeRawBufferPointer) -> Void
     ) throws(FeatureStoreError) {
+        guard !entities.isEmpty else { return }
         try storage("load entity states") {
-            try writer.withConnection { db in
+            try writer.transaction { db in
                 let statement = try db.statement("SELECT state FROM entities WHERE entity = ?1")
                 defer { statement.reset() }
                 for (index, entity) in entities.enumerated() {
