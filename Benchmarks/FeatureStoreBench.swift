@@ -19,8 +19,8 @@ import TestSupport
 // with a million entities stored.
 //
 //   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000]
-//                            [--rate 1000] [--seconds 10] [--config examples/elec2/loop.yaml]
-//                            [--brokers host:port]
+//                            [--rate 1000] [--seconds 10] [--state-cache 50000] [--keep-alive]
+//                            [--config examples/elec2/loop.yaml] [--brokers host:port]
 //
 // Throughput: the events are produced first; the clock runs from the moment the store holds
 // every partition until every change is acknowledged by loop.features. Reads: the state of
@@ -35,6 +35,10 @@ struct FeatureStoreBenchOptions {
     var readEntities = 1_000_000
     var rate = 1000
     var seconds = 10
+    /// Decoded states cached per partition (``FeatureStoreOptions/stateCacheEntities``).
+    var stateCache = 50_000
+    /// GETs over one persistent connection per sender thread instead of a connection per request.
+    var keepAlive = false
     var config = "examples/elec2/loop.yaml"
     var brokers: String?
 
@@ -51,6 +55,8 @@ struct FeatureStoreBenchOptions {
             case "--read-entities": readEntities = Int(try value()) ?? readEntities
             case "--rate": rate = Int(try value()) ?? rate
             case "--seconds": seconds = Int(try value()) ?? seconds
+            case "--state-cache": stateCache = Int(try value()) ?? stateCache
+            case "--keep-alive": keepAlive = true
             case "--config": config = try value()
             case "--brokers": brokers = try value()
             default: throw BenchError(description: "unknown option \(argument)")
@@ -172,6 +178,18 @@ private struct BenchWrites {
     var files: Int64 = 0
     var records: Int64 = 0
     var history: Int64 = 0
+    /// CPU time of this whole process (consumer, writer, publisher, librdkafka) while applying.
+    var processCPUSeconds = 0.0
+}
+
+/// User and system CPU time of this process, in seconds (from /proc/self/stat, 10 ms ticks).
+private func processCPUSeconds() -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let end = stat.lastIndex(of: ")") else { return .nan }
+    // After "pid (comm)": state is field 3, utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: end)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return .nan }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 @inline(never)
@@ -183,10 +201,13 @@ private func applyAndPublish(
     let metrics = PrometheusCollectorRegistry()
     let store = try FeatureStore(
         config: config,
-        options: FeatureStoreOptions(stateDirectory: directory, groupID: prefix + ".bench", batchSize: 20_000, batchWait: .milliseconds(20)),
+        options: FeatureStoreOptions(
+            stateDirectory: directory, groupID: prefix + ".bench", batchSize: 20_000, batchWait: .milliseconds(20),
+            stateCacheEntities: options.stateCache),
         kafka: kafka, logger: logger, metrics: metrics, readiness: Readiness())
     let running = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
+    let processCPU = processCPUSeconds()
     let applied = try await measure(options.events) {
         while true {
             let acknowledged = try store.acknowledgedInput()
@@ -195,6 +216,7 @@ private func applyAndPublish(
         }
     }
     var writes = BenchWrites(rate: applied.rate, stages: metricSums(metrics))
+    writes.processCPUSeconds = processCPUSeconds() - processCPU
     await store.stop()
     _ = try? await running.value
     // After the store closed its files: no write-ahead log is left.
@@ -212,6 +234,24 @@ private struct BenchReads {
     var rawJSON = 0
     var latencies: [Double] = []
     var requests = 0
+    /// Seconds per `FeatureQueries.current` call (SQLite read, decode, evaluate), without HTTP.
+    var inProcess: [Double] = []
+
+    func requests(_ options: FeatureStoreBenchOptions) -> Int { options.rate * options.seconds }
+}
+
+/// Times `count` reads of random entities straight through ``FeatureQueries/current(_:)``: the
+/// part of a GET that is the store's own work.
+@inline(never)
+private func readsInProcess(_ queries: FeatureQueries, count: Int, entities: Int) -> [Double] {
+    var latencies: [Double] = []
+    latencies.reserveCapacity(count)
+    for _ in 0..<count {
+        let started = ContinuousClock.now
+        _ = try? queries.current("entity-\(Int.random(in: 0..<entities))")
+        latencies.append(seconds(ContinuousClock.now - started))
+    }
+    return latencies.sorted()
 }
 
 @inline(never)
@@ -236,14 +276,16 @@ private func readLatency(
         config: config, options: storeOptions, kafka: kafka, logger: logger, metrics: PrometheusCollectorRegistry(), readiness: Readiness())
     let serving = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
+    reads.inProcess = readsInProcess(store.queries, count: min(reads.requests(options), 20_000), entities: options.readEntities)
     let router = AdminRoutes.makeRouter(readiness: Readiness(), metrics: PrometheusCollectorRegistry())
     store.queries.addRoutes(to: router)
     let server = AdminServer(router: router, host: "127.0.0.1", port: 0, logger: logger)
     let http = Task { try await server.run() }
     guard let port = await server.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
-    reads.requests = options.rate * options.seconds
+    reads.requests = reads.requests(options)
     print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities…")
-    reads.latencies = await paceRequests(port: port, total: reads.requests, rate: options.rate, entities: options.readEntities)
+    reads.latencies = await paceRequests(
+        port: port, total: reads.requests, rate: options.rate, entities: options.readEntities, keepAlive: options.keepAlive)
     http.cancel()
     await store.stop()
     _ = try? await serving.value
@@ -281,11 +323,14 @@ private func printSummary(
     print("")
     print("feature-store bench — \(options.events) events over \(options.entities) entities, \(config.topics.partitions) partitions, load average \(load)")
     print(pad("kafka pass-through", 34) + String(format: "%10.0f events/s", passRate))
+    print(pad("state cache", 34) + String(format: "%10d  decoded states per partition", options.stateCache))
     print(pad("applied + published", 34) + String(format: "%10.0f events/s  (%.0f%% of pass-through; target ≥ 100000)",
                                                  writes.rate, 100 * writes.rate / passRate))
     print(pad("  wall time per event", 34) + String(format: "%10.2f µs", 1e6 / writes.rate))
     print(pad("  decode+apply+store per event", 34) + String(format: "%10.2f µs  (%d batches; overlaps publishing)",
                                                           1e6 * stages.applySeconds / events, Int(stages.batches)))
+    print(pad("  process CPU per event", 34) + String(format: "%10.2f µs  (consumer, writer, publisher, librdkafka; not the broker)",
+                                                   1e6 * writes.processCPUSeconds / events))
     print(pad("  mean batch publish lag", 34) + String(format: "%10.1f ms  (batch received → acknowledged by loop.features)",
                                                     1000 * stages.publishSeconds / max(1, stages.batches)))
     print(pad("  entity states written", 34) + String(format: "%10.0f  (%.1f events per write)", stages.written, events / max(1, stages.written)))
@@ -299,9 +344,14 @@ private func printSummary(
                                                   reads.entities, reads.seedSeconds))
     print(pad("reads: state on disk", 34) + String(format: "%10.1f MB  (%.2f× the %.1f MB JSON of their one event each)",
                                                 Double(reads.files) / 1e6, Double(reads.files) / Double(reads.rawJSON), Double(reads.rawJSON) / 1e6))
-    print(pad("GET /v1/features/{entity}", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %d req/s open loop, %d of %d failed (target p99 ≤ 2 ms)",
+    print(pad("  store work per GET (no HTTP)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms over %d reads (SQLite read, decode, evaluate)",
+                                                       percentile(reads.inProcess, 0.5), percentile(reads.inProcess, 0.99),
+                                                       percentile(reads.inProcess, 0.999), reads.inProcess.count))
+    print(pad("GET /v1/features/{entity}", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %d req/s open loop, %d of %d failed (target p99 ≤ 2 ms), ",
                                                     percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
-                                                    (sorted.last ?? .nan) * 1000, options.rate, reads.requests - reads.latencies.count, reads.requests))
+                                                    (sorted.last ?? .nan) * 1000, options.rate,
+                                                    reads.requests - reads.latencies.count, reads.requests)
+          + (options.keepAlive ? "8 keep-alive connections" : "a connection per request"))
 }
 
 /// A state holding one observation, for the seeded read store.
@@ -373,10 +423,11 @@ private func stateSizes(directory: String) throws -> (Int64, Int64) {
 
 /// Sends `total` GETs of random entities at `rate` per second, open loop: request `i` is due at
 /// `i / rate` and is sent by one of 8 threads (round robin) however slow earlier responses were
-/// (a connection per request, like an uncached client). Returns each successful request's
-/// latency in seconds, from its due time to the end of its response.
+/// (a connection per request, like an uncached client, or with `keepAlive` one persistent
+/// connection per thread). Returns each successful request's latency in seconds, from its due
+/// time to the end of its response.
 @inline(never)
-private func paceRequests(port: Int, total: Int, rate: Int, entities: Int) async -> [Double] {
+private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepAlive: Bool) async -> [Double] {
     let threads = 8
     let begin = ContinuousClock.now + .milliseconds(50)
     let interval = Duration.seconds(1) / rate
@@ -386,12 +437,14 @@ private func paceRequests(port: Int, total: Int, rate: Int, entities: Int) async
         for thread in 0..<threads {
             Thread {
                 var latencies: [Double] = []
+                let connection = keepAlive ? KeepAliveConnection(port: port) : nil
                 var index = thread
                 while index < total {
                     let due = begin + interval * index
                     let wait = due - ContinuousClock.now
                     if wait > .zero { usleep(UInt32(seconds(wait) * 1e6)) }
-                    if httpStatus(port: port, path: "/v1/features/entity-\(Int.random(in: 0..<entities))") == 200 {
+                    let path = "/v1/features/entity-\(Int.random(in: 0..<entities))"
+                    if (connection?.status(of: path) ?? httpStatus(port: port, path: path)) == 200 {
                         latencies.append(seconds(ContinuousClock.now - due))
                     }
                     index += threads
@@ -417,17 +470,9 @@ private final class PaceResults: Sendable {
 
 /// One blocking HTTP/1.1 GET to 127.0.0.1; the status code, or 0 on failure.
 private func httpStatus(port: Int, path: String) -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let descriptor = connectedSocket(port: port)
     guard descriptor >= 0 else { return 0 }
     defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { return 0 }
     let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
     guard send(descriptor, request, request.count, 0) == request.count else { return 0 }
     var received: [UInt8] = []
@@ -439,4 +484,77 @@ private func httpStatus(port: Int, path: String) -> Int {
     }
     let head = String(decoding: received.prefix(16), as: UTF8.self).split(separator: " ")
     return head.count >= 2 ? Int(head[1]) ?? 0 : 0
+}
+
+/// One persistent HTTP/1.1 connection to 127.0.0.1 for sequential GETs (reconnects after a failure).
+private final class KeepAliveConnection {
+    private let port: Int
+    private var descriptor: Int32 = -1
+    private var buffer = [UInt8](repeating: 0, count: 16_384)
+
+    init(port: Int) { self.port = port }
+
+    deinit { if descriptor >= 0 { close(descriptor) } }
+
+    /// The status code of `GET path`, or 0 on failure.
+    func status(of path: String) -> Int {
+        if descriptor < 0 { descriptor = connectedSocket(port: port) }
+        guard descriptor >= 0 else { return 0 }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        guard send(descriptor, request, request.count, 0) == request.count, let status = readResponse() else {
+            close(descriptor)
+            descriptor = -1
+            return 0
+        }
+        return status
+    }
+
+    /// Reads one response (head, then `content-length` bytes of body); its status code.
+    private func readResponse() -> Int? {
+        var received: [UInt8] = []
+        var headEnd: Int?
+        var bodyLength = 0
+        while true {
+            if let end = headEnd, received.count >= end + bodyLength { break }
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            guard count > 0 else { return nil }
+            received.append(contentsOf: buffer[0..<count])
+            if headEnd == nil, let end = Self.headEnd(received) {
+                headEnd = end
+                let head = String(decoding: received[0..<end], as: UTF8.self).lowercased()
+                guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+                      let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+                else { return nil }
+                bodyLength = length
+            }
+        }
+        let head = String(decoding: received.prefix(16), as: UTF8.self).split(separator: " ")
+        return head.count >= 2 ? Int(head[1]) : nil
+    }
+
+    private static func headEnd(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for index in 3..<bytes.count where bytes[index] == 10 && bytes[index - 1] == 13 && bytes[index - 2] == 10 && bytes[index - 3] == 13 {
+            return index + 1
+        }
+        return nil
+    }
+}
+
+/// A TCP socket connected to 127.0.0.1:`port`, or -1.
+private func connectedSocket(port: Int) -> Int32 {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { return -1 }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        close(descriptor)
+        return -1
+    }
+    return descriptor
 }

@@ -86,9 +86,7 @@ public struct EntityFeatureState: Sendable, Equatable {
     ///   not finite (the state is unchanged).
     public mutating func apply(_ event: FeatureEvent) throws(FeatureError) -> ApplyOutcome {
         let time = try Self.millis(event.time)
-        if latest != Self.noTime, time < latest - schema.latenessMillis {
-            return .late(behindBy: Double(latest - time) / 1000)
-        }
+        if let late = lateness(of: time) { return late }
         let fields = schema.fields
         return try withUnsafeTemporaryAllocation(of: Double.self, capacity: fields.count) {
             (values: UnsafeMutableBufferPointer<Double>) throws(FeatureError) -> ApplyOutcome in
@@ -105,6 +103,33 @@ public struct EntityFeatureState: Sendable, Equatable {
             apply(time: time, types: schema.typeMask(of: event.type), values: UnsafeBufferPointer(values))
             return .applied
         }
+    }
+
+    /// Applies one event given as its field values in ``FeatureSchema/eventFields`` order, NaN
+    /// where the event has no value: the same as ``apply(_:)`` for decoders that read the fields
+    /// straight from bytes, without a dictionary per event.
+    /// - Throws: ``FeatureError/Code/invalidEvent`` when `time` or a value is infinite, or when
+    ///   `values` does not have one entry per event field (the state is unchanged).
+    public mutating func apply(
+        time seconds: Double, type: String, values: UnsafeBufferPointer<Double>
+    ) throws(FeatureError) -> ApplyOutcome {
+        let time = try Self.millis(seconds)
+        if let late = lateness(of: time) { return late }
+        let fields = schema.fields
+        guard values.count == fields.count else {
+            throw FeatureError(.invalidEvent, "\(values.count) field values for \(fields.count) event fields")
+        }
+        for index in values.indices where values[index].isInfinite {
+            throw FeatureError(.invalidEvent, "field \(fields[index]) is \(values[index]), not a finite number")
+        }
+        apply(time: time, types: schema.typeMask(of: type), values: values)
+        return .applied
+    }
+
+    /// ``ApplyOutcome/late(behindBy:)`` when an event at `time` (ms) is too late to apply.
+    private func lateness(of time: Int64) -> ApplyOutcome? {
+        guard latest != Self.noTime, time < latest - schema.latenessMillis else { return nil }
+        return .late(behindBy: Double(latest - time) / 1000)
     }
 
     /// Applies a validated event; missing field values are NaN.

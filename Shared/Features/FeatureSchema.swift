@@ -128,6 +128,10 @@ public final class FeatureSchema: Sendable {
     /// The feature names in definition order.
     public var featureNames: [String] { features.map(\.name) }
 
+    /// The event fields the features read, each once: the order of the values
+    /// ``EntityFeatureState/apply(time:type:values:)`` takes.
+    public var eventFields: [String] { fields }
+
     /// The bucket width used for `window`, or `nil` when no feature uses that window.
     public func bucketWidth(for window: TimeSpan) -> TimeSpan? {
         let millis = Int64((window.seconds * 1000).rounded())

@@ -47,8 +47,10 @@ struct IntegrationTests {
         try await secondRun.value
     }
 
-    @Test("every applied score request gets the state as of itself on loop.features, tagged with its offset, no later event in it")
-    func statesAsOfScoreRequests() async throws {
+    @Test(
+        "every applied score request gets the state as of itself on loop.features, tagged with its offset, no later event in it (state cache of 0, 4 and 50,000 entities)",
+        arguments: [0, 4, 50_000])
+    func statesAsOfScoreRequests(stateCacheEntities: Int) async throws {
         let deployment = try await TestDeployment.make("fs-request-states")
         let schema = try deployment.schema()
         let events = generateEvents(entities: 12, perEntity: 30, partitions: deployment.partitions)
@@ -63,7 +65,8 @@ struct IntegrationTests {
         }
         #expect(expected.values.reduce(0) { $0 + $1.count } > 20, "the stream has score requests to check")
 
-        let store = try deployment.store(stateDirectory: temporaryDirectory("fs-request-states"), group: deployment.prefix + ".fs")
+        let store = try deployment.store(
+            stateDirectory: temporaryDirectory("fs-request-states"), group: deployment.prefix + ".fs", stateCacheEntities: stateCacheEntities)
         let run = Self.start(store)
         try await deployment.waitForChangelog(encoded(states), timeout: .seconds(40))
         await store.stop()

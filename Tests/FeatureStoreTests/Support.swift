@@ -57,13 +57,14 @@ struct TestDeployment {
 
     /// An in-process feature-store.
     func store(
-        stateDirectory: String, group: String, batchSize: Int = 300, historyInterval: TimeSpan = TimeSpan(seconds: 3600)
+        stateDirectory: String, group: String, batchSize: Int = 300, historyInterval: TimeSpan = TimeSpan(seconds: 3600),
+        stateCacheEntities: Int = 50_000
     ) throws -> FeatureStore {
         try FeatureStore(
             config: config,
             options: FeatureStoreOptions(
                 stateDirectory: stateDirectory, groupID: group, batchSize: batchSize, batchWait: .milliseconds(20),
-                historyInterval: historyInterval),
+                historyInterval: historyInterval, stateCacheEntities: stateCacheEntities),
             kafka: kafka, logger: testLogger, metrics: .init(), readiness: .init())
     }
 

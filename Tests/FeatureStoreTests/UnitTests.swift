@@ -93,6 +93,27 @@ struct UnitTests {
         #expect(try store.snapshot("a", atOrBefore: 80_000) == [3])
     }
 
+    @Test("the state cache hands each state out once and keeps two generations of capacity/2 entities")
+    func stateCache() throws {
+        let schema = try FeatureSchema(
+            features: [FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600))], allowedLateness: TimeSpan(seconds: 60))
+        func state(_ entity: String) -> EntityFeatureState { EntityFeatureState(entityID: entity, schema: schema) }
+        var cache = StateCache(capacity: 4)
+        cache.put("a", state("a"))
+        cache.put("b", state("b"))
+        cache.put("c", state("c"))  // a and b become the older generation
+        #expect(cache.take("a")?.entityID == "a")
+        #expect(cache.take("a") == nil, "a taken state is out of the cache until put back")
+        cache.put("d", state("d"))
+        cache.put("e", state("e"))  // c and d become the older generation; b is dropped
+        #expect(cache.take("b") == nil)
+        #expect(cache.take("c")?.entityID == "c")
+        #expect(cache.take("e")?.entityID == "e")
+        var off = StateCache(capacity: 0)
+        off.put("a", state("a"))
+        #expect(off.take("a") == nil)
+    }
+
     @Test("the fast paths read the same event as the general parsers, and step aside for what they do not handle")
     func fastDecoding() throws {
         let schema = try FeatureSchema(features: [
@@ -100,14 +121,14 @@ struct UnitTests {
             FeatureSpec(name: "f", field: "flag", aggregation: .last, eventTypes: ["loop.observation.v1"]),
         ], allowedLateness: TimeSpan(seconds: 3600))
         let decoder = EventDecoder(schema: schema)
-        #expect(decoder.scanFlatObject(Array(#"{"price":-1.5e3,"flag":true,"name":"z\"q","n":null}"#.utf8)) == nil)
-        #expect(decoder.scanFlatObject(Array(#" { "price" : -1.5e3 , "flag" : false , "name" : "z" } "#.utf8)) == ["price": -1500, "flag": 0])
-        #expect(decoder.scanFlatObject(Array(#"{"price":{"nested":1}}"#.utf8)) == nil)
-        #expect(decoder.scanFlatObject(Array(#"{"price":1,}"#.utf8)) == nil)
-        #expect(decoder.scanFlatObject(Array(#"{"price":01}"#.utf8)) == nil)
-        #expect(decoder.scanFlatObject(Array(#"{"price":1.}"#.utf8)) == nil)
-        #expect(decoder.scanFlatObject(Array(#"{"price":1x}"#.utf8)) == nil)
-        #expect(decoder.scanFlatObject(Array("{}".utf8)) == [:])
+        #expect(scan(decoder, schema, #"{"price":-1.5e3,"flag":true,"name":"z\"q","n":null}"#) == nil)
+        #expect(scan(decoder, schema, #" { "price" : -1.5e3 , "flag" : false , "name" : "z" } "#) == ["price": -1500, "flag": 0])
+        #expect(scan(decoder, schema, #"{"price":{"nested":1}}"#) == nil)
+        #expect(scan(decoder, schema, #"{"price":1,}"#) == nil)
+        #expect(scan(decoder, schema, #"{"price":01}"#) == nil)
+        #expect(scan(decoder, schema, #"{"price":1.}"#) == nil)
+        #expect(scan(decoder, schema, #"{"price":1x}"#) == nil)
+        #expect(scan(decoder, schema, "{}") == [:])
         for text in ["2024-02-29T23:59:59Z", "2024-01-01T00:00:01.5Z", "1999-12-31T12:00:00.123456789Z", "2030-06-15T08:30:00.000001z",
                      "1969-07-20T20:17:40Z"] {
             let timestamp = try Timestamp(rfc3339: text)
@@ -120,7 +141,7 @@ struct UnitTests {
         let record = ConsumedRecord(
             topic: "e", partition: 0, offset: 0, key: Array("x".utf8), value: Array(#"{"price":2,"meta":{"a":[1]},"flag":true}"#.utf8),
             headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:01+00:00")])
-        guard case .event(_, let event) = decoder.decode(record) else {
+        guard let (_, event) = decode(decoder, schema, record) else {
             Issue.record("a nested object was not decoded by the general parser")
             return
         }
@@ -140,18 +161,47 @@ struct UnitTests {
             if let time { headers.append(KafkaHeader(key: "ce_time", string: time)) }
             return ConsumedRecord(topic: "e", partition: 0, offset: 0, key: Array("x".utf8), value: Array(value.utf8), headers: headers)
         }
-        guard case .event(let entity, let event) = decoder.decode(record(type: "loop.observation.v1", value: #"{"price":2,"flag":true,"name":"z"}"#)) else {
+        guard let (entity, event) = decode(decoder, schema, record(type: "loop.observation.v1", value: #"{"price":2,"flag":true,"name":"z"}"#)) else {
             Issue.record("an observation was not decoded")
             return
         }
         #expect(entity == "x")
         #expect(event.time == 1_704_067_201.5)
         #expect(event.values == ["price": 2])
-        if case .ignored = decoder.decode(record(type: "loop.outcome.v1", value: "not json")) {} else {
+        var row = [Double](repeating: 0, count: decoder.fieldCount)
+        if case .ignored = row.withUnsafeMutableBufferPointer({ decoder.decode(record(type: "loop.outcome.v1", value: "not json"), values: $0) }) {} else {
             Issue.record("an outcome was not ignored before parsing")
         }
-        if case .invalid = decoder.decode(record(type: "loop.observation.v1", value: "{}", time: nil)) {} else {
+        if case .invalid = row.withUnsafeMutableBufferPointer({ decoder.decode(record(type: "loop.observation.v1", value: "{}", time: nil), values: $0) }) {} else {
             Issue.record("an event without time was not refused")
         }
     }
+}
+
+// MARK: - Decoder helpers
+
+/// What the flat-object scanner reads from `text`, by field name (absent fields left out), or
+/// `nil` when it steps aside.
+private func scan(_ decoder: EventDecoder, _ schema: FeatureSchema, _ text: String) -> [String: Double]? {
+    var row = [Double](repeating: 0, count: decoder.fieldCount)
+    let bytes = Array(text.utf8)
+    let scanned = row.withUnsafeMutableBufferPointer { values in
+        bytes.withUnsafeBufferPointer { decoder.scanFlatObject($0, into: values) }
+    }
+    return scanned ? named(row, schema) : nil
+}
+
+/// The entity and event `decoder` reads from `record`, values by field name, or `nil` when it is
+/// not an event.
+private func decode(_ decoder: EventDecoder, _ schema: FeatureSchema, _ record: ConsumedRecord) -> (String, FeatureEvent)? {
+    var row = [Double](repeating: 0, count: decoder.fieldCount)
+    guard case .event(let entity, let time, let type) = row.withUnsafeMutableBufferPointer({ decoder.decode(record, values: $0) })
+    else { return nil }
+    return (entity, FeatureEvent(time: time, type: type, values: named(row, schema)))
+}
+
+private func named(_ row: [Double], _ schema: FeatureSchema) -> [String: Double] {
+    var values: [String: Double] = [:]
+    for (field, value) in zip(schema.eventFields, row) where !value.isNaN { values[field] = value }
+    return values
 }

@@ -276,6 +276,39 @@ func apply(_ events: [FeatureEvent], to state: inout EntityFeatureState) throws 
     }
 }
 
+// MARK: - Events as value rows
+
+@Suite struct ValueRowTests {
+    @Test("an event given as values in eventFields order changes the state exactly as the same event by name")
+    func rowsMatchNamedValues() throws {
+        let schema = try FeatureSchema(features: [
+            FeatureSpec(name: "mean_x", field: "x", aggregation: .mean, window: hours(1)),
+            FeatureSpec(name: "last_y", field: "y", aggregation: .last, eventTypes: [observation]),
+            FeatureSpec(name: "count", aggregation: .count, window: hours(1)),
+        ], allowedLateness: minutes(30))
+        #expect(schema.eventFields == ["x", "y"])
+        let events = [event(0, ["x": 1, "y": 5]), event(60, ["y": 7]), event(30, ["x": 3], type: "other.v1"),
+                      event(7200, ["x": 2]), event(10, ["x": 9])]
+        var byName = EntityFeatureState(entityID: "e", schema: schema)
+        var byRow = byName
+        for event in events {
+            let expected = try byName.apply(event)
+            let row = schema.eventFields.map { event.values[$0] ?? .nan }
+            let outcome = try row.withUnsafeBufferPointer { try byRow.apply(time: event.time, type: event.type, values: $0) }
+            #expect(outcome == expected)
+            #expect(byRow == byName)
+        }
+        let before = byRow
+        for bad in [[Double.infinity, 1], [1]] {
+            let error = #expect(throws: FeatureError.self) {
+                try bad.withUnsafeBufferPointer { try byRow.apply(time: t0 + 7300, type: observation, values: $0) }
+            }
+            #expect(error?.code == .invalidEvent)
+        }
+        #expect(byRow == before)
+    }
+}
+
 // MARK: - Lateness and order
 
 @Suite struct LatenessTests {

@@ -10,18 +10,21 @@ import Musl
 import Darwin
 #endif
 
-/// Turns `loop.events` records (CloudEvents in Kafka binary mode) into ``FeatureEvent``s,
-/// filtering by the `ce_type` header before the value is parsed.
+/// Turns `loop.events` records (CloudEvents in Kafka binary mode) into events for
+/// ``EntityFeatureState/apply(time:type:values:)``, filtering by the `ce_type` header before the
+/// value is parsed.
 ///
-/// The hot path builds no JSON tree: a flat data object (what ingest writes) is scanned once and
-/// only the numbers of fields a feature reads are converted; `ce_time` in UTC (`…Z`) is read
+/// The hot path builds no JSON tree and no dictionary: a flat data object (what ingest writes) is
+/// scanned once and only the numbers of fields a feature reads are converted, straight into the
+/// caller's value row (``FeatureSchema/eventFields`` order); `ce_time` in UTC (`…Z`) is read
 /// straight from its bytes. Anything else (nested values, escapes, offsets) takes the general
 /// parsers, with the same result.
 struct EventDecoder: Sendable {
     /// What became of one record.
     enum Decoded {
-        /// An event to apply to `entity`.
-        case event(entity: String, FeatureEvent)
+        /// An event to apply to `entity`: its time (seconds since the epoch) and type; its field
+        /// values are in the row given to ``EventDecoder/decode(_:values:)``.
+        case event(entity: String, time: Double, type: String)
         /// A type no feature reads.
         case ignored
         /// A record that cannot be an event (no entity, time or JSON object data).
@@ -31,26 +34,30 @@ struct EventDecoder: Sendable {
     /// Accepted types by their bytes, mapped to one shared `String` each.
     private let acceptedTypes: [[UInt8]: String]
     private let acceptsEveryType: Bool
-    private let fields: Set<String>
-    /// The fields features read, as bytes and as the `String` keys events carry.
-    private let fieldNames: [(bytes: [UInt8], name: String)]
+    /// The fields features read, in ``FeatureSchema/eventFields`` order, as bytes.
+    private let fieldBytes: [[UInt8]]
+    /// The same fields by name (for the general parser).
+    private let fieldIndex: [String: Int]
 
     init(schema: FeatureSchema) {
         var types: [[UInt8]: String] = [:]
         var everyType = false
-        var fields = Set<String>()
         for feature in schema.features {
             if feature.eventTypes.isEmpty { everyType = true }
             for type in feature.eventTypes { types[Array(type.utf8)] = type }
-            if let field = feature.field { fields.insert(field) }
         }
         acceptedTypes = types
         acceptsEveryType = everyType
-        self.fields = fields
-        fieldNames = fields.sorted().map { (Array($0.utf8), $0) }
+        fieldBytes = schema.eventFields.map { Array($0.utf8) }
+        fieldIndex = Dictionary(uniqueKeysWithValues: schema.eventFields.enumerated().map { ($0.element, $0.offset) })
     }
 
-    func decode(_ record: ConsumedRecord) -> Decoded {
+    /// The number of values in a row: one per field the features read.
+    var fieldCount: Int { fieldBytes.count }
+
+    /// Decodes `record`; for an event, `values` (``fieldCount`` entries) receives its field
+    /// values, NaN where it has none. `values` is undefined for the other outcomes.
+    func decode(_ record: ConsumedRecord, values: UnsafeMutableBufferPointer<Double>) -> Decoded {
         var typeBytes: [UInt8]?
         var timeBytes: [UInt8]?
         var subjectBytes: [UInt8]?
@@ -66,7 +73,7 @@ struct EventDecoder: Sendable {
         }
         guard let typeBytes else {
             if let contentType, String(decoding: contentType, as: UTF8.self).lowercased().hasPrefix("application/cloudevents") {
-                return decodeStructured(record)
+                return decodeStructured(record, values: values)
             }
             return .invalid("no ce_type header")
         }
@@ -93,26 +100,25 @@ struct EventDecoder: Sendable {
         }
         let entity = String(decoding: entityBytes, as: UTF8.self)
         let value = record.value ?? []
-        if let values = scanFlatObject(value) {
-            return .event(entity: entity, FeatureEvent(time: seconds, type: type, values: values))
-        }
+        let scanned = value.withUnsafeBufferPointer { scanFlatObject($0, into: values) }
+        if scanned { return .event(entity: entity, time: seconds, type: type) }
         let data: JSONValue
         do {
             data = try JSONValue.parse(value)
         } catch {
             return .invalid("the value is not JSON: \(error)")
         }
-        return event(entity: entity, type: type, seconds: seconds, data: data)
+        return event(entity: entity, type: type, seconds: seconds, data: data, values: values)
     }
 
     // MARK: - Fast paths
 
-    /// The numeric values of the wanted fields of a flat JSON object without escapes in its
-    /// keys, or `nil` when the bytes are anything else (the general parser then decides).
-    func scanFlatObject(_ bytes: [UInt8]) -> [String: Double]? {
-        bytes.withUnsafeBufferPointer { buffer -> [String: Double]? in
-            var values: [String: Double] = [:]
-            values.reserveCapacity(fieldNames.count)
+    /// Reads the numeric values of the wanted fields of a flat JSON object without escapes in
+    /// its keys into `values` (NaN where absent); `false` when the bytes are anything else (the
+    /// general parser then decides).
+    func scanFlatObject(_ buffer: UnsafeBufferPointer<UInt8>, into values: UnsafeMutableBufferPointer<Double>) -> Bool {
+        values.update(repeating: .nan)
+        return fieldBytes.withUnsafeBufferPointer { fields -> Bool in
             var position = 0
             let count = buffer.count
             @inline(__always) func skipSpace() {
@@ -121,70 +127,70 @@ struct EventDecoder: Sendable {
                 }
             }
             skipSpace()
-            guard position < count, buffer[position] == UInt8(ascii: "{") else { return nil }
+            guard position < count, buffer[position] == UInt8(ascii: "{") else { return false }
             position += 1
             skipSpace()
             if position < count, buffer[position] == UInt8(ascii: "}") {
                 position += 1
                 skipSpace()
-                return position == count ? values : nil
+                return position == count
             }
             while true {
-                guard position < count, buffer[position] == UInt8(ascii: "\"") else { return nil }
+                guard position < count, buffer[position] == UInt8(ascii: "\"") else { return false }
                 let keyStart = position + 1
                 var keyEnd = keyStart
                 while keyEnd < count, buffer[keyEnd] != UInt8(ascii: "\"") {
-                    if buffer[keyEnd] == UInt8(ascii: "\\") { return nil }
+                    if buffer[keyEnd] == UInt8(ascii: "\\") { return false }
                     keyEnd += 1
                 }
-                guard keyEnd < count else { return nil }
+                guard keyEnd < count else { return false }
                 position = keyEnd + 1
                 skipSpace()
-                guard position < count, buffer[position] == UInt8(ascii: ":") else { return nil }
+                guard position < count, buffer[position] == UInt8(ascii: ":") else { return false }
                 position += 1
                 skipSpace()
-                guard position < count else { return nil }
+                guard position < count else { return false }
                 let key = UnsafeBufferPointer(rebasing: buffer[keyStart..<keyEnd])
-                let wanted = fieldNames.first { $0.bytes.elementsEqual(key) }?.name
+                let wanted = fields.firstIndex { $0.count == key.count && $0.elementsEqual(key) }
                 switch buffer[position] {
                 case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                     let start = position
                     while position < count, Self.isNumberByte(buffer[position]) { position += 1 }
-                    guard let number = Self.number(UnsafeBufferPointer(rebasing: buffer[start..<position])) else { return nil }
+                    guard let number = Self.number(UnsafeBufferPointer(rebasing: buffer[start..<position])) else { return false }
                     if let wanted { values[wanted] = number }
                 case UInt8(ascii: "t"):
-                    guard Self.matches(buffer, at: position, "true") else { return nil }
+                    guard Self.matches(buffer, at: position, "true") else { return false }
                     position += 4
                     if let wanted { values[wanted] = 1 }
                 case UInt8(ascii: "f"):
-                    guard Self.matches(buffer, at: position, "false") else { return nil }
+                    guard Self.matches(buffer, at: position, "false") else { return false }
                     position += 5
                     if let wanted { values[wanted] = 0 }
                 case UInt8(ascii: "n"):
-                    guard Self.matches(buffer, at: position, "null") else { return nil }
+                    guard Self.matches(buffer, at: position, "null") else { return false }
                     position += 4
                 case UInt8(ascii: "\""):
                     position += 1
                     while position < count, buffer[position] != UInt8(ascii: "\"") {
-                        if buffer[position] == UInt8(ascii: "\\") { return nil }
+                        if buffer[position] == UInt8(ascii: "\\") { return false }
                         position += 1
                     }
-                    guard position < count else { return nil }
+                    guard position < count else { return false }
                     position += 1
                 default:
-                    return nil
+                    return false
                 }
                 skipSpace()
-                guard position < count else { return nil }
+                guard position < count else { return false }
                 if buffer[position] == UInt8(ascii: ",") {
                     position += 1
                     skipSpace()
                     continue
                 }
-                guard buffer[position] == UInt8(ascii: "}") else { return nil }
+                guard buffer[position] == UInt8(ascii: "}") else { return false }
                 position += 1
                 skipSpace()
-                return position == count ? values : nil
+                return position == count
             }
         }
     }
@@ -296,7 +302,7 @@ struct EventDecoder: Sendable {
     }
 
     /// A structured-mode record (accepted for robustness; ingest writes binary mode).
-    private func decodeStructured(_ record: ConsumedRecord) -> Decoded {
+    private func decodeStructured(_ record: ConsumedRecord, values: UnsafeMutableBufferPointer<Double>) -> Decoded {
         let event: CloudEvent
         do {
             event = try KafkaBinding.decode(KafkaBinding.Message(
@@ -311,20 +317,25 @@ struct EventDecoder: Sendable {
         }
         guard let time = event.time else { return .invalid("no time") }
         guard case .json(let data) = event.data else { return .invalid("data is not JSON") }
-        return self.event(entity: entity, type: event.type, seconds: Double(time.seconds) + Double(time.nanoseconds) / 1e9, data: data)
+        return self.event(
+            entity: entity, type: event.type, seconds: Double(time.seconds) + Double(time.nanoseconds) / 1e9, data: data,
+            values: values)
     }
 
-    private func event(entity: String, type: String, seconds: Double, data: JSONValue) -> Decoded {
+    private func event(
+        entity: String, type: String, seconds: Double, data: JSONValue, values: UnsafeMutableBufferPointer<Double>
+    ) -> Decoded {
         guard let object = data.objectValue else { return .invalid("data is not a JSON object") }
-        var values: [String: Double] = [:]
-        for member in object where fields.contains(member.key) {
+        values.update(repeating: .nan)
+        for member in object {
+            guard let index = fieldIndex[member.key] else { continue }
             switch member.value {
-            case .int(let value): values[member.key] = Double(value)
-            case .double(let value): values[member.key] = value
-            case .bool(let value): values[member.key] = value ? 1 : 0
+            case .int(let value): values[index] = Double(value)
+            case .double(let value): values[index] = value
+            case .bool(let value): values[index] = value ? 1 : 0
             default: continue
             }
         }
-        return .event(entity: entity, FeatureEvent(time: seconds, type: type, values: values))
+        return .event(entity: entity, time: seconds, type: type)
     }
 }

@@ -9,11 +9,19 @@ import Synchronization
 
 /// The partitions this instance owns, for readers outside the processor (the HTTP API).
 final class StoreRegistry: Sendable {
-    private let stores = Mutex<[Int32: PartitionStore]>([:])
+    /// Ascending by partition, so a read takes the array as it is.
+    private let stores = Mutex<[PartitionStore]>([])
 
-    func set(_ store: PartitionStore) { stores.withLock { $0[store.partition] = store } }
-    func remove(_ partition: Int32) { _ = stores.withLock { $0.removeValue(forKey: partition) } }
-    var all: [PartitionStore] { stores.withLock { $0.values.sorted { $0.partition < $1.partition } } }
+    func set(_ store: PartitionStore) {
+        stores.withLock { stores in
+            stores.removeAll { $0.partition == store.partition }
+            stores.append(store)
+            stores.sort { $0.partition < $1.partition }
+        }
+    }
+
+    func remove(_ partition: Int32) { stores.withLock { $0.removeAll { $0.partition == partition } } }
+    var all: [PartitionStore] { stores.withLock { $0 } }
 }
 
 /// Applies `loop.events` batches to the per-partition state and publishes every change to
@@ -32,7 +40,13 @@ final class StoreRegistry: Sendable {
 /// republishes the entities of every unacknowledged batch when the partition is next assigned
 /// (republishing is harmless: readers keep the latest record per key). State updates are
 /// therefore exactly-once and publication at-least-once.
+///
+/// The processor runs on its own thread (``WriterExecutor``), not on Swift's cooperative pool: a
+/// batch's decoding, applying and SQLite transaction never make HTTP reads wait for a thread.
 actor FeatureProcessor {
+    private let executor = WriterExecutor()
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     private let schema: FeatureSchema
     private let decoder: EventDecoder
     private let eventsTopic: String
@@ -49,6 +63,8 @@ actor FeatureProcessor {
 
     private var stores: [Int32: PartitionStore] = [:]
     private var entityCounts: [Int32: Int] = [:]
+    /// Per partition, the decoded states of recently changed entities as committed.
+    private var caches: [Int32: StateCache] = [:]
     private var newestEventMillis: [Int32: Int64] = [:]
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
@@ -56,13 +72,16 @@ actor FeatureProcessor {
     private var nextBatchID = UInt64.random(in: 0...(UInt64.max >> 8)) << 8
     private var lastPrune = ContinuousClock.now
     private var encodeBuffer: [UInt8] = []
+    /// The field values of a batch's events, one row of ``EventDecoder/fieldCount`` per event.
+    private var valueRows: [Double] = []
     /// A failure that must stop the service (a partition could not be restored).
     private var failure: FeatureStoreError?
 
     static let readyCondition = "feature-store.partitions-restored"
 
-    /// `acknowledged` receives each batch's input records once its changes are stored and
-    /// acknowledged by `loop.features`, in input order (the caller marks them processed).
+    /// `acknowledged` receives the last input record of each partition of a batch once the batch's
+    /// changes are stored and acknowledged by `loop.features`, in input order (the caller marks
+    /// them, and so every earlier record of their partitions, processed).
     init(
         schema: FeatureSchema, config: LoopConfig, options: FeatureStoreOptions, producer: KafkaProducer,
         kafka: KafkaConfig, logger: Logger, metrics: FeatureStoreMetrics, readiness: Readiness, registry: StoreRegistry,
@@ -122,25 +141,28 @@ actor FeatureProcessor {
         var newest = Int64.min
         for (partition, records) in byPartition {
             guard let store = stores[partition], let last = records.last else { continue }
-            let (changes, snapshots, published, newestMillis) = try apply(records, partition: partition, store: store)
+            // The cache is out of the dictionary while the batch runs: if the batch fails, it is dropped.
+            var cache = caches.removeValue(forKey: partition) ?? StateCache(capacity: options.stateCacheEntities)
+            let (changes, snapshots, published, newestMillis) = try apply(records, partition: partition, store: store, cache: &cache)
             let inputNext = last.offset + 1
             try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
+            caches[partition] = cache
             outgoing += publication(of: published, partition: partition, inputNext: inputNext)
             written.append(Written(store: store, inputNext: inputNext, changes: changes.count))
             if !changes.isEmpty { metrics.writeBatchSize.record(Double(changes.count)) }
             if !snapshots.isEmpty { metrics.historySnapshots.increment(by: Int64(snapshots.count)) }
             newest = max(newest, newestMillis)
-            done += records
+            done.append(last)
         }
         metrics.applyDuration.record(ContinuousClock.now - started)
         let previous = inFlight.last
         let (producer, logger, metrics, acknowledged) = (self.producer, self.logger, self.metrics, self.acknowledged)
         let (records, stored, newestApplied, consumed) = (outgoing, written, newest, done)
-        inFlight.append(Task.detached {
+        inFlight.append(Task.detached { [self] in
             // Publications go out strictly in order: a failed predecessor fails its successors.
             try await previous?.value
             let reports = try await Self.publish(records, producer: producer, logger: logger)
-            try Self.recordAcknowledged(stored, reports: reports)
+            try await recordAcknowledged(stored, reports: reports)
             metrics.publishLatency.record(ContinuousClock.now - started)
             if newestApplied > .min { metrics.eventTimeLag.set(Date().timeIntervalSince1970 - Double(newestApplied) / 1000) }
             acknowledged(consumed)
@@ -193,51 +215,71 @@ actor FeatureProcessor {
     /// (one per entity, its latest state), the history snapshots taken inside the batch (an
     /// entity's state just before an event moves its latest event time into a later history
     /// interval), the records to publish (see ``ChangelogHeaders``) and the newest event time.
+    ///
+    /// States come from `cache` (taken out while they change) or else from SQLite; every state
+    /// the batch loaded goes back into `cache`, to be kept once the batch is committed.
     private func apply(
-        _ records: [ConsumedRecord], partition: Int32, store: PartitionStore
+        _ records: [ConsumedRecord], partition: Int32, store: PartitionStore, cache: inout StateCache
     ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], [Publication], Int64) {
-        var events: [(entity: String, event: FeatureEvent, offset: Int64)] = []
+        // Decode: each event's field values go to its row of one reused buffer; each entity gets
+        // a slot, so it is read and decoded once per batch, whatever number of events it has.
+        let (schema, logger, fieldCount) = (self.schema, self.logger, decoder.fieldCount)
+        if valueRows.count < records.count * fieldCount {
+            valueRows = Array(repeating: .nan, count: records.count * fieldCount)
+        }
+        var events: [DecodedEvent] = []
         events.reserveCapacity(records.count)
+        var slots: [String: Int] = [:]
+        slots.reserveCapacity(records.count)
+        var entities: [String] = []
         var invalid = 0
         var ignored = 0
-        for record in records {
-            switch decoder.decode(record) {
-            case .event(let entity, let event): events.append((entity, event, record.offset))
-            case .ignored: ignored += 1
-            case .invalid(let reason):
-                invalid += 1
-                logger.debug("invalid event", metadata: [
-                    "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(reason)"])
+        valueRows.withUnsafeMutableBufferPointer { rows in
+            for record in records {
+                let first = events.count * fieldCount
+                switch decoder.decode(record, values: UnsafeMutableBufferPointer(rebasing: rows[first..<(first + fieldCount)])) {
+                case .event(let entity, let time, let type):
+                    let slot: Int
+                    if let known = slots[entity] {
+                        slot = known
+                    } else {
+                        slot = entities.count
+                        slots[entity] = slot
+                        entities.append(entity)
+                    }
+                    events.append(DecodedEvent(slot: slot, time: time, type: type, offset: record.offset))
+                case .ignored:
+                    ignored += 1
+                case .invalid(let reason):
+                    invalid += 1
+                    logger.debug("invalid event", metadata: [
+                        "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(reason)"])
+                }
             }
         }
-        // Each entity is read and decoded once per batch, whatever number of events it has.
-        var slots: [String: Int] = [:]
-        slots.reserveCapacity(events.count)
-        var entities: [String] = []
-        var eventSlots: [Int] = []
-        eventSlots.reserveCapacity(events.count)
-        for (entity, _, _) in events {
-            if let slot = slots[entity] {
-                eventSlots.append(slot)
-            } else {
-                slots[entity] = entities.count
-                eventSlots.append(entities.count)
-                entities.append(entity)
-            }
-        }
-        let stored = try store.records(of: entities)
         var states: [EntityFeatureState?] = Array(repeating: nil, count: entities.count)
         var isNew = Array(repeating: true, count: entities.count)
-        for (index, entity) in entities.enumerated() {
-            guard let bytes = stored[index] else { continue }
+        var uncached: [Int] = []
+        for index in entities.indices {
+            if let state = cache.take(entities[index]) {
+                states[index] = state
+                isNew[index] = false
+            } else {
+                uncached.append(index)
+            }
+        }
+        try store.withRecords(of: uncached.map { entities[$0] }) { position, bytes in
+            let index = uncached[position]
             isNew[index] = false
             do {
                 states[index] = try EntityFeatureState(decoding: bytes, schema: schema)
             } catch {
                 logger.warning("stored state does not decode; starting the entity afresh", metadata: [
-                    "entity": "\(entity)", "error.message": "\(error)"])
+                    "entity": "\(entities[index])", "error.message": "\(error)"])
             }
         }
+        // Apply in offset order. Each state is taken out of its slot while it changes, so no
+        // event copies it.
         var changed = Array(repeating: false, count: entities.count)
         // Whether an entity's last applied event was a score request, whose tagged state is then its latest.
         var endsWithRequest = Array(repeating: false, count: entities.count)
@@ -246,27 +288,36 @@ actor FeatureProcessor {
         var applied = 0
         var late = 0
         var newestMillis = newestEventMillis[partition] ?? .min
-        for ((entity, event, offset), index) in zip(events, eventSlots) {
-            var state = states[index] ?? EntityFeatureState(entityID: entity, schema: schema)
-            let previous = state.latestEventTime.map(Self.millis)
-            do {
-                switch try state.apply(event) {
-                case .applied:
-                    applied += 1
-                    if let previous, let latest = state.latestEventTime.map(Self.millis),
-                       store.historySlot(latest) > store.historySlot(previous), let before = states[index] {
-                        snapshots.append(EntityChange(entity: entity, bytes: encode(before), latestMillis: previous))
-                    }
-                    states[index] = state
-                    changed[index] = true
-                    endsWithRequest[index] = event.type == Self.scoreRequestType
-                    if endsWithRequest[index] { published.append((entity, encode(state), offset)) }
-                    newestMillis = max(newestMillis, Self.millis(event.time))
-                case .late:
-                    late += 1
+        let rows = valueRows
+        rows.withUnsafeBufferPointer { rows in
+            for (position, event) in events.enumerated() {
+                let index = event.slot
+                var state = states[index].take() ?? EntityFeatureState(entityID: entities[index], schema: schema)
+                defer { states[index] = state }
+                // A time that is no time is refused by `apply` below.
+                let eventMillis = event.time.isFinite && abs(event.time) < 1e13 ? Self.millis(event.time) : .min
+                // The state just before an event that moves the entity into a later history interval.
+                var before: EntityChange?
+                if let previous = state.latestEventTime.map(Self.millis), eventMillis > previous,
+                   store.historySlot(eventMillis) > store.historySlot(previous) {
+                    before = EntityChange(entity: entities[index], bytes: encode(state), latestMillis: previous)
                 }
-            } catch {
-                invalid += 1
+                let values = UnsafeBufferPointer(rebasing: rows[(position * fieldCount)..<((position + 1) * fieldCount)])
+                do {
+                    switch try state.apply(time: event.time, type: event.type, values: values) {
+                    case .applied:
+                        applied += 1
+                        if let before { snapshots.append(before) }
+                        changed[index] = true
+                        endsWithRequest[index] = event.type == Self.scoreRequestType
+                        if endsWithRequest[index] { published.append((entities[index], encode(state), event.offset)) }
+                        newestMillis = max(newestMillis, eventMillis)
+                    case .late:
+                        late += 1
+                    }
+                } catch {
+                    invalid += 1
+                }
             }
         }
         newestEventMillis[partition] = newestMillis
@@ -281,6 +332,9 @@ actor FeatureProcessor {
                 entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
             if !endsWithRequest[index] { published.append((entities[index], bytes, nil)) }
         }
+        for index in entities.indices where changed[index] || !isNew[index] {
+            if let state = states[index].take() { cache.put(entities[index], state) }
+        }
         entityCounts[partition, default: 0] += added
         metrics.eventsApplied.increment(by: Int64(applied))
         if late > 0 { metrics.eventsLate.increment(by: Int64(late)) }
@@ -290,6 +344,15 @@ actor FeatureProcessor {
     }
 
     private static let scoreRequestType = EventType.scoreRequest.description
+
+    /// One decoded event of a batch: its entity's slot, time, type and input offset (its field
+    /// values are its row of ``valueRows``).
+    private struct DecodedEvent {
+        var slot: Int
+        var time: Double
+        var type: String
+        var offset: Int64
+    }
 
     /// The encoded record of `state`, through a reused buffer.
     private func encode(_ state: EntityFeatureState) -> [UInt8] {
@@ -334,7 +397,8 @@ actor FeatureProcessor {
         }
     }
 
-    private static func recordAcknowledged(_ written: [Written], reports: [DeliveryReport]) throws(FeatureStoreError) {
+    /// Stores how far the changelog acknowledged (on the writer, which owns the SQLite writes).
+    private func recordAcknowledged(_ written: [Written], reports: [DeliveryReport]) throws(FeatureStoreError) {
         var changelogNext: [Int32: Int64] = [:]
         for report in reports { changelogNext[report.partition] = max(changelogNext[report.partition] ?? 0, report.offset + 1) }
         for entry in written where entry.changes > 0 {
@@ -421,6 +485,7 @@ actor FeatureProcessor {
                 try store.recordAcknowledged(through: inputNext, changelogNext: next)
             }
             stores[partition] = store
+            caches[partition] = nil
             registry.set(store)
             entityCounts[partition] = try store.entityCount()
             if let resumeAt { offsets[TopicPartition(topic: eventsTopic, partition: partition)] = resumeAt }
@@ -469,6 +534,7 @@ actor FeatureProcessor {
         }
         for tp in partitions where tp.topic == eventsTopic {
             stores.removeValue(forKey: tp.partition)
+            caches.removeValue(forKey: tp.partition)
             entityCounts.removeValue(forKey: tp.partition)
             newestEventMillis.removeValue(forKey: tp.partition)
             registry.remove(tp.partition)
@@ -489,3 +555,47 @@ struct ProcessorRebalance: RebalanceHandler {
         await processor.revoke(partitions)
     }
 }
+
+/// The decoded states of one partition's recently changed entities, exactly as committed, so a
+/// batch that touches them again skips the SQLite read and the decoding. Two generations of
+/// `capacity / 2` entities each approximate least-recently-used eviction without per-entry
+/// bookkeeping: when the newer one is full it becomes the older one and the older is dropped.
+struct StateCache {
+    private let generationSize: Int
+    private var recent: [String: EntityFeatureState] = [:]
+    private var older: [String: EntityFeatureState] = [:]
+
+    /// A cache of at most `capacity` entities (0 disables it).
+    init(capacity: Int) { generationSize = capacity / 2 }
+
+    /// Removes and returns the state of `entity` (the caller owns it while it changes).
+    mutating func take(_ entity: String) -> EntityFeatureState? {
+        recent.removeValue(forKey: entity) ?? older.removeValue(forKey: entity)
+    }
+
+    /// Keeps `state` as the latest committed state of `entity`.
+    mutating func put(_ entity: String, _ state: EntityFeatureState) {
+        guard generationSize > 0 else { return }
+        if recent.count >= generationSize {
+            older = recent
+            recent = [:]
+            recent.reserveCapacity(generationSize)
+        }
+        recent[entity] = state
+    }
+}
+
+/// A serial executor on one dedicated dispatch queue: the feature-store's writer runs there, off
+/// Swift's cooperative thread pool, which stays free for the HTTP reads and the publishers.
+final class WriterExecutor: SerialExecutor {
+    private let queue = DispatchQueue(label: "feature-store.writer", qos: .userInitiated)
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedSerialExecutor()
+        queue.async { job.runSynchronously(on: executor) }
+    }
+
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
+}
+

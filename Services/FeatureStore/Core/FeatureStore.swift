@@ -149,7 +149,8 @@ public struct FeatureStoreService: LoopService, Service {
             groupID: group.isEmpty ? FeatureStoreOptions.defaultGroup(for: environment.config) : group,
             batchSize: settings[FeatureStoreSettings.batchSize],
             batchWait: .milliseconds(settings[FeatureStoreSettings.batchWaitMilliseconds]),
-            historyInterval: TimeSpan(seconds: settings[FeatureStoreSettings.historyIntervalSeconds]))
+            historyInterval: TimeSpan(seconds: settings[FeatureStoreSettings.historyIntervalSeconds]),
+            stateCacheEntities: settings[FeatureStoreSettings.stateCacheEntities])
         store = try FeatureStore(
             config: environment.config, options: options, kafka: environment.kafka, logger: environment.logger,
             metrics: environment.metrics, readiness: environment.readiness)

@@ -97,20 +97,23 @@ final class PartitionStore: Sendable {
 
     // MARK: - Batches
 
-    /// The stored records of `entities`, in their order (`nil` where there is none).
-    func records(of entities: [String]) throws(FeatureStoreError) -> [[UInt8]?] {
+    /// Calls `body` with the position in `entities` and the stored record of each entity that has
+    /// one, straight from SQLite's row (the bytes are valid only during the call). One
+    /// transaction for all of them, so SQLite takes its locks once, not per entity.
+    func withRecords(
+        of entities: [String], _ body: (Int, UnsafeRawBufferPointer) -> Void
+    ) throws(FeatureStoreError) {
+        guard !entities.isEmpty else { return }
         try storage("load entity states") {
-            try writer.withConnection { db in
+            try writer.transaction { db in
                 let statement = try db.statement("SELECT state FROM entities WHERE entity = ?1")
-                var found: [[UInt8]?] = []
-                found.reserveCapacity(entities.count)
-                for entity in entities {
+                defer { statement.reset() }
+                for (index, entity) in entities.enumerated() {
                     statement.reset()
                     try statement.bind(entity, at: 1)
-                    found.append(try statement.step() ? statement.blob(at: 0) : nil)
+                    guard try statement.step() else { continue }
+                    statement.withBlob(at: 0) { bytes in body(index, bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)) }
                 }
-                statement.reset()
-                return found
             }
         }
     }
