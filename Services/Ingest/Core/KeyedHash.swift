@@ -130,8 +130,8 @@ enum SHA256 {
             }
             for index in 16..<64 {
                 let w15 = schedule[index - 15], w2 = schedule[index - 2]
-                let s0 = rotate(w15, 7) ^ rotate(w15, 18) ^ (w15 >> 3)
-                let s1 = rotate(w2, 17) ^ rotate(w2, 19) ^ (w2 >> 10)
+                let s0 = rotate(w15, 7) ^ rotate(w15, 18) ^ (w15 &>> 3)
+                let s1 = rotate(w2, 17) ^ rotate(w2, 19) ^ (w2 &>> 10)
                 schedule[index] = schedule[index - 16] &+ s0 &+ schedule[index - 7] &+ s1
             }
             var (a, b, c, d) = (state.words[0], state.words[1], state.words[2], state.words[3])
@@ -160,7 +160,7 @@ enum SHA256 {
 
     @inline(__always)
     private static func rotate(_ word: UInt32, _ count: UInt32) -> UInt32 {
-        (word >> count) | (word << (32 - count))
+        (word &>> count) | (word &<< (32 &- count))
     }
 
     private static let roundConstants: [UInt32] = [
