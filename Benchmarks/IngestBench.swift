@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Contracts
+import Dispatch
 import Foundation
 import Ingest
 import Kafka
@@ -12,17 +13,23 @@ import TestSupport
 
 // loop-bench ingest: events/s of the ingest service against a local Tansu.
 //
-//   loop-bench ingest [--events 300000] [--http-events 200000] [--connections 4] [--brokers host:port]
+//   loop-bench ingest [--events 300000] [--http-events 200000] [--connections 4] [--ceiling-events 200000]
+//                     [--brokers host:port]
 //
 // raw → loop.events: raw binary-mode events are produced first, then the service consumes,
 // validates, dedupes, redacts and writes them; the rate is measured between 5% and 100% written.
 // HTTP batch: `POST /v1/events` with batches of 500 structured events over keep-alive connections.
+// Broker ceilings: the same events in other shapes (no headers, structured mode, the 9-header
+// records ingest writes) produced and passed through the same way, to separate the broker's cost
+// per header and per byte from ingest's own work.
 
 struct IngestBenchOptions {
     var events = 300_000
     var httpEvents = 200_000
     var connections = 4
     var brokers: String?
+    /// Records per shape for the broker ceilings (0 skips them).
+    var ceilingEvents = 200_000
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.makeIterator()
@@ -33,6 +40,7 @@ struct IngestBenchOptions {
             case "--http-events": httpEvents = Int(value) ?? httpEvents
             case "--connections": connections = Int(value) ?? connections
             case "--brokers": brokers = value
+            case "--ceiling-events": ceilingEvents = Int(value) ?? ceilingEvents
             default: throw BenchError(description: "unknown option \(argument)")
             }
         }
@@ -41,6 +49,8 @@ struct IngestBenchOptions {
 
 func runIngestBench(_ arguments: [String]) async throws {
     let options = try IngestBenchOptions(arguments)
+    // As the ingest executable does at start; the pass-through and ceilings run with it too.
+    Allocator.keepFreedMemory()
     var logger = Logger(label: "loop-bench")
     logger.logLevel = .warning
     var broker: Broker?
@@ -99,29 +109,10 @@ func runIngestBench(_ arguments: [String]) async throws {
 
     // Pass-through: the same records consumed and produced unchanged to another topic, batches
     // pipelined like ingest's writer; the ceiling ingest is compared with.
-    let passTopic = names.rawEvents + ".passthrough"
-    _ = try await KafkaAdmin(config: kafka, logger: logger).createTopics([TopicSpec(
-        name: passTopic, partitions: Int32(config.topics.partitions), replicationFactor: Int16(config.topics.replicationFactor))])
     var sample: [ConsumedRecord] = []
-    let passThrough = try await measure(options.events) {
-        var consumerSettings = ConsumerSettings()
-        consumerSettings.bufferedBatches = 2
-        let consumer = try KafkaConsumer(config: kafka, groupID: prefix + "-passthrough", consumer: consumerSettings, logger: logger)
-        try consumer.subscribe(topics: [names.rawEvents])
-        var seen = 0
-        var inFlight: [KafkaProducer.PendingDelivery] = []
-        for try await batch in consumer.batches(maxRecords: 5000, maxWait: .milliseconds(20)) {
-            if sample.count < 50_000 { sample += batch }
-            let records = batch.map { OutgoingRecord(topic: passTopic, key: $0.key, value: $0.value, headers: $0.headers) }
-            inFlight.append(await producer.enqueue(records))
-            if inFlight.count >= 4 { _ = try await inFlight.removeFirst().reports() }
-            seen += batch.count
-            if seen >= options.events { break }
-        }
-        for pending in inFlight { _ = try await pending.reports() }
-        await consumer.close()
-    }
-    print("pass-through consume → produce (pipelined): \(Int(passThrough.rate)) records/s")
+    let passThrough = try await passThroughRate(
+        topic: names.rawEvents, count: options.events, kafka: kafka, config: config, producer: producer, logger: logger, sample: &sample)
+    print("pass-through consume → produce (pipelined, from the first batch): \(Int(passThrough)) records/s")
 
     // Stage costs, in process on the sampled raw records.
     let intake = Intake(validator: try EventValidator(config: config, piiKey: Array("bench-key".utf8)), deadLetterTopic: names.deadLetters)
@@ -144,6 +135,56 @@ func runIngestBench(_ arguments: [String]) async throws {
     print("stage: decode+validate+redact (fast path, 1 PII hash/event): \(perEvent(validateSeconds))")
     print("stage: decode+validate without PII: \(perEvent(plainSeconds)) (so the keyed hash ≈ \(perEvent(validateSeconds - plainSeconds)))")
     print("stage: KafkaBinding.decode alone (the general path's first step): \(perEvent(generalSeconds))")
+
+    // Broker ceilings: the same events with fewer headers, in structured mode, and in the shape
+    // ingest writes (what the sample's fast path produces), produced, then passed through.
+    var ceilings: [(name: String, produced: Double, passed: Double)] = []
+    if options.ceilingEvents > 0 {
+        let count = options.ceilingEvents
+        let written = intake.items(from: Array(sample.prefix(1000))).compactMap { item -> OutgoingRecord? in
+            if case .event(let event) = item { return event.record }
+            return nil
+        }
+        let shapes: [(String, (Int) -> OutgoingRecord)] = [
+            ("binary, 7 headers (the raw input)", { index in
+                let record = raw[index % raw.count]
+                return OutgoingRecord(topic: "", key: record.key, value: record.value, headers: record.headers)
+            }),
+            ("binary, no headers", { index in
+                let record = raw[index % raw.count]
+                return OutgoingRecord(topic: "", key: record.key, value: record.value)
+            }),
+            ("structured, 1 header", { index in
+                let record = raw[index % raw.count]
+                let event = CloudEvent(
+                    id: "s-\(index)", source: "/bench", type: "loop.observation.v1", subject: String(decoding: record.key ?? [], as: UTF8.self),
+                    time: Timestamp(seconds: 1_714_557_600), data: .json((try? JSONValue.parse(record.value ?? [])) ?? .null))
+                return OutgoingRecord(
+                    topic: "", key: record.key, value: JSONFormat.encode(event),
+                    headers: [KafkaHeader(key: "content-type", string: JSONFormat.mediaType)])
+            }),
+            ("binary, 9 headers (what ingest writes)", { index in written[index % written.count] }),
+        ]
+        for (number, (name, make)) in shapes.enumerated() {
+            let topic = names.rawEvents + ".shape\(number)"
+            _ = try await KafkaAdmin(config: kafka, logger: logger).createTopics([TopicSpec(
+                name: topic, partitions: Int32(config.topics.partitions), replicationFactor: Int16(config.topics.replicationFactor))])
+            let records = (0..<count).map { index in
+                var record = make(index)
+                record.topic = topic
+                return record
+            }
+            let bytes = records.reduce(0) { total, record in
+                total + (record.value?.count ?? 0) + record.headers.reduce(0) { $0 + $1.key.utf8.count + ($1.value?.count ?? 0) }
+            }
+            let produced = try await measure(count) { _ = try await producer.send(records) }
+            var ignored: [ConsumedRecord] = []
+            let passed = try await passThroughRate(
+                topic: topic, count: count, kafka: kafka, config: config, producer: producer, logger: logger, sample: &ignored)
+            ceilings.append((name, produced.rate, passed))
+            print("ceiling \(name): \(bytes / count) value+header bytes/record, produce \(Int(produced.rate))/s, pass-through \(Int(passed))/s")
+        }
+    }
 
     let key = APIKeys.generate(name: "bench", roles: [.producer])
     let common = CommonSettings(service: IngestService.name, defaultAdminPort: 0)
@@ -175,9 +216,11 @@ func runIngestBench(_ arguments: [String]) async throws {
         if first >= startAt { break }
         try await Task.sleep(for: .milliseconds(10))
     }
+    let rawStart = monotonicSeconds()
     let rawRun = try await measure(options.events - first) {
         while try await written() < options.events { try await Task.sleep(for: .milliseconds(10)) }
     }
+    print(String(format: "phase raw → loop.events: CLOCK_MONOTONIC %.3f,%.3f (perf record -k CLOCK_MONOTONIC; perf report --time)", rawStart, monotonicSeconds()))
     print("raw → loop.events: \(Int(rawRun.rate)) events/s (\(rawRun.records) events in \(String(format: "%.2f", rawRun.seconds)) s)")
 
     // HTTP batches of 500.
@@ -194,7 +237,15 @@ func runIngestBench(_ arguments: [String]) async throws {
         }
         return JSONFormat.encodeBatch(events)
     }
+    let stageBodies = Array(bodies.prefix(40))
+    let httpStageSeconds = time {
+        for body in stageBodies {
+            _ = intake.items(httpHeaders: [(name: "Content-Type", value: JSONFormat.batchMediaType)], body: body, peer: nil, maxBatch: 1000)
+        }
+    }
+    print(String(format: "stage: HTTP batch decode+validate (in process): %.2f µs/event", httpStageSeconds * 1e6 / Double(max(1, stageBodies.count * batchSize))))
     let before = try await written()
+    let httpStart = monotonicSeconds()
     let httpRun = try await measure(batches * batchSize) {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for connection in 0..<options.connections {
@@ -205,6 +256,7 @@ func runIngestBench(_ arguments: [String]) async throws {
         }
     }
     let after = try await written()
+    print(String(format: "phase HTTP batch: CLOCK_MONOTONIC %.3f,%.3f", httpStart, monotonicSeconds()))
     guard after - before == batches * batchSize else {
         throw BenchError(description: "HTTP wrote \(after - before) events, expected \(batches * batchSize)")
     }
@@ -214,11 +266,51 @@ func runIngestBench(_ arguments: [String]) async throws {
     try await running.value
     print("")
     print("ingest throughput, broker \(bootstrap), load average \(loadAverage())")
-    print(pad("pass-through", 22) + pad("\(Int(passThrough.rate)) records/s", 20))
+    print(pad("pass-through", 22) + pad("\(Int(passThrough)) records/s", 20))
     print(pad("raw → loop.events", 22) + pad("\(Int(rawRun.rate)) events/s", 20)
-        + pad(String(format: "%.2fx pass-through", rawRun.rate / passThrough.rate), 22) + "target 150000")
+        + pad(String(format: "%.2fx pass-through", rawRun.rate / passThrough), 22) + "target 150000")
     print(pad("HTTP batch of 500", 22) + pad("\(Int(httpRun.rate)) events/s", 20)
-        + pad(String(format: "%.2fx pass-through", httpRun.rate / passThrough.rate), 22) + "target 50000")
+        + pad(String(format: "%.2fx pass-through", httpRun.rate / passThrough), 22) + "target 50000")
+    for ceiling in ceilings {
+        print(pad("ceiling", 22) + pad("\(Int(ceiling.passed)) records/s", 20)
+            + pad(String(format: "%.2fx pass-through", ceiling.passed / passThrough), 22)
+            + "pass-through of \(ceiling.name); produce alone \(Int(ceiling.produced))/s")
+    }
+}
+
+/// Records/s of a consumer group reading `count` records of `topic` and producing them unchanged to
+/// `<topic>.passthrough`, batches pipelined like ingest's writer (4 in flight), timed from the first
+/// batch (the group join is not counted, as it is not in ingest's rate). Keeps up to 50,000
+/// consumed records in `sample`.
+private func passThroughRate(
+    topic: String, count: Int, kafka: KafkaConfig, config: LoopConfig, producer: KafkaProducer, logger: Logger,
+    sample: inout [ConsumedRecord]
+) async throws -> Double {
+    let output = topic + ".passthrough"
+    _ = try await KafkaAdmin(config: kafka, logger: logger).createTopics([TopicSpec(
+        name: output, partitions: Int32(config.topics.partitions), replicationFactor: Int16(config.topics.replicationFactor))])
+    var consumerSettings = ConsumerSettings()
+    consumerSettings.bufferedBatches = 2
+    let consumer = try KafkaConsumer(config: kafka, groupID: output, consumer: consumerSettings, logger: logger)
+    try consumer.subscribe(topics: [topic])
+    var seen = 0
+    var first: (at: ContinuousClock.Instant, count: Int)?
+    var inFlight: [KafkaProducer.PendingDelivery] = []
+    for try await batch in consumer.batches(maxRecords: 5000, maxWait: .milliseconds(20)) {
+        if first == nil { first = (ContinuousClock.now, batch.count) }
+        if sample.count < 50_000 { sample += batch }
+        let records = batch.map { OutgoingRecord(topic: output, key: $0.key, value: $0.value, headers: $0.headers) }
+        inFlight.append(await producer.enqueue(records))
+        if inFlight.count >= 4 { _ = try await inFlight.removeFirst().reports() }
+        seen += batch.count
+        if seen >= count { break }
+    }
+    for pending in inFlight { _ = try await pending.reports() }
+    let end = ContinuousClock.now
+    await consumer.close()
+    guard let first else { return 0 }
+    let (seconds, attoseconds) = (end - first.at).components
+    return Double(seen - first.count) / (Double(seconds) + Double(attoseconds) / 1e18)
 }
 
 /// Seconds `body` takes.
@@ -227,6 +319,12 @@ private func time(_ body: () throws -> Void) rethrows -> Double {
     try body()
     let elapsed = ContinuousClock.now - start
     return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+}
+
+/// CLOCK_MONOTONIC in seconds: the clock of `perf record -k CLOCK_MONOTONIC`, so a phase's
+/// samples can be selected with `perf report --time start,end`.
+private func monotonicSeconds() -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds) / 1e9
 }
 
 /// The 1, 5 and 15 minute load averages.

@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 @testable import Ingest
 import Kafka
+import ServiceKit
 import Testing
 
 /// The binary-mode fast path against the general path (KafkaBinding + EventValidator): for every
@@ -9,7 +10,7 @@ import Testing
 /// to the general path. No broker needed.
 @Suite struct FastPathTests {
     let validator: EventValidator
-    let fastPath: BinaryFastPath
+    let fastPath: FastPath
     static let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     static let now = Date(timeIntervalSince1970: 1_714_557_600.25)
 
@@ -17,7 +18,7 @@ import Testing
         let yaml = try String(contentsOf: packageRoot.appendingPathComponent("examples/elec2/loop.yaml"), encoding: .utf8)
         let config = try LoopConfig.parse(yaml: yaml, file: "loop.yaml")
         validator = try EventValidator(config: config, piiKey: Array(Deployment.piiKey.utf8))
-        fastPath = try #require(BinaryFastPath(validator: validator))
+        fastPath = try #require(FastPath(validator: validator))
     }
 
     func record(
@@ -155,12 +156,28 @@ import Testing
         #expect(DedupeStore.hash(source: Array("/s".utf8), id: Array("x-1".utf8)) == DedupeStore.hash("/s\u{1F}x-1"))
     }
 
-    @Test("the keyed hash is RFC 4231's HMAC-SHA256 (test case 2)")
+    @Test("the keyed hash is RFC 4231's HMAC-SHA256 (test cases 2, 6 and 7)")
     func keyedHash() {
         #expect(KeyedHash(key: Array("Jefe".utf8)).hex("what do ya want for nothing?")
             == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
         let long = [UInt8](repeating: 0xAA, count: 131)
         #expect(KeyedHash(key: long).hex("Test Using Larger Than Block-Size Key - Hash Key First")
             == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        #expect(KeyedHash(key: long).hex(
+            "This is a test using a larger than block-size key and a larger than block-size data. "
+                + "The key needs to be hashed before being used by the HMAC algorithm.")
+            == "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2")
+    }
+
+    @Test("the keyed hash equals OpenSSL's HMAC-SHA256 for every message length across the padding boundaries")
+    func keyedHashMatchesOpenSSL() {
+        for key in [[], Array("k".utf8), [UInt8](repeating: 0x0B, count: 64), [UInt8](repeating: 0x17, count: 65)] {
+            let hasher = KeyedHash(key: key)
+            for length in 0...200 {
+                let message = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+                let mac = message.withUnsafeBytes { hasher.mac($0) }
+                #expect(mac == Digest.hmacSHA256(key: key, message: message), "key \(key.count) bytes, message \(length) bytes")
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Ingest
 import ServiceKit
 
+Allocator.keepFreedMemory()
 await ServiceRunner.main(IngestService.self)

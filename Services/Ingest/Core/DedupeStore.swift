@@ -7,8 +7,9 @@ import Synchronization
 /// recoverable (raw input offsets, output marks), in one SQLite file.
 ///
 /// Keys are kept as 64-bit hashes only, in memory (hash → time seen) and in SQLite: a claim never
-/// reads the database, and a batch persists one 16-byte row per event. Two different keys with the
-/// same hash would make the second a false duplicate; with n keys in the horizon that happens with
+/// reads the database, and a batch persists its hashes as one row (a blob of 8-byte words with the
+/// batch's time), so a batch of any size costs one insert. Two different keys with the same hash
+/// would make the second a false duplicate; with n keys in the horizon that happens with
 /// probability about n² / 2⁶⁵ (10⁻⁵ for 10⁷ keys). Hashes move through three states: unknown →
 /// claimed (in flight, so a second copy in the same or a concurrent batch is a duplicate) →
 /// persisted (in one transaction per batch, together with the offsets).
@@ -22,10 +23,13 @@ public final class DedupeStore: Sendable {
     }
 
     private struct Mirror {
+        /// Hash → when it was persisted, or ``DedupeStore/claimed`` while its batch is in flight.
         var seen: [UInt64: Int64] = [:]
-        var claimed: Set<UInt64> = []
         var prunedAtMs: Int64 = 0
     }
+
+    /// The time a claimed, not yet persisted hash carries: later than any cutoff.
+    private static let claimed = Int64.max
 
     let database: Database
     let horizonMs: Int64
@@ -45,6 +49,17 @@ public final class DedupeStore: Sendable {
                 INSERT OR REPLACE INTO seen_hashes (h, at_ms) SELECT h, max(at_ms) FROM seen GROUP BY h;
                 DROP TABLE seen;
                 """),
+            Migration("seen key hashes by batch") { connection in
+                try connection.execute("""
+                    CREATE TABLE seen_batches (at_ms INTEGER NOT NULL, hashes BLOB NOT NULL);
+                    CREATE INDEX seen_batches_at ON seen_batches (at_ms);
+                    """)
+                var byTime: [Int64: [UInt64]] = [:]
+                let select = try connection.statement("SELECT h, at_ms FROM seen_hashes")
+                while try select.step() { byTime[select.int64(at: 1), default: []].append(UInt64(bitPattern: select.int64(at: 0))) }
+                for (atMs, hashes) in byTime { try Self.insert(hashes, atMs: atMs, connection) }
+                try connection.execute("DROP TABLE seen_hashes")
+            },
         ])
         let (seconds, attoseconds) = horizon.components
         horizonMs = seconds * 1000 + attoseconds / 1_000_000_000_000_000
@@ -54,7 +69,7 @@ public final class DedupeStore: Sendable {
     /// Milliseconds since the epoch.
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    /// The number of keys the store holds (expired ones included until the next prune).
+    /// The number of keys the store holds (claimed ones, and expired ones until the next prune, included).
     public var count: Int { mirror.withLock { $0.seen.count } }
 
     // MARK: - Hashing
@@ -97,7 +112,8 @@ public final class DedupeStore: Sendable {
         return mirror.withLock { mirror in
             hashes.map { hash in
                 if let at = mirror.seen[hash], at >= cutoff { return false }
-                return mirror.claimed.insert(hash).inserted
+                mirror.seen[hash] = Self.claimed
+                return true
             }
         }
     }
@@ -105,7 +121,7 @@ public final class DedupeStore: Sendable {
     /// Gives up claims whose events were not written.
     public func release(_ hashes: some Sequence<UInt64>) {
         mirror.withLock { mirror in
-            for hash in hashes { mirror.claimed.remove(hash) }
+            for hash in hashes where mirror.seen[hash] == Self.claimed { mirror.seen[hash] = nil }
         }
     }
 
@@ -117,22 +133,22 @@ public final class DedupeStore: Sendable {
         hashes: [UInt64], inputOffsets: [TopicPartition: Int64], outputMarks: [TopicPartition: Int64], nowMs: Int64
     ) throws {
         try database.transaction { connection in
-            let insert = try connection.statement("INSERT OR REPLACE INTO seen_hashes (h, at_ms) VALUES (?, ?)")
-            for hash in hashes {
-                insert.reset()
-                try insert.bind(Int64(bitPattern: hash), at: 1)
-                try insert.bind(nowMs, at: 2)
-                try insert.run()
-            }
+            try Self.insert(hashes, atMs: nowMs, connection)
             try Self.store(inputOffsets, kind: .input, connection)
             try Self.store(outputMarks, kind: .output, connection)
         }
         mirror.withLock { mirror in
-            for hash in hashes {
-                mirror.claimed.remove(hash)
-                mirror.seen[hash] = nowMs
-            }
+            for hash in hashes { mirror.seen[hash] = nowMs }
         }
+    }
+
+    /// Stores `hashes` as one row: a blob of little-endian 8-byte words, all seen at `atMs`.
+    private static func insert(_ hashes: [UInt64], atMs: Int64, _ connection: Connection) throws {
+        guard !hashes.isEmpty else { return }
+        let insert = try connection.statement("INSERT INTO seen_batches (at_ms, hashes) VALUES (?, ?)")
+        try insert.bind(atMs, at: 1)
+        try hashes.map(\.littleEndian).withUnsafeBytes { try insert.bind(bytes: $0, at: 2) }
+        try insert.run()
     }
 
     private static func store(_ offsets: [TopicPartition: Int64], kind: OffsetKind, _ connection: Connection) throws {
@@ -178,10 +194,14 @@ public final class DedupeStore: Sendable {
         }
         guard due else { return 0 }
         let expired: Int = try database.withConnection { connection in
-            let delete = try connection.statement("DELETE FROM seen_hashes WHERE at_ms < ?")
+            let expired = try connection.statement("SELECT coalesce(sum(length(hashes)), 0) / 8 FROM seen_batches WHERE at_ms < ?")
+            try expired.bind(cutoff, at: 1)
+            _ = try expired.step()
+            let count = Int(expired.int64(at: 0))
+            let delete = try connection.statement("DELETE FROM seen_batches WHERE at_ms < ?")
             try delete.bind(cutoff, at: 1)
             try delete.run()
-            return connection.changes
+            return count
         }
         mirror.withLock { mirror in mirror.seen = mirror.seen.filter { $0.value >= cutoff } }
         return expired
@@ -191,12 +211,21 @@ public final class DedupeStore: Sendable {
     private func load(nowMs: Int64) throws {
         let cutoff = nowMs - horizonMs
         let seen: [UInt64: Int64] = try database.withConnection { connection in
-            let delete = try connection.statement("DELETE FROM seen_hashes WHERE at_ms < ?")
+            let delete = try connection.statement("DELETE FROM seen_batches WHERE at_ms < ?")
             try delete.bind(cutoff, at: 1)
             try delete.run()
-            let select = try connection.statement("SELECT h, at_ms FROM seen_hashes")
+            let select = try connection.statement("SELECT at_ms, hashes FROM seen_batches")
             var seen: [UInt64: Int64] = [:]
-            while try select.step() { seen[UInt64(bitPattern: select.int64(at: 0))] = select.int64(at: 1) }
+            while try select.step() {
+                let atMs = select.int64(at: 0)
+                select.withBlob(at: 1) { blob in
+                    guard let blob else { return }
+                    for offset in stride(from: 0, to: blob.count - 7, by: 8) {
+                        let hash = UInt64(littleEndian: blob.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                        seen[hash] = max(seen[hash] ?? atMs, atMs)
+                    }
+                }
+            }
             return seen
         }
         mirror.withLock {

@@ -308,13 +308,34 @@ public struct TraceGenerator: Sendable {
 
     /// A new `00-<trace>-<span>-01` value.
     public mutating func next() -> String {
+        String(decoding: nextBytes(), as: UTF8.self)
+    }
+
+    /// A new `00-<trace>-<span>-01` value as its 55 ASCII bytes.
+    public mutating func nextBytes() -> [UInt8] {
         let words = (nextWord(), nextWord() | 1, nextWord() | 1)
-        return "00-" + hex16(words.0) + hex16(words.1) + "-" + hex16(words.2) + "-01"
+        return [UInt8](unsafeUninitializedCapacity: 55) { bytes, count in
+            bytes[0] = 0x30
+            bytes[1] = 0x30
+            bytes[2] = 0x2D
+            Self.writeHex(words.0, into: bytes, at: 3)
+            Self.writeHex(words.1, into: bytes, at: 19)
+            bytes[35] = 0x2D
+            Self.writeHex(words.2, into: bytes, at: 36)
+            bytes[52] = 0x2D
+            bytes[53] = 0x30
+            bytes[54] = 0x31
+            count = 55
+        }
     }
 
     /// Whether `text` is a well-formed version-00 `traceparent` with non-zero ids.
     public static func isValid(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
+        isValid(Array(text.utf8))
+    }
+
+    /// Whether `bytes` are a well-formed version-00 `traceparent` with non-zero ids.
+    public static func isValid(_ bytes: [UInt8]) -> Bool {
         guard bytes.count == 55, bytes[0] == 0x30, bytes[1] == 0x30, bytes[2] == 0x2D, bytes[35] == 0x2D, bytes[52] == 0x2D else {
             return false
         }
@@ -334,10 +355,10 @@ public struct TraceGenerator: Sendable {
         return z ^ (z >> 31)
     }
 
-    private func hex16(_ word: UInt64) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for index in 0..<16 { bytes[index] = digits[Int((word >> UInt64(60 - index * 4)) & 0xF)] }
-        return String(decoding: bytes, as: UTF8.self)
+    private static func writeHex(_ word: UInt64, into bytes: UnsafeMutableBufferPointer<UInt8>, at start: Int) {
+        for index in 0..<16 {
+            let nibble = UInt8((word >> UInt64(60 - index * 4)) & 0xF)
+            bytes[start + index] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble
+        }
     }
 }

@@ -280,17 +280,23 @@ public final class EventWriter: Sendable {
         var written: [UInt64] = []
         var unwritten: [UInt64] = []
         written.reserveCapacity(recordHashes.count)
-        var marks: [TopicPartition: Int64] = [:]
+        // The few output partitions a cycle touches, searched linearly: cheaper per record than
+        // hashing the topic name.
+        var ends: [(topic: String, partition: Int32, next: Int64)] = []
         for (index, report) in reports.enumerated() {
             if let report {
-                let partition = TopicPartition(topic: report.topic, partition: report.partition)
-                marks[partition] = max(marks[partition] ?? 0, report.offset + 1)
+                if let slot = ends.firstIndex(where: { $0.partition == report.partition && $0.topic == report.topic }) {
+                    ends[slot].next = max(ends[slot].next, report.offset + 1)
+                } else {
+                    ends.append((report.topic, report.partition, report.offset + 1))
+                }
                 if let hash = recordHashes[index] { written.append(hash) }
             } else if let hash = recordHashes[index] {
                 unwritten.append(hash)
             }
         }
         store.release(unwritten)
+        let marks = Dictionary(ends.map { (TopicPartition(topic: $0.topic, partition: $0.partition), $0.next) }, uniquingKeysWith: max)
         var inputOffsets: [TopicPartition: Int64] = [:]
         for job in jobs {
             for (partition, next) in job.inputOffsets { inputOffsets[partition] = max(inputOffsets[partition] ?? 0, next) }
@@ -318,16 +324,25 @@ public final class EventWriter: Sendable {
         answered(jobs)
         let now = Date()
         metrics.batchEvents.record(Double(cycle.outcomes.reduce(0) { $0 + $1.count }))
+        // Counted per cycle, then added to the counters once per label.
+        var accepted: [EventKind: Int64] = [:]
+        var duplicate: [EventKind: Int64] = [:]
+        var rejected: [RejectReason: Int64] = [:]
         for (job, jobOutcomes) in zip(jobs, cycle.outcomes) {
             metrics.latency.record(Duration.seconds(max(0, now.timeIntervalSince(job.receivedAt))))
             for (item, outcome) in zip(job.items, jobOutcomes) {
                 switch (item, outcome) {
-                case (.event(let event), .accepted): metrics.accepted[event.kind]?.increment()
-                case (.event(let event), .duplicate): metrics.duplicate[event.kind]?.increment()
-                case (_, .rejected(let rejection)): metrics.rejected[rejection.reason]?.increment()
+                case (.event(let event), .accepted): accepted[event.kind, default: 0] += 1
+                case (.event(let event), .duplicate): duplicate[event.kind, default: 0] += 1
+                case (_, .rejected(let rejection)): rejected[rejection.reason, default: 0] += 1
                 default: break
                 }
             }
+        }
+        for (kind, count) in accepted { metrics.accepted[kind]?.increment(by: count) }
+        for (kind, count) in duplicate { metrics.duplicate[kind]?.increment(by: count) }
+        for (reason, count) in rejected { metrics.rejected[reason]?.increment(by: count) }
+        for (job, jobOutcomes) in zip(jobs, cycle.outcomes) {
             if !persistInputs && !job.inputOffsets.isEmpty {
                 job.continuation.resume(throwing: WriteError(message: "an earlier batch of raw records was not written; restart to replay it"))
             } else {

@@ -88,33 +88,66 @@ struct HTTPIngest: Sendable {
             } catch {
                 return Self.unavailable("the batch could not be written: \(error)")
             }
-            var counts = (accepted: 0, duplicate: 0, rejected: 0)
-            var results: [JSONValue] = []
-            results.reserveCapacity(outcomes.count)
-            for (entry, outcome) in zip(entries, outcomes) {
-                var result: JSONObject
-                switch outcome {
-                case .accepted:
-                    counts.accepted += 1
-                    result = ["status": "accepted"]
-                case .duplicate:
-                    counts.duplicate += 1
-                    result = ["status": "duplicate"]
-                case .rejected(let rejection):
-                    counts.rejected += 1
-                    result = Self.rejectionFields(rejection)
-                }
-                result["id"] = JSONValue(entry.id)
-                results.append(.object(result))
-            }
-            return Self.json(.accepted, [
-                "accepted": .int(Int64(counts.accepted)), "duplicate": .int(Int64(counts.duplicate)),
-                "rejected": .int(Int64(counts.rejected)), "results": .array(results),
-            ])
+            return Response(
+                status: .accepted, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: Self.batchAnswer(ids: entries.map(\.id), outcomes: outcomes))))
         }
     }
 
     // MARK: - Responses
+
+    /// The canonical JSON answer to a batch, written straight into bytes: `accepted`, `duplicate`
+    /// and `rejected` counts and one result per event, in order (the same bytes as the JSON object
+    /// `{"accepted": …, "duplicate": …, "rejected": …, "results": [{"id": …, "status": …}, …]}`).
+    static func batchAnswer(ids: [String?], outcomes: [EventOutcome]) -> [UInt8] {
+        var counts = (accepted: 0, duplicate: 0, rejected: 0)
+        var results: [UInt8] = []
+        results.reserveCapacity(outcomes.count * 48)
+        for (id, outcome) in zip(ids, outcomes) {
+            results.append(results.isEmpty ? UInt8(ascii: "[") : UInt8(ascii: ","))
+            switch outcome {
+            case .accepted:
+                counts.accepted += 1
+                appendResult(id: id, status: "accepted", to: &results)
+            case .duplicate:
+                counts.duplicate += 1
+                appendResult(id: id, status: "duplicate", to: &results)
+            case .rejected(let rejection):
+                counts.rejected += 1
+                var fields = rejectionFields(rejection)
+                fields["id"] = JSONValue(id)
+                results += JSONValue.object(fields).canonicalBytes()
+            }
+        }
+        results.append(contentsOf: results.isEmpty ? "[]".utf8 : "]".utf8)
+        var answer: [UInt8] = []
+        answer.reserveCapacity(results.count + 80)
+        answer += #"{"accepted":\#(counts.accepted),"duplicate":\#(counts.duplicate),"rejected":\#(counts.rejected),"results":"#.utf8
+        answer += results
+        answer.append(UInt8(ascii: "}"))
+        return answer
+    }
+
+    /// Appends `{"id":<id>,"status":"<status>"}`.
+    private static func appendResult(id: String?, status: StaticString, to output: inout [UInt8]) {
+        output += #"{"id":"#.utf8
+        if let id {
+            var id = id
+            let plain = id.withUTF8 { text in
+                guard text.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) else { return false }
+                output.append(UInt8(ascii: "\""))
+                output += text
+                output.append(UInt8(ascii: "\""))
+                return true
+            }
+            if !plain { output += JSONValue.string(id).canonicalBytes() }
+        } else {
+            output += "null".utf8
+        }
+        output += #","status":""#.utf8
+        output += UnsafeRawBufferPointer(start: status.utf8Start, count: status.utf8CodeUnitCount)
+        output += #""}"#.utf8
+    }
 
     static func rejectionFields(_ rejection: Rejection) -> JSONObject {
         ["status": "rejected", "reason": .string(rejection.reason.rawValue), "field": JSONValue(rejection.field),

@@ -32,12 +32,12 @@ public struct Intake: Sendable {
     public let validator: EventValidator
     let deadLetterTopic: String
     /// Binary-mode records in the common shape, validated straight from their bytes.
-    let fastPath: BinaryFastPath?
+    let fastPath: FastPath?
 
     public init(validator: EventValidator, deadLetterTopic: String) {
         self.validator = validator
         self.deadLetterTopic = deadLetterTopic
-        fastPath = BinaryFastPath(validator: validator)
+        fastPath = FastPath(validator: validator)
     }
 
     // MARK: - Kafka
@@ -121,19 +121,7 @@ public struct Intake: Sendable {
 
         let contentType = headerTexts["content-type"].map(MediaType.essence)
         if contentType == JSONFormat.batchMediaType {
-            let parsed: JSONValue
-            do { parsed = try JSONValue.parse(body) } catch {
-                return refuse(Rejection(.malformed, field: nil, "the batch is not valid JSON: \(error)"))
-            }
-            guard case .array(let elements) = parsed else {
-                return refuse(Rejection(.malformed, field: nil, "a batch must be a JSON array, found \(parsed.typeName)"))
-            }
-            guard elements.count <= maxBatch else {
-                return refuse(Rejection(.tooLarge, field: nil, "the batch has \(elements.count) events, over the limit of \(maxBatch)"))
-            }
-            var items: [(item: WriteItem, id: String?)] = []
-            items.reserveCapacity(elements.count)
-            for (index, element) in elements.enumerated() {
+            func general(_ element: JSONValue, at index: Int) -> (item: WriteItem, id: String?) {
                 let bytes = element.canonicalBytes()
                 let id = element["id"]?.stringValue
                 let result: Result<ValidatedEvent, Rejection>
@@ -148,13 +136,47 @@ public struct Intake: Sendable {
                     }
                 }
                 switch result {
-                case .success(let event): items.append((.event(event), id))
+                case .success(let event): return (.event(event), id)
                 case .failure(var rejection):
                     rejection.message = "event [\(index)]: " + rejection.message
-                    items.append((.rejected(rejection, deadLetter: deadLetter(rejection, body: bytes), position: nil), id))
+                    return (.rejected(rejection, deadLetter: deadLetter(rejection, body: bytes), position: nil), id)
                 }
             }
-            return .success(.batch(items))
+            // Common batches: delimit the elements without a JSON tree and validate each straight
+            // from its bytes; an element the fast path cannot prove valid is parsed on its own. If
+            // an element does not parse, neither does the body: the whole-body parse below answers.
+            if let fastPath {
+                let items = body.withUnsafeBytes { bytes -> [(item: WriteItem, id: String?)]? in
+                    guard let ranges = FastPath.elements(ofBatch: bytes), ranges.count <= maxBatch else { return nil }
+                    let ingestTimeBytes = Array(ingestTime.text.utf8)
+                    var items: [(item: WriteItem, id: String?)] = []
+                    items.reserveCapacity(ranges.count)
+                    for (index, range) in ranges.enumerated() {
+                        let element = UnsafeRawBufferPointer(rebasing: bytes[range])
+                        if element.count <= validator.config.events.maxPayloadBytes,
+                           let event = fastPath.validate(structured: element, ingestTime: ingestTimeBytes, traces: &traces) {
+                            items.append((.event(event), event.id))
+                        } else if let parsed = Self.parseElement(element) {
+                            items.append(general(parsed, at: index))
+                        } else {
+                            return nil
+                        }
+                    }
+                    return items
+                }
+                if let items { return .success(.batch(items)) }
+            }
+            let parsed: JSONValue
+            do { parsed = try JSONValue.parse(body) } catch {
+                return refuse(Rejection(.malformed, field: nil, "the batch is not valid JSON: \(error)"))
+            }
+            guard case .array(let elements) = parsed else {
+                return refuse(Rejection(.malformed, field: nil, "a batch must be a JSON array, found \(parsed.typeName)"))
+            }
+            guard elements.count <= maxBatch else {
+                return refuse(Rejection(.tooLarge, field: nil, "the batch has \(elements.count) events, over the limit of \(maxBatch)"))
+            }
+            return .success(.batch(elements.enumerated().map { general($1, at: $0) }))
         }
 
         if let tooLarge = validator.checkSize(body.count) { return refuse(tooLarge) }
@@ -172,6 +194,18 @@ public struct Intake: Sendable {
         case .failure(let rejection):
             return .success(.single(.rejected(rejection, deadLetter: deadLetter(rejection, body: body), position: nil), id: event.id))
         }
+    }
+
+    /// One batch element parsed as it would be inside the batch (wrapped in an array, so limits
+    /// on nesting apply the same), or `nil` if it does not parse.
+    private static func parseElement(_ element: UnsafeRawBufferPointer) -> JSONValue? {
+        var wrapped: [UInt8] = []
+        wrapped.reserveCapacity(element.count + 2)
+        wrapped.append(UInt8(ascii: "["))
+        wrapped += element
+        wrapped.append(UInt8(ascii: "]"))
+        guard case .array(let values)? = try? JSONValue.parse(wrapped), values.count == 1 else { return nil }
+        return values[0]
     }
 
     // MARK: - Dead letters

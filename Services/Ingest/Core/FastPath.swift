@@ -1,16 +1,17 @@
 import Contracts
 import Kafka
 
-/// Validates a binary-mode Kafka record straight from its `ce_*` headers and value bytes, without
-/// building a `CloudEvent` or a JSON tree, and copies the bytes through where the canonical output
-/// equals the input.
+/// Validates an event straight from its bytes (a binary-mode Kafka record's `ce_*` headers and
+/// value, or a structured-mode event's JSON, from Kafka or an HTTP batch), without building a
+/// `CloudEvent` or a JSON tree, and copies the bytes through where the canonical output equals the
+/// input.
 ///
-/// It answers only for inputs it can prove valid: the common shape (`content-type:
-/// application/json`, a current event type, ASCII attributes, a flat data object whose strings have
-/// no escapes and whose numbers are already canonical). Anything else, valid or not, gives `nil` and
-/// goes through ``KafkaBinding`` and ``EventValidator``, which make every decision (and every
-/// rejection) the same way; for the inputs it accepts the record is byte-identical to theirs.
-struct BinaryFastPath: Sendable {
+/// It answers only for inputs it can prove valid: the common shape (JSON data, a current event type,
+/// ASCII attributes, no extensions but `traceparent`, a flat data object whose strings have no
+/// escapes and whose numbers are already canonical). Anything else, valid or not, gives `nil` and
+/// goes through ``KafkaBinding`` or ``JSONFormat`` and ``EventValidator``, which make every decision
+/// (and every rejection) the same way; for the inputs it accepts the record is byte-identical to theirs.
+struct FastPath: Sendable {
     /// What a data member may be, for one event kind.
     struct Rule: Sendable {
         var name: [UInt8]
@@ -61,13 +62,18 @@ struct BinaryFastPath: Sendable {
 
     static let specVersionValue: [UInt8] = Array(CloudEvent.specVersion.utf8)
     static let jsonContentType: [UInt8] = Array("application/json".utf8)
+    static let structuredContentType: [UInt8] = Array(JSONFormat.mediaType.utf8)
 
-    // MARK: - Record
+    // MARK: - Binary mode
 
-    /// The validated event for `record`, or `nil` when the general path must decide.
+    /// The validated event for a binary-mode `record`, or for a structured-mode one whose only
+    /// header is `content-type: application/cloudevents+json`; `nil` when the general path must decide.
     func validate(
         _ record: ConsumedRecord, ingestTime: [UInt8], traces: inout TraceGenerator
     ) -> ValidatedEvent? {
+        if record.headers.count == 1, record.headers[0].key == "content-type", record.headers[0].value == Self.structuredContentType {
+            return record.value?.withUnsafeBytes { validate(structured: $0, ingestTime: ingestTime, traces: &traces) }
+        }
         var id: [UInt8]?, source: [UInt8]?, type: [UInt8]?, subject: [UInt8]?, time: [UInt8]?, traceparent: [UInt8]?
         var specVersion = false, contentType = false, ingestTimeSeen = false
         for header in record.headers {
@@ -98,42 +104,222 @@ struct BinaryFastPath: Sendable {
                 return nil
             }
         }
-        guard specVersion, contentType, let id, let source, let type, let subject, let time,
-              let kindRules = kinds.first(where: { $0.type == type }),
-              let timeText = String(validating: time, as: UTF8.self), (try? Timestamp(rfc3339: timeText)) != nil,
-              let value = record.value,
-              let data = value.withUnsafeBytes({ checkData($0, kindRules) })
-        else { return nil }
+        guard specVersion, contentType, let id, let source, let type, let subject, let time, let value = record.value else { return nil }
+        return value.withUnsafeBytes { data in
+            type.withUnsafeBytes { type in
+                event(
+                    id: id, source: source, type: type, subject: subject, time: time, traceparent: traceparent,
+                    data: data, dataBytes: value, ingestTime: ingestTime, traces: &traces)
+            }
+        }
+    }
 
-        var trace: [UInt8]
-        if let traceparent, let text = String(validating: traceparent, as: UTF8.self), TraceGenerator.isValid(text) {
+    // MARK: - Structured mode
+
+    /// The validated event for one structured-mode event (`application/cloudevents+json`, e.g. one
+    /// element of a batch), or `nil` when the general path must decide. `bytes` must be no larger
+    /// than the payload limit: the canonical form of an input this path accepts is never longer.
+    func validate(
+        structured bytes: UnsafeRawBufferPointer, ingestTime: [UInt8], traces: inout TraceGenerator
+    ) -> ValidatedEvent? {
+        var index = 0
+        var seen: UInt16 = 0
+        var id: [UInt8]?, source: [UInt8]?, subject: [UInt8]?, time: [UInt8]?, traceparent: [UInt8]?
+        var type: UnsafeRawBufferPointer?
+        var data: Range<Int>?
+        Self.skipSpace(bytes, &index)
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return nil }
+        index += 1
+        Self.skipSpace(bytes, &index)
+        guard index < bytes.count, bytes[index] != UInt8(ascii: "}") else { return nil }
+        while true {
+            Self.skipSpace(bytes, &index)
+            guard let key = scanString(bytes, &index), let member = StructuredMember(UnsafeRawBufferPointer(rebasing: bytes[key])),
+                  seen & member.bit == 0
+            else { return nil }
+            seen |= member.bit
+            Self.skipSpace(bytes, &index)
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
+            index += 1
+            Self.skipSpace(bytes, &index)
+            if member == .data {
+                let start = index
+                guard Self.skipObject(bytes, &index) else { return nil }
+                data = start..<index
+            } else {
+                guard let range = scanString(bytes, &index) else { return nil }
+                let text = UnsafeRawBufferPointer(rebasing: bytes[range])
+                switch member {
+                case .specVersion: guard text.elementsEqual(Self.specVersionValue) else { return nil }
+                case .id: guard Self.isPlainText(text) else { return nil }; id = Array(text)
+                case .source: guard Self.isSimpleURIReference(text) else { return nil }; source = Array(text)
+                case .type: type = text
+                case .subject: guard Self.isPlainText(text) else { return nil }; subject = Array(text)
+                case .time: time = Array(text)
+                case .dataContentType: guard text.elementsEqual(Self.jsonContentType) else { return nil }
+                case .traceparent:
+                    let value = Array(text)
+                    guard TraceGenerator.isValid(value) else { return nil }
+                    traceparent = value
+                case .ingestTime: guard Self.isPlainText(text) else { return nil }
+                case .data: return nil
+                }
+            }
+            Self.skipSpace(bytes, &index)
+            guard index < bytes.count else { return nil }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            guard bytes[index] == UInt8(ascii: "}") else { return nil }
+            index += 1
+            break
+        }
+        Self.skipSpace(bytes, &index)
+        guard index == bytes.count, seen & StructuredMember.specVersion.bit != 0, let id, let source, let type, let subject, let time, let data
+        else { return nil }
+        return event(
+            id: id, source: source, type: type, subject: subject, time: time, traceparent: traceparent,
+            data: UnsafeRawBufferPointer(rebasing: bytes[data]), dataBytes: nil, ingestTime: ingestTime, traces: &traces)
+    }
+
+    /// The members of a structured event this path understands; any other member (an extension,
+    /// `dataschema`, `data_base64`) leaves the event to the general path.
+    private enum StructuredMember: UInt16 {
+        case specVersion, id, source, type, subject, time, dataContentType, traceparent, ingestTime, data
+
+        /// Its bit in a set of members seen.
+        var bit: UInt16 { 1 << rawValue }
+
+        init?(_ name: UnsafeRawBufferPointer) {
+            func named(_ word: StaticString) -> Bool {
+                name.count == word.utf8CodeUnitCount
+                    && name.elementsEqual(UnsafeRawBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount))
+            }
+            if named("specversion") { self = .specVersion }
+            else if named("id") { self = .id }
+            else if named("source") { self = .source }
+            else if named("type") { self = .type }
+            else if named("subject") { self = .subject }
+            else if named("time") { self = .time }
+            else if named("datacontenttype") { self = .dataContentType }
+            else if named("traceparent") { self = .traceparent }
+            else if named("ingesttime") { self = .ingestTime }
+            else if named("data") { self = .data }
+            else { return nil }
+        }
+    }
+
+    /// The byte ranges of the elements of a batch body that is a JSON array of objects, or `nil`
+    /// when it is not plainly that shape (the general parser then decides, errors included). The
+    /// elements themselves are only delimited here, not checked.
+    static func elements(ofBatch bytes: UnsafeRawBufferPointer) -> [Range<Int>]? {
+        var index = 0
+        var elements: [Range<Int>] = []
+        skipSpace(bytes, &index)
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return nil }
+        index += 1
+        skipSpace(bytes, &index)
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+        } else {
+            while true {
+                skipSpace(bytes, &index)
+                let start = index
+                guard skipObject(bytes, &index) else { return nil }
+                elements.append(start..<index)
+                skipSpace(bytes, &index)
+                guard index < bytes.count else { return nil }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                guard bytes[index] == UInt8(ascii: "]") else { return nil }
+                index += 1
+                break
+            }
+        }
+        skipSpace(bytes, &index)
+        return index == bytes.count ? elements : nil
+    }
+
+    /// Moves past the object starting at `index` (brackets balanced outside strings); `false` if
+    /// there is none.
+    private static func skipObject(_ bytes: UnsafeRawBufferPointer, _ index: inout Int) -> Bool {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return false }
+        var depth = 0
+        var inString = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            if inString {
+                if byte == UInt8(ascii: "\\") {
+                    index += 1
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+                if depth == 0 { return index <= bytes.count }
+            default: break
+            }
+        }
+        return false
+    }
+
+    private static func skipSpace(_ bytes: UnsafeRawBufferPointer, _ index: inout Int) {
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+            index += 1
+        }
+    }
+
+    // MARK: - Event
+
+    /// Validates `data` for the event with these attributes and builds its `loop.events` record;
+    /// `dataBytes`, when given, holds the same bytes as `data` and is copied through if canonical.
+    private func event(
+        id: [UInt8], source: [UInt8], type: UnsafeRawBufferPointer, subject: [UInt8], time: [UInt8], traceparent: [UInt8]?,
+        data: UnsafeRawBufferPointer, dataBytes: [UInt8]?, ingestTime: [UInt8], traces: inout TraceGenerator
+    ) -> ValidatedEvent? {
+        guard let kindRules = kinds.first(where: { $0.type.count == type.count && $0.type.elementsEqual(type) }),
+              (try? Timestamp(rfc3339: String(decoding: time, as: UTF8.self))) != nil,
+              let checked = checkData(data, kindRules)
+        else { return nil }
+        let value = checked ?? dataBytes ?? Array(data)
+        let trace: [UInt8]
+        if let traceparent, TraceGenerator.isValid(traceparent) {
             trace = traceparent
         } else {
-            trace = Array(traces.next().utf8)
+            trace = traces.nextBytes()
         }
         let headers = [
             KafkaHeader(key: "ce_specversion", value: Self.specVersionValue),
             KafkaHeader(key: "ce_id", value: id),
             KafkaHeader(key: "ce_source", value: source),
-            KafkaHeader(key: "ce_type", value: type),
+            KafkaHeader(key: "ce_type", value: kindRules.type),
             KafkaHeader(key: "ce_subject", value: subject),
             KafkaHeader(key: "ce_time", value: time),
             KafkaHeader(key: "ce_ingesttime", value: ingestTime),
             KafkaHeader(key: "ce_traceparent", value: trace),
             KafkaHeader(key: "content-type", value: Self.jsonContentType),
         ]
-        let output = OutgoingRecord(topic: validator.eventsTopic, key: subject, value: data ?? value, headers: headers)
+        let output = OutgoingRecord(topic: validator.eventsTopic, key: subject, value: value, headers: headers)
         return ValidatedEvent(
             dedupeHash: DedupeStore.hash(source: source, id: id), id: String(decoding: id, as: UTF8.self), kind: kindRules.kind, record: output)
     }
 
     /// Visible ASCII and spaces: what CloudEvents strings allow, without the Unicode cases.
-    static func isPlainText(_ bytes: [UInt8]) -> Bool {
+    static func isPlainText(_ bytes: some Collection<UInt8>) -> Bool {
         !bytes.isEmpty && bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
     /// A conservative subset of RFC 3986 URI-references: unreserved and common delimiter characters.
-    static func isSimpleURIReference(_ bytes: [UInt8]) -> Bool {
+    static func isSimpleURIReference(_ bytes: some Collection<UInt8>) -> Bool {
         !bytes.isEmpty && bytes.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
@@ -293,8 +479,12 @@ struct BinaryFastPath: Sendable {
         case .drop: return .omit
         case .hash:
             guard case .string = scalar else { return nil }
-            let text = validator.piiHasher.hex(UnsafeRawBufferPointer(rebasing: bytes[(value.lowerBound + 1)..<(value.upperBound - 1)]))
-            return .replace(Array("\"\(text)\"".utf8))
+            var text: [UInt8] = []
+            text.reserveCapacity(66)
+            text.append(UInt8(ascii: "\""))
+            validator.piiHasher.appendHex(UnsafeRawBufferPointer(rebasing: bytes[(value.lowerBound + 1)..<(value.upperBound - 1)]), to: &text)
+            text.append(UInt8(ascii: "\""))
+            return .replace(text)
         }
     }
 
