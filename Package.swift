@@ -73,7 +73,7 @@ let package = Package(
 
         // MARK: - Services: logic in a library, `main` only wires
 
-        .target(name: "Ingest", dependencies: ["ServiceKit", "Storage"], path: "Services/Ingest/Core", swiftSettings: swiftSettings),
+        .target(name: "Ingest", dependencies: ["ServiceKit", "Storage", "CCrypto"], path: "Services/Ingest/Core", swiftSettings: swiftSettings),
         .executableTarget(name: "IngestApp", dependencies: ["Ingest"], path: "Services/Ingest/App", swiftSettings: swiftSettings),
         .target(name: "FeatureStore", dependencies: ["ServiceKit", "Storage", "Features"], path: "Services/FeatureStore/Core", swiftSettings: swiftSettings),
         .executableTarget(name: "FeatureStoreApp", dependencies: ["FeatureStore"], path: "Services/FeatureStore/App", swiftSettings: swiftSettings),

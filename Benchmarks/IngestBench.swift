@@ -49,8 +49,6 @@ struct IngestBenchOptions {
 
 func runIngestBench(_ arguments: [String]) async throws {
     let options = try IngestBenchOptions(arguments)
-    // As the ingest executable does at start; the pass-through and ceilings run with it too.
-    Allocator.keepFreedMemory()
     var logger = Logger(label: "loop-bench")
     logger.logLevel = .warning
     var broker: Broker?

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceKit
 
 // loop-bench: the project's benchmark command. Each benchmark lives in its own file and registers
 // here; `./loop bench` builds in release and runs them.
@@ -6,13 +7,15 @@ import Foundation
 /// The benchmarks by name, with a one-line usage each.
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
-    ("feature-store", "feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000] [--rate 1000] [--seconds 10] [--brokers host:port]", runFeatureStoreBench),
+    ("feature-store", "feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000] [--rate 1000] [--seconds 10] [--state-cache 50000] [--keep-alive] [--brokers host:port]", runFeatureStoreBench),
     ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
     ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
-    ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--brokers host:port]", runIngestBench),
-    ("scorer", "scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--brokers host:port]", runScorerBench),
+    ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--ceiling-events 200000] [--brokers host:port]", runIngestBench),
+    ("scorer", "scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--fetch-wait-ms 5] [--brokers host:port]", runScorerBench),
 ]
 
+// As every service does at start (ServiceRunner.main), so the in-process services allocate alike.
+Allocator.keepFreedMemory()
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let name = arguments.first, let benchmark = benchmarks.first(where: { $0.name == name }) else {
     print("usage: loop-bench <benchmark> [options]\n" + benchmarks.map { "  loop-bench \($0.usage)" }.joined(separator: "\n"))

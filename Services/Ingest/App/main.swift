@@ -1,5 +1,4 @@
 import Ingest
 import ServiceKit
 
-Allocator.keepFreedMemory()
 await ServiceRunner.main(IngestService.self)

@@ -42,6 +42,7 @@ public enum ServiceRunner {
 
     /// Runs `service` and exits the process with its exit code.
     public static func main<S: LoopService>(_ service: S.Type) async -> Never {
+        Allocator.keepFreedMemory()
         let code = await run(service, arguments: Array(CommandLine.arguments.dropFirst()),
                              environment: ProcessInfo.processInfo.environment)
         exit(code)

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// The process's allocator settings for ingest's batch-shaped work.
+/// The process's allocator settings for batch-shaped work (every service runs it at start).
 public enum Allocator {
     /// Makes glibc's malloc keep up to 256 MiB of freed heap and grow it 64 MiB at a time. Each
     /// batch allocates and frees megabytes of records; with the default dynamic thresholds glibc
