@@ -70,20 +70,6 @@ struct DeliveryTests {
 
     // MARK: - kill -9 of the feedback process
 
-    /// `feedback` in the build products directory, next to the test bundle.
-    static func feedbackBinary() throws -> URL {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var candidates = [Bundle.main.bundleURL.deletingLastPathComponent(), executable.deletingLastPathComponent()]
-        for directory in [Bundle.main.bundleURL, executable] where directory.pathExtension == "xctest" {
-            candidates.append(directory.deletingLastPathComponent())
-        }
-        for directory in candidates {
-            let binary = directory.appendingPathComponent("feedback")
-            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
-        }
-        throw HTTPGet.Failure(description: "no feedback binary in \(candidates.map(\.path)); run `swift build --product feedback`")
-    }
-
     /// A copy of the Elec2 loop.yaml with its own topic prefix and two partitions.
     static func writeConfig(prefix: String, directory: String) throws -> String {
         let original = try String(contentsOf: packageRoot.appendingPathComponent("examples/elec2/loop.yaml"), encoding: .utf8)
@@ -96,26 +82,16 @@ struct DeliveryTests {
         return path
     }
 
+    /// Starts the built `feedback`, logging to `<logDirectory>/<name>.log`.
     static func launch(
-        config: String, state: String, brokers: String, group: String, port: Int, log: String, apiKeys: String? = nil
-    ) throws -> Process {
-        let process = Process()
-        process.executableURL = try feedbackBinary()
-        process.arguments = ["--config", config, "--admin-port", String(port), "--admin-host", "127.0.0.1"]
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
-        environment["LOOP_BROKERS"] = brokers
-        environment["LOOP_STATE_DIR"] = state
-        environment["LOOP_GROUP"] = group
-        environment["LOOP_BATCH_SIZE"] = "200"
+        config: String, state: String, brokers: String, group: String, port: Int, name: String = "feedback",
+        logDirectory: String, apiKeys: String? = nil
+    ) throws -> ChildProcess {
+        var environment = ["LOOP_BROKERS": brokers, "LOOP_STATE_DIR": state, "LOOP_GROUP": group, "LOOP_BATCH_SIZE": "200"]
         if let apiKeys { environment["LOOP_API_KEYS"] = apiKeys }
-        process.environment = environment
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
+        return try ChildProcess.launch(
+            "feedback", name: name, arguments: ["--config", config, "--admin-port", String(port), "--admin-host", "127.0.0.1"],
+            environment: environment, logDirectory: URL(fileURLWithPath: logDirectory))
     }
 
     static func outcomeRecord(topic: String, requestId: String, entity: String, label: Bool, timeMs: Int64) -> OutgoingRecord {
@@ -154,28 +130,30 @@ struct DeliveryTests {
         let producer = try KafkaProducer(config: KafkaConfig(brokers: broker.bootstrap), logger: testLogger)
         let state = directory + "/state"
         let group = broker.uniqueTopic("feedback")
-        let log = directory + "/feedback.log"
         let total = 3000
 
         _ = try await producer.send(Self.pairs(0..<2000, topics: topics))
         let port = try Broker.freePort()
-        let first = try Self.launch(config: configPath, state: state, brokers: broker.bootstrap, group: group, port: port, log: log)
-        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        let first = try Self.launch(
+            config: configPath, state: state, brokers: broker.bootstrap, group: group, port: port, name: "first", logDirectory: directory)
+        defer { first.kill() }
         func joined(_ port: Int) async -> Double {
             guard let reply = try? await HTTPGet.request(port: port, path: "/metrics") else { return -1 }
             return HTTPGet.sample(reply.body, #"loop_feedback_join_total{result="joined"}"#) ?? 0
         }
-        #expect(await waitUntil(timeout: .seconds(30)) { await joined(port) > 0 }, "no join before the kill; log: \(log)")
-        kill(first.processIdentifier, SIGKILL)
-        first.waitUntilExit()
-        #expect(first.terminationReason == .uncaughtSignal)
+        #expect(await waitUntil(timeout: .seconds(30)) { await joined(port) > 0 }, "no join before the kill; log: \(first.logFile.path)")
+        first.kill()
+        #expect(await first.waitForExit(timeout: .seconds(20)))
+        #expect(first.termination == .signalled(SIGKILL))
 
         _ = try await producer.send(Self.pairs(2000..<total, topics: topics))
         let secondPort = try Broker.freePort()
-        let second = try Self.launch(config: configPath, state: state, brokers: broker.bootstrap, group: group, port: secondPort, log: log)
-        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        let second = try Self.launch(
+            config: configPath, state: state, brokers: broker.bootstrap, group: group, port: secondPort, name: "second",
+            logDirectory: directory)
+        defer { second.kill() }
         #expect(await waitUntil(timeout: .seconds(40)) { await joined(secondPort) == Double(total) },
-                "joined never reached \(total); log: \(log)")
+                "joined never reached \(total); log: \(second.logFile.path)")
 
         let written = try await readAll(topics.labeled, partitions: 2, brokers: broker.bootstrap)
         let ids = try written.map { try LabeledExample(bytes: $0.value ?? []).requestId }
@@ -186,9 +164,7 @@ struct DeliveryTests {
         #expect(HTTPGet.sample(metrics, #"loop_feedback_join_total{result="duplicates"}"#) == 0)
         let dashboard = try await HTTPGet.request(port: secondPort, path: "/dashboard")
         #expect(dashboard.status == 200 && dashboard.body.contains("<svg"))
-        kill(second.processIdentifier, SIGTERM)
-        second.waitUntilExit()
-        #expect(second.terminationStatus == 0)
+        #expect(await second.stop() == .exited(0), "\(second.logTail())")
     }
 
     @Test("review over HTTP: the queue lists review-routed predictions by uncertainty, a verdict becomes a review label and an audit entry")
@@ -214,15 +190,15 @@ struct DeliveryTests {
         let port = try Broker.freePort()
         let process = try Self.launch(
             config: configPath, state: directory + "/state", brokers: broker.bootstrap, group: broker.uniqueTopic("fb"),
-            port: port, log: directory + "/feedback.log", apiKeys: reviewer.hashLine + ";" + viewer.hashLine)
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            port: port, logDirectory: directory, apiKeys: reviewer.hashLine + ";" + viewer.hashLine)
+        defer { process.kill() }
         let auth = ["Authorization": "Bearer \(reviewer.key)"]
 
         var queue = ""
         #expect(await waitUntil(timeout: .seconds(30)) {
             queue = (try? await HTTPGet.request(port: port, path: "/v1/reviews", headers: auth).body) ?? ""
             return queue.contains("far")
-        }, "queue never filled; log: \(directory)/feedback.log")
+        }, "queue never filled; log: \(process.logFile.path)")
         let listed = try JSONValue.parse(Array(queue.utf8))["reviews"]?.arrayValue?.compactMap { $0["requestId"]?.stringValue }
         #expect(listed == ["near", "far"])
         #expect(try await HTTPGet.request(port: port, path: "/v1/reviews").status == 401)
@@ -252,7 +228,6 @@ struct DeliveryTests {
         let again = try await HTTPGet.request(
             port: port, method: "POST", path: "/v1/reviews/near", headers: auth, body: #"{"label":"0"}"#)
         #expect(again.status == 409)
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
+        #expect(await process.stop() == .exited(0), "\(process.logTail())")
     }
 }

@@ -11,40 +11,16 @@ import Testing
 
 @Suite("ingest: crash and restart of the built executable")
 struct CrashTests {
-    /// `ingest` in the build products directory, next to the test bundle.
-    static func ingestBinary() throws -> URL {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var candidates = [Bundle.main.bundleURL.deletingLastPathComponent(), executable.deletingLastPathComponent()]
-        for directory in [Bundle.main.bundleURL, executable] where directory.pathExtension == "xctest" {
-            candidates.append(directory.deletingLastPathComponent())
-        }
-        for directory in candidates {
-            let binary = directory.appendingPathComponent("ingest")
-            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
-        }
-        throw TestFailure("no ingest binary next to the tests in \(candidates.map(\.path)); run `swift build --product ingest`")
-    }
-
-    static func launch(_ deployment: Deployment, log: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = try ingestBinary()
-        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LOOP_") }
-        environment["LOOP_BROKERS"] = deployment.broker.bootstrap
-        environment["LOOP_CONFIG"] = deployment.configPath
-        environment["LOOP_STATE_DIR"] = deployment.stateDirectory
-        environment["LOOP_GROUP"] = deployment.group
-        environment["LOOP_PII_KEY"] = Deployment.piiKey
-        environment["LOOP_ADMIN_HOST"] = "127.0.0.1"
-        environment["LOOP_ADMIN_PORT"] = "0"
-        environment["LOOP_BATCH_SIZE"] = "500"
-        process.environment = environment
-        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
-        let handle = try FileHandle(forWritingTo: log)
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
+    /// Starts the built `ingest` on `deployment`, logging to `<logDirectory>/<name>.log`.
+    static func launch(_ deployment: Deployment, name: String, logDirectory: URL) throws -> ChildProcess {
+        try ChildProcess.launch(
+            "ingest", name: name,
+            environment: [
+                "LOOP_BROKERS": deployment.broker.bootstrap, "LOOP_CONFIG": deployment.configPath,
+                "LOOP_STATE_DIR": deployment.stateDirectory, "LOOP_GROUP": deployment.group, "LOOP_PII_KEY": Deployment.piiKey,
+                "LOOP_ADMIN_HOST": "127.0.0.1", "LOOP_ADMIN_PORT": "0", "LOOP_BATCH_SIZE": "500",
+            ],
+            logDirectory: logDirectory)
     }
 
     @Test("SIGKILL of the ingest process mid-way through 50k raw events, then a restart: every raw event exactly once in loop.events or the DLQ")
@@ -68,29 +44,28 @@ struct CrashTests {
             try await deployment.recordCount(deployment.names.events, admin: admin)
                 + deployment.recordCount(deployment.names.deadLetters, admin: admin)
         }
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("ingest-crash") + ".log")
-        let first = try Self.launch(deployment, log: log)
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("ingest-crash"))
+        let first = try Self.launch(deployment, name: "first", logDirectory: logs)
+        defer { first.kill() }
         var atKill: Int64 = 0
         let started = await waitFor(timeout: .seconds(60)) {
             atKill = (try? await written()) ?? 0
             return atKill >= 8_000 || !first.isRunning
         }
-        kill(first.processIdentifier, SIGKILL)
-        first.waitUntilExit()
-        #expect(started, "ingest wrote \(atKill) records in 60 s; log: \(log.path)")
-        #expect(first.terminationReason == .uncaughtSignal)
+        first.kill()
+        #expect(await first.waitForExit(timeout: .seconds(20)))
+        #expect(started, "ingest wrote \(atKill) records in 60 s; log: \(first.logFile.path)")
+        #expect(first.termination == .signalled(SIGKILL))
         #expect(atKill < Int64(total), "the kill came after everything was written (\(atKill)); it did not test a crash mid-way")
 
-        let second = try Self.launch(deployment, log: log)
-        defer { if second.isRunning { kill(second.processIdentifier, SIGKILL) } }
+        let second = try Self.launch(deployment, name: "second", logDirectory: logs)
+        defer { second.kill() }
         var after: Int64 = 0
         #expect(await waitFor(timeout: .seconds(60)) {
             after = (try? await written()) ?? 0
             return after >= Int64(total)
-        }, "only \(after) of \(total) written after the restart; log: \(log.path)")
-        kill(second.processIdentifier, SIGTERM)
-        second.waitUntilExit()
-        #expect(second.terminationStatus == 0)
+        }, "only \(after) of \(total) written after the restart; log: \(second.logFile.path)")
+        #expect(await second.stop() == .exited(0), "\(second.logTail())")
 
         let events = try await deployment.readAll(deployment.names.events)
         let letters = try await deployment.readAll(deployment.names.deadLetters)
