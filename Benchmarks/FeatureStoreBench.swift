@@ -182,16 +182,6 @@ private struct BenchWrites {
     var processCPUSeconds = 0.0
 }
 
-/// User and system CPU time of this process, in seconds (from /proc/self/stat, 10 ms ticks).
-private func processCPUSeconds() -> Double {
-    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
-          let end = stat.lastIndex(of: ")") else { return .nan }
-    // After "pid (comm)": state is field 3, utime and stime are fields 14 and 15.
-    let fields = stat[stat.index(after: end)...].split(separator: " ")
-    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return .nan }
-    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-}
-
 @inline(never)
 private func applyAndPublish(
     _ options: FeatureStoreBenchOptions, config: LoopConfig, kafka: KafkaConfig, logger: Logger, prefix: String,
@@ -316,7 +306,7 @@ private func percentile(_ sorted: [Double], _ p: Double) -> Double {
 private func printSummary(
     _ options: FeatureStoreBenchOptions, config: LoopConfig, input: BenchInput, passRate: Double, writes: BenchWrites, reads: BenchReads
 ) {
-    let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+    let load = loadAverage()
     let events = Double(options.events)
     let stages = writes.stages
     let sorted = reads.latencies.sorted()
@@ -360,11 +350,6 @@ private func seededState(_ index: Int, schema: FeatureSchema, start: Int64) -> E
     let values = ["nswprice": Double(index % 997) / 997, "nswdemand": 0.5, "vicprice": 0.25, "transfer": 0.75]
     _ = try? state.apply(FeatureEvent(time: Double(start) / 1000 + Double(index % 86_400), type: "loop.observation.v1", values: values))
     return state
-}
-
-private func seconds(_ duration: Duration) -> Double {
-    let (whole, attoseconds) = duration.components
-    return Double(whole) + Double(attoseconds) / 1e18
 }
 
 /// The sums the bench reads from the store's metrics.

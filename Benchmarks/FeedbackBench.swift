@@ -86,7 +86,7 @@ func runFeedbackBench(_ arguments: [String]) async throws {
     let clock = ContinuousClock()
     var stages = (decode: Duration.zero, store: Duration.zero, confirm: Duration.zero, monitor: Duration.zero)
     let began = clock.now
-    let cpuBegan = processorSeconds()
+    let cpuBegan = processCPUSeconds()
     var joined = 0
     var index = 0
     while index < records.count {
@@ -113,10 +113,7 @@ func runFeedbackBench(_ arguments: [String]) async throws {
     }
     let snapshot = monitor.snapshot(counters: store.counters, reviewQueue: 0)
     let elapsed = clock.now - began
-    let cpu = processorSeconds() - cpuBegan
-    func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
+    let cpu = processCPUSeconds() - cpuBegan
     let total = seconds(elapsed)
     let champion = snapshot.versions.first { $0.version == 1 }
     print(String(format: "feedback: %d joined pairs in %.2f s = %.0f pairs/s (batch %d, %d features, 2 versions)",
@@ -128,14 +125,6 @@ func runFeedbackBench(_ arguments: [String]) async throws {
                  perPair(stages.decode), perPair(stages.store), perPair(stages.confirm), perPair(stages.monitor)))
     print(String(format: "feedback: champion count-window AUC %.3f, max feature PSI %.4f, snapshot records %d",
                  champion?.countWindow.auc ?? .nan, champion?.drift.map(\.psi).max() ?? .nan, snapshot.records.count))
-}
-
-/// User plus system CPU time of this process so far, in seconds: on a shared machine the
-/// throughput per CPU-second says more than wall-clock throughput.
-func processorSeconds() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
 /// A registered model version whose training baseline is uniform deciles for every feature.

@@ -325,11 +325,6 @@ private func monotonicSeconds() -> Double {
     Double(DispatchTime.now().uptimeNanoseconds) / 1e9
 }
 
-/// The 1, 5 and 15 minute load averages.
-private func loadAverage() -> String {
-    ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "").split(separator: " ").prefix(3).joined(separator: " ")
-}
-
 /// Keep-alive HTTP/1.1 POSTs over a blocking socket on a thread of its own.
 enum BenchHTTP {
     static func post(port: Int, key: String, bodies: [[UInt8]]) async throws {

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-import CDispatch
-#endif
 import Contracts
 import Features
 import Foundation
@@ -285,15 +281,6 @@ private func batchLine(since before: StageTimes.Snapshot, _ after: StageTimes.Sn
                   seconds(after.acknowledgement - before.acknowledgement) * 1000 / Double(max(1, after.acknowledgedBatches - before.acknowledgedBatches)))
 }
 
-private func loadAverage() -> String {
-    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
-}
-
-private func seconds(_ duration: Duration) -> Double {
-    let (whole, attoseconds) = duration.components
-    return Double(whole) + Double(attoseconds) / 1e18
-}
-
 private func context(_ i: Int) -> JSONObject {
     let x = Double(i % 100) / 100
     return JSONObject([
@@ -344,11 +331,6 @@ private func stageTimings(
 
 /// CPU time of this thread per item, in µs: unlike wall time it does not grow with the machine's load.
 private func measureStage(_ n: Int, _ body: () -> Void) -> Double {
-    func threadCPUSeconds() -> Double {
-        var time = Glibc.timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
     let start = threadCPUSeconds()
     body()
     return (threadCPUSeconds() - start) * 1e6 / Double(n)

@@ -408,6 +408,20 @@ let observation = CloudEvent(
         }
     }
 
+    /// The byte readers for hot paths give the instant `init(rfc3339:)` gives, and refuse what it refuses.
+    @Test func readsTheInstantStraightFromBytes() throws {
+        for text in ["2024-02-29T23:59:59Z", "2024-01-01T00:00:01.5Z", "1999-12-31T12:00:00.123456789Z", "2030-06-15T08:30:00.000001z",
+                     "1969-07-20T20:17:40Z", "2024-01-01T00:00:00+01:00"] {
+            let timestamp = try Timestamp(rfc3339: text)
+            #expect(try Timestamp.epochSeconds(rfc3339: Array(text.utf8)) == Double(timestamp.seconds) + Double(timestamp.nanoseconds) / 1e9, "\(text)")
+            #expect(try Timestamp.epochMilliseconds(rfc3339: Array(text.utf8)) == timestamp.epochMilliseconds, "\(text)")
+        }
+        for bad in ["2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00.Z"] {
+            #expect(throws: TimestampError.self, "\(bad)") { try Timestamp.epochSeconds(rfc3339: Array(bad.utf8)) }
+            #expect(throws: TimestampError.self, "\(bad)") { try Timestamp.epochMilliseconds(rfc3339: Array(bad.utf8)) }
+        }
+    }
+
     @Test func formatsUTC() {
         #expect(Timestamp(seconds: 1_522_949_460).text == "2018-04-05T17:31:00Z")
         #expect(Timestamp(seconds: -1, nanoseconds: 250_000_000).text == "1969-12-31T23:59:59.25Z")

@@ -129,14 +129,6 @@ struct UnitTests {
         #expect(scan(decoder, schema, #"{"price":1.}"#) == nil)
         #expect(scan(decoder, schema, #"{"price":1x}"#) == nil)
         #expect(scan(decoder, schema, "{}") == [:])
-        for text in ["2024-02-29T23:59:59Z", "2024-01-01T00:00:01.5Z", "1999-12-31T12:00:00.123456789Z", "2030-06-15T08:30:00.000001z",
-                     "1969-07-20T20:17:40Z"] {
-            let timestamp = try Timestamp(rfc3339: text)
-            #expect(EventDecoder.utcSeconds(Array(text.utf8)) == Double(timestamp.seconds) + Double(timestamp.nanoseconds) / 1e9, "\(text)")
-        }
-        for text in ["2023-02-29T00:00:00Z", "2024-01-01T00:00:00+01:00", "2024-01-01T24:00:00Z", "2024-01-01T00:00:00.Z"] {
-            #expect(EventDecoder.utcSeconds(Array(text.utf8)) == nil, "\(text)")
-        }
         // Through decode: a nested value takes the general parser and gives the same numbers.
         let record = ConsumedRecord(
             topic: "e", partition: 0, offset: 0, key: Array("x".utf8), value: Array(#"{"price":2,"meta":{"a":[1]},"flag":true}"#.utf8),

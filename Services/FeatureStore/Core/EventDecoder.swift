@@ -88,15 +88,8 @@ struct EventDecoder: Sendable {
         guard let entityBytes = record.key ?? subjectBytes, !entityBytes.isEmpty else { return .invalid("no entity (key or ce_subject)") }
         guard let timeBytes else { return .invalid("no ce_time header") }
         let seconds: Double
-        if let utc = Self.utcSeconds(timeBytes) {
-            seconds = utc
-        } else {
-            do {
-                let time = try Timestamp(rfc3339: String(decoding: timeBytes, as: UTF8.self))
-                seconds = Double(time.seconds) + Double(time.nanoseconds) / 1e9
-            } catch {
-                return .invalid("ce_time is not an RFC 3339 time")
-            }
+        do { seconds = try Timestamp.epochSeconds(rfc3339: timeBytes) } catch {
+            return .invalid("ce_time is not an RFC 3339 time")
         }
         let entity = String(decoding: entityBytes, as: UTF8.self)
         let value = record.value ?? []
@@ -246,59 +239,6 @@ struct EventDecoder: Sendable {
             guard digits() else { return false }
         }
         return position == bytes.count
-    }
-
-    /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` read from its bytes, or `nil` for any other form.
-    static func utcSeconds(_ bytes: [UInt8]) -> Double? {
-        guard bytes.count >= 20, bytes.count <= 40, bytes[bytes.count - 1] == UInt8(ascii: "Z") || bytes[bytes.count - 1] == UInt8(ascii: "z"),
-              bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"), bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t"),
-              bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":") else { return nil }
-        func digits(_ start: Int, _ length: Int) -> Int? {
-            var value = 0
-            for index in start..<(start + length) {
-                let digit = Int(bytes[index]) - 48
-                guard (0...9).contains(digit) else { return nil }
-                value = value * 10 + digit
-            }
-            return value
-        }
-        guard let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2), let hour = digits(11, 2),
-              let minute = digits(14, 2), let second = digits(17, 2),
-              (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year), hour < 24, minute < 60, second < 60
-        else { return nil }
-        var fraction = 0.0
-        if bytes.count > 20 {
-            guard bytes[19] == UInt8(ascii: "."), bytes.count > 21 else { return nil }
-            var nanos = 0
-            var nanoDigits = 0
-            for index in 20..<(bytes.count - 1) {
-                let digit = Int(bytes[index]) - 48
-                guard (0...9).contains(digit) else { return nil }
-                if nanoDigits < 9 {
-                    nanos = nanos * 10 + digit
-                    nanoDigits += 1
-                }
-            }
-            for _ in nanoDigits..<9 { nanos *= 10 }
-            fraction = Double(nanos) / 1e9
-        }
-        // Days from the civil date (Howard Hinnant's algorithm).
-        let shiftedYear = month <= 2 ? year - 1 : year
-        let era = (shiftedYear >= 0 ? shiftedYear : shiftedYear - 399) / 400
-        let yearOfEra = shiftedYear - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        let days = era * 146_097 + dayOfEra - 719_468
-        let whole = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)
-        return Double(whole) + fraction
-    }
-
-    private static func daysIn(month: Int, year: Int) -> Int {
-        switch month {
-        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
-        case 4, 6, 9, 11: 30
-        default: 31
-        }
     }
 
     /// A structured-mode record (accepted for robustness; ingest writes binary mode).

@@ -176,8 +176,8 @@ public struct InputDecoder: Sendable {
                   type.kind == .outcome || type.kind == .review {
             kind = type.kind
         } else {
-            guard let timeBytes, let stamp = try? Timestamp(rfc3339: String(decoding: timeBytes, as: UTF8.self)) else { return .ignored }
-            return .clock(eventTimeMs: stamp.epochMilliseconds)
+            guard let timeBytes, let eventTimeMs = try? Timestamp.epochMilliseconds(rfc3339: timeBytes) else { return .ignored }
+            return .clock(eventTimeMs: eventTimeMs)
         }
         let id = idBytes.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.topic)[\(record.partition)]@\(record.offset)"
         let typeName = kind == .review ? "review" : "outcome"

@@ -287,7 +287,7 @@ struct FastPath: Sendable {
         data: UnsafeRawBufferPointer, dataBytes: [UInt8]?, ingestTime: [UInt8], traces: inout TraceGenerator
     ) -> ValidatedEvent? {
         guard let kindRules = kinds.first(where: { $0.type.count == type.count && $0.type.elementsEqual(type) }),
-              (try? Timestamp(rfc3339: String(decoding: time, as: UTF8.self))) != nil,
+              (try? Timestamp.epochMilliseconds(rfc3339: time)) != nil,
               let checked = checkData(data, kindRules)
         else { return nil }
         let value = checked ?? dataBytes ?? Array(data)

@@ -32,6 +32,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         return seconds * 1000 + Int64(nanoseconds / 1_000_000)
     }
 
+    /// The instant of the RFC 3339 text in `bytes`, in seconds since the epoch with its fraction,
+    /// parsed as strictly as ``init(rfc3339:)`` but without keeping the text.
+    public static func epochSeconds(rfc3339 bytes: [UInt8]) throws(TimestampError) -> Double {
+        let (seconds, nanoseconds) = try parse(bytes)
+        return Double(seconds) + Double(nanoseconds) / 1e9
+    }
+
     /// The instant `seconds` + `nanoseconds` after the epoch, written in UTC with `Z`.
     public init(seconds: Int64, nanoseconds: Int32 = 0) {
         let carry = Int64(nanoseconds) / 1_000_000_000
