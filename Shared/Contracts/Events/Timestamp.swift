@@ -86,34 +86,33 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// `full-date "T" partial-time time-offset`, RFC 3339 §5.6 (`T` and `Z` in either case).
     private static func parse(_ bytes: [UInt8]) throws(TimestampError) -> (Int64, Int32) {
         var index = 0
-        func digits(_ count: Int, _ what: String) throws(TimestampError) -> Int {
-            var value = 0
-            for _ in 0..<count {
-                guard index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 else {
-                    throw TimestampError(message: "expected \(count) digits for the \(what) at character \(index + 1)")
-                }
-                value = value * 10 + Int(bytes[index] - 0x30)
-                index += 1
+        // Hot paths read a time per event: the helpers only read bytes; error text is made on a throw.
+        func digits(_ count: Int, _ what: StaticString) throws(TimestampError) -> Int {
+            guard let value = Self.digits(bytes, at: index, count: count) else {
+                var bad = index
+                while bad < bytes.count, bytes[bad] &- 0x30 < 10 { bad += 1 }
+                throw TimestampError(message: "expected \(count) digits for the \(what) at character \(bad + 1)")
             }
+            index += count
             return value
         }
-        func expect(_ characters: String, _ what: String) throws(TimestampError) {
-            guard index < bytes.count, characters.utf8.contains(bytes[index]) else {
+        func expect(_ character: UInt8, or other: UInt8? = nil, _ what: StaticString) throws(TimestampError) {
+            guard index < bytes.count, bytes[index] == character || bytes[index] == other else {
                 throw TimestampError(message: "expected \(what) at character \(index + 1)")
             }
             index += 1
         }
 
         let year = try digits(4, "year")
-        try expect("-", "`-` after the year")
+        try expect(UInt8(ascii: "-"), "`-` after the year")
         let month = try digits(2, "month")
-        try expect("-", "`-` after the month")
+        try expect(UInt8(ascii: "-"), "`-` after the month")
         let day = try digits(2, "day")
-        try expect("Tt", "`T` between date and time")
+        try expect(UInt8(ascii: "T"), or: UInt8(ascii: "t"), "`T` between date and time")
         let hour = try digits(2, "hour")
-        try expect(":", "`:` after the hour")
+        try expect(UInt8(ascii: ":"), "`:` after the hour")
         let minute = try digits(2, "minute")
-        try expect(":", "`:` after the minute")
+        try expect(UInt8(ascii: ":"), "`:` after the minute")
         let second = try digits(2, "second")
         var nanos = 0
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
@@ -136,7 +135,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             let sign = bytes[index] == UInt8(ascii: "-") ? -1 : 1
             index += 1
             let offsetHour = try digits(2, "offset hour")
-            try expect(":", "`:` in the offset")
+            try expect(UInt8(ascii: ":"), "`:` in the offset")
             let offsetMinute = try digits(2, "offset minute")
             guard offsetHour <= 23, offsetMinute <= 59 else { throw TimestampError(message: "offset \(offsetHour):\(offsetMinute) is out of range") }
             offset = sign * (offsetHour * 3600 + offsetMinute * 60)
@@ -155,6 +154,18 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         // A leap second (:60) is the instant after :59.
         let total = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offset)
         return (total, Int32(nanos))
+    }
+
+    /// The decimal number in `count` digits at `index`, or `nil` if a byte there is not a digit.
+    private static func digits(_ bytes: [UInt8], at index: Int, count: Int) -> Int? {
+        guard index + count <= bytes.count else { return nil }
+        var value = 0
+        for position in index..<(index + count) {
+            let digit = bytes[position] &- 0x30
+            guard digit < 10 else { return nil }
+            value = value * 10 + Int(digit)
+        }
+        return value
     }
 
     private static func daysIn(month: Int, year: Int) -> Int {
