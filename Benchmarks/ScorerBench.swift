@@ -18,8 +18,9 @@ import TestSupport
 // never waits for the feature-store to apply a request: the latency is the scorer's own hop.
 //
 //   loop-bench scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--fetch-wait-ms 5]
-//                     [--brokers host:port]
+//                     [--lanes N] [--brokers host:port]
 //
+// --lanes is the scorer's `--scorer-lanes` (default: one per core).
 // --fetch-wait-ms is `fetch.wait.max.ms` of every consumer and reader in the run (the scorer's
 // `--scorer-fetch-wait-ms`): how long the broker may hold a fetch, which bounds each hop's latency.
 
@@ -30,6 +31,7 @@ struct ScorerBenchOptions {
     var seconds = 5
     /// The scorer's default `--scorer-fetch-wait-ms`.
     var fetchWaitMs = ScorerOptions.fetchWaitSetting.spec.defaultText.flatMap { Int($0) } ?? 5
+    var lanes = ScorerOptions().lanes
     var brokers: String?
 
     init(_ arguments: [String]) throws {
@@ -47,6 +49,7 @@ struct ScorerBenchOptions {
             case "--rate": rate = try value()
             case "--seconds": seconds = try value()
             case "--fetch-wait-ms": fetchWaitMs = try value()
+            case "--lanes": lanes = try value()
             case "--brokers":
                 guard let text = iterator.next() else { throw BenchError(description: "--brokers needs a value") }
                 brokers = text
@@ -148,7 +151,7 @@ func runScorerBench(_ arguments: [String]) async throws {
     for chunk in stride(from: 0, to: count, by: 50_000) {
         _ = try await producer.send(Array(requests[chunk..<min(count, chunk + 50_000)]))
     }
-    print("scorer bench: \(count) requests, \(entities.count) entities, 4 partitions, 20-input model, broker \(bootstrap)")
+    print("scorer bench: \(count) requests, \(entities.count) entities, 4 partitions, 20-input model, \(options.lanes) lanes, broker \(bootstrap)")
 
     // Pass-through: the same consumer group client and batches, producing each record unchanged,
     // with as many batches in flight as the scorer.
@@ -179,6 +182,7 @@ func runScorerBench(_ arguments: [String]) async throws {
 
     // The scorer.
     scorerOptions.groupID = Broker.uniqueTopic("bench-scorer-group")
+    scorerOptions.lanes = options.lanes
     let pipeline = try ScorerPipeline(
         config: config, options: scorerOptions, kafka: kafka, metrics: PrometheusCollectorRegistry(), logger: logger)
     let running = Task { try await pipeline.run() }
@@ -317,7 +321,10 @@ private func stageTimings(
     var writer = PredictionWriter()
     var requests: [ScoreRequest] = []
     requests.reserveCapacity(n)
-    let decode = measureStage(n) { for record in records where ScoreRequest.isScoreRequest(record) { requests.append(try! ScoreRequest(record: record)) } }
+    var parser = JSONParser()
+    let decode = measureStage(n) {
+        for record in records where ScoreRequest.isScoreRequest(record) { requests.append(try! ScoreRequest(record: record, parser: &parser)) }
+    }
     let evaluate = measureStage(n) { for request in requests { _ = try? states[request.entity]!.evaluate(asOf: Double(request.eventTimeMs) / 1000) } }
     var predictions: [Prediction] = []
     predictions.reserveCapacity(n)
