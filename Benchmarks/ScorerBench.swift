@@ -160,6 +160,7 @@ func runScorerBench(_ arguments: [String]) async throws {
     try passConsumer.subscribe(topics: [topics.events])
     var moved = 0
     var passStart: ContinuousClock.Instant?
+    var passCPU = CPUShares(broker: broker)
     try await withThrowingTaskGroup(of: Void.self) { group in
         var inFlight = 0
         for try await batch in passConsumer.batches(maxRecords: scorerOptions.maxBatch, maxWait: scorerOptions.maxBatchWait) {
@@ -177,6 +178,7 @@ func runScorerBench(_ arguments: [String]) async throws {
         try await group.waitForAll()
     }
     let passSeconds = seconds(ContinuousClock.now - passStart!)
+    passCPU.stop()
     await passConsumer.close()
     let passRate = Double(count) / passSeconds
 
@@ -188,9 +190,11 @@ func runScorerBench(_ arguments: [String]) async throws {
     let running = Task { try await pipeline.run() }
     while pipeline.statistics.requests == 0 { try await Task.sleep(for: .milliseconds(1)) }
     let scoreStart = ContinuousClock.now
+    var scoreCPU = CPUShares(broker: broker)
     let firstBatch = pipeline.statistics.requests
     while pipeline.statistics.predictions < count { try await Task.sleep(for: .milliseconds(1)) }
     let scoreRate = Double(count - firstBatch) / seconds(ContinuousClock.now - scoreStart)
+    scoreCPU.stop()
     let throughputStages = pipeline.statistics.stages.snapshot
     let throughputLoad = loadAverage()
 
@@ -263,15 +267,51 @@ func runScorerBench(_ arguments: [String]) async throws {
                                                                floor.p50, floor.p99))
     print(pad("kafka relay at \(options.rate)/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms (the scorer's path without scoring: its consumer and producer settings, records copied)",
                                                                relay.p50, relay.p99))
+    print("CPU µs/record, pass-through:          " + passCPU.line(records: count))
+    print("CPU µs/record, scorer:                " + scoreCPU.line(records: count - firstBatch))
     print("")
     print("stages, throughput run (µs/request):  " + stageLine(throughputStages, requests: count) + "   load " + throughputLoad)
     print("stages, paced run (ms/batch):         " + batchLine(since: throughputStages, latencyStages) + "   load " + latencyLoad)
 }
 
+/// CPU time of this process and of the bench's own broker over one phase: with both cores busy, a
+/// phase's rate is bounded by 2 cores / (ours + broker) µs per record.
+private struct CPUShares {
+    let brokerPID: Int32?
+    var process = -processCPUSeconds()
+    var broker: Double
+
+    init(broker: Broker?) {
+        brokerPID = broker?.pid
+        self.broker = -(brokerPID.map(Self.cpuSeconds(pid:)) ?? 0)
+    }
+
+    mutating func stop() {
+        process += processCPUSeconds()
+        broker += brokerPID.map(Self.cpuSeconds(pid:)) ?? 0
+    }
+
+    func line(records: Int) -> String {
+        let n = Double(max(1, records))
+        guard brokerPID != nil else { return String(format: "this process %.2f (broker not ours)", process * 1e6 / n) }
+        return String(format: "this process %.2f, broker %.2f, sum %.2f", process * 1e6 / n, broker * 1e6 / n, (process + broker) * 1e6 / n)
+    }
+
+    /// User plus system time of another process, from `/proc/<pid>/stat` (in clock ticks).
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime and stime are fields 14 and 15.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
 private func stageLine(_ stages: StageTimes.Snapshot, requests: Int) -> String {
     func perRequest(_ duration: Duration) -> Double { seconds(duration) * 1e6 / Double(max(1, requests)) }
-    return String(format: "decode %.2f, feature wait %.2f, score+encode %.2f; batches %d (%.0f req/batch), send→ack %.2f ms/batch",
-                  perRequest(stages.decode), perRequest(stages.featureWait), perRequest(stages.score), stages.batches,
+    return String(format: "decode %.2f, feature wait %.2f, score+encode %.2f, enqueue %.2f; batches %d (%.0f req/batch), send→ack %.2f ms/batch",
+                  perRequest(stages.decode), perRequest(stages.featureWait), perRequest(stages.score), perRequest(stages.enqueue), stages.batches,
                   Double(requests) / Double(max(1, stages.batches)),
                   seconds(stages.acknowledgement) * 1000 / Double(max(1, stages.acknowledgedBatches)))
 }

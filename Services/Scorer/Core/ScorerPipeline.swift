@@ -109,6 +109,7 @@ public final class ScorerPipeline: Sendable {
                     // Enqueued here, in batch order, so predictions reach each partition in that order.
                     let sending = ContinuousClock.now
                     let delivery = await producer.enqueue(prepared.outgoing)
+                    statistics.stages.add(enqueue: ContinuousClock.now - sending)
                     sends.addTask {
                         try await self.deliver(prepared, delivery, sending: sending, acknowledgements: acknowledgements)
                     }
