@@ -249,6 +249,12 @@ func runScorerBench(_ arguments: [String]) async throws {
     let latencyLoad = loadAverage()
     watcher.cancel()
     await reader.close()
+    // The scorer with no requests: what its consumer and readers cost while they only poll.
+    var idleCPU = CPUShares(broker: broker)
+    let idleStart = ContinuousClock.now
+    try await Task.sleep(for: .seconds(2))
+    idleCPU.stop()
+    let idleSeconds = seconds(ContinuousClock.now - idleStart)
     await pipeline.stop()
     try await running.value
 
@@ -269,6 +275,7 @@ func runScorerBench(_ arguments: [String]) async throws {
                                                                relay.p50, relay.p99))
     print("CPU µs/record, pass-through:          " + passCPU.line(records: count))
     print("CPU µs/record, scorer:                " + scoreCPU.line(records: count - firstBatch))
+    print("CPU ms/s, scorer idle:                " + idleCPU.line(perSecond: idleSeconds))
     print("")
     print("stages, throughput run (µs/request):  " + stageLine(throughputStages, requests: count) + "   load " + throughputLoad)
     print("stages, paced run (ms/batch):         " + batchLine(since: throughputStages, latencyStages) + "   load " + latencyLoad)
@@ -295,6 +302,11 @@ private struct CPUShares {
         let n = Double(max(1, records))
         guard brokerPID != nil else { return String(format: "this process %.2f (broker not ours)", process * 1e6 / n) }
         return String(format: "this process %.2f, broker %.2f, sum %.2f", process * 1e6 / n, broker * 1e6 / n, (process + broker) * 1e6 / n)
+    }
+
+    func line(perSecond seconds: Double) -> String {
+        guard brokerPID != nil else { return String(format: "this process %.1f (broker not ours)", process * 1e3 / seconds) }
+        return String(format: "this process %.1f, broker %.1f", process * 1e3 / seconds, broker * 1e3 / seconds)
     }
 
     /// User plus system time of another process, from `/proc/<pid>/stat` (in clock ticks).
