@@ -18,8 +18,9 @@ import TestSupport
 // never waits for the feature-store to apply a request: the latency is the scorer's own hop.
 //
 //   loop-bench scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--fetch-wait-ms 5]
-//                     [--brokers host:port]
+//                     [--lanes N] [--brokers host:port]
 //
+// --lanes is the scorer's `--scorer-lanes` (default: one per core).
 // --fetch-wait-ms is `fetch.wait.max.ms` of every consumer and reader in the run (the scorer's
 // `--scorer-fetch-wait-ms`): how long the broker may hold a fetch, which bounds each hop's latency.
 
@@ -30,6 +31,7 @@ struct ScorerBenchOptions {
     var seconds = 5
     /// The scorer's default `--scorer-fetch-wait-ms`.
     var fetchWaitMs = ScorerOptions.fetchWaitSetting.spec.defaultText.flatMap { Int($0) } ?? 5
+    var lanes = ScorerOptions().lanes
     var brokers: String?
 
     init(_ arguments: [String]) throws {
@@ -47,6 +49,7 @@ struct ScorerBenchOptions {
             case "--rate": rate = try value()
             case "--seconds": seconds = try value()
             case "--fetch-wait-ms": fetchWaitMs = try value()
+            case "--lanes": lanes = try value()
             case "--brokers":
                 guard let text = iterator.next() else { throw BenchError(description: "--brokers needs a value") }
                 brokers = text
@@ -148,7 +151,7 @@ func runScorerBench(_ arguments: [String]) async throws {
     for chunk in stride(from: 0, to: count, by: 50_000) {
         _ = try await producer.send(Array(requests[chunk..<min(count, chunk + 50_000)]))
     }
-    print("scorer bench: \(count) requests, \(entities.count) entities, 4 partitions, 20-input model, broker \(bootstrap)")
+    print("scorer bench: \(count) requests, \(entities.count) entities, 4 partitions, 20-input model, \(options.lanes) lanes, broker \(bootstrap)")
 
     // Pass-through: the same consumer group client and batches, producing each record unchanged,
     // with as many batches in flight as the scorer.
@@ -157,6 +160,7 @@ func runScorerBench(_ arguments: [String]) async throws {
     try passConsumer.subscribe(topics: [topics.events])
     var moved = 0
     var passStart: ContinuousClock.Instant?
+    var passCPU = CPUShares(broker: broker)
     try await withThrowingTaskGroup(of: Void.self) { group in
         var inFlight = 0
         for try await batch in passConsumer.batches(maxRecords: scorerOptions.maxBatch, maxWait: scorerOptions.maxBatchWait) {
@@ -174,19 +178,23 @@ func runScorerBench(_ arguments: [String]) async throws {
         try await group.waitForAll()
     }
     let passSeconds = seconds(ContinuousClock.now - passStart!)
+    passCPU.stop()
     await passConsumer.close()
     let passRate = Double(count) / passSeconds
 
     // The scorer.
     scorerOptions.groupID = Broker.uniqueTopic("bench-scorer-group")
+    scorerOptions.lanes = options.lanes
     let pipeline = try ScorerPipeline(
         config: config, options: scorerOptions, kafka: kafka, metrics: PrometheusCollectorRegistry(), logger: logger)
     let running = Task { try await pipeline.run() }
     while pipeline.statistics.requests == 0 { try await Task.sleep(for: .milliseconds(1)) }
     let scoreStart = ContinuousClock.now
+    var scoreCPU = CPUShares(broker: broker)
     let firstBatch = pipeline.statistics.requests
     while pipeline.statistics.predictions < count { try await Task.sleep(for: .milliseconds(1)) }
     let scoreRate = Double(count - firstBatch) / seconds(ContinuousClock.now - scoreStart)
+    scoreCPU.stop()
     let throughputStages = pipeline.statistics.stages.snapshot
     let throughputLoad = loadAverage()
 
@@ -241,6 +249,12 @@ func runScorerBench(_ arguments: [String]) async throws {
     let latencyLoad = loadAverage()
     watcher.cancel()
     await reader.close()
+    // The scorer with no requests: what its consumer and readers cost while they only poll.
+    var idleCPU = CPUShares(broker: broker)
+    let idleStart = ContinuousClock.now
+    try await Task.sleep(for: .seconds(2))
+    idleCPU.stop()
+    let idleSeconds = seconds(ContinuousClock.now - idleStart)
     await pipeline.stop()
     try await running.value
 
@@ -259,15 +273,57 @@ func runScorerBench(_ arguments: [String]) async throws {
                                                                floor.p50, floor.p99))
     print(pad("kafka relay at \(options.rate)/s", 30) + String(format: "p50 %.2f ms, p99 %.2f ms (the scorer's path without scoring: its consumer and producer settings, records copied)",
                                                                relay.p50, relay.p99))
+    print("CPU µs/record, pass-through:          " + passCPU.line(records: count))
+    print("CPU µs/record, scorer:                " + scoreCPU.line(records: count - firstBatch))
+    print("CPU ms/s, scorer idle:                " + idleCPU.line(perSecond: idleSeconds))
     print("")
     print("stages, throughput run (µs/request):  " + stageLine(throughputStages, requests: count) + "   load " + throughputLoad)
     print("stages, paced run (ms/batch):         " + batchLine(since: throughputStages, latencyStages) + "   load " + latencyLoad)
 }
 
+/// CPU time of this process and of the bench's own broker over one phase: with both cores busy, a
+/// phase's rate is bounded by 2 cores / (ours + broker) µs per record.
+private struct CPUShares {
+    let brokerPID: Int32?
+    var process = -processCPUSeconds()
+    var broker: Double
+
+    init(broker: Broker?) {
+        brokerPID = broker?.pid
+        self.broker = -(brokerPID.map(Self.cpuSeconds(pid:)) ?? 0)
+    }
+
+    mutating func stop() {
+        process += processCPUSeconds()
+        broker += brokerPID.map(Self.cpuSeconds(pid:)) ?? 0
+    }
+
+    func line(records: Int) -> String {
+        let n = Double(max(1, records))
+        guard brokerPID != nil else { return String(format: "this process %.2f (broker not ours)", process * 1e6 / n) }
+        return String(format: "this process %.2f, broker %.2f, sum %.2f", process * 1e6 / n, broker * 1e6 / n, (process + broker) * 1e6 / n)
+    }
+
+    func line(perSecond seconds: Double) -> String {
+        guard brokerPID != nil else { return String(format: "this process %.1f (broker not ours)", process * 1e3 / seconds) }
+        return String(format: "this process %.1f, broker %.1f", process * 1e3 / seconds, broker * 1e3 / seconds)
+    }
+
+    /// User plus system time of another process, from `/proc/<pid>/stat` (in clock ticks).
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime and stime are fields 14 and 15.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
 private func stageLine(_ stages: StageTimes.Snapshot, requests: Int) -> String {
     func perRequest(_ duration: Duration) -> Double { seconds(duration) * 1e6 / Double(max(1, requests)) }
-    return String(format: "decode %.2f, feature wait %.2f, score+encode %.2f; batches %d (%.0f req/batch), send→ack %.2f ms/batch",
-                  perRequest(stages.decode), perRequest(stages.featureWait), perRequest(stages.score), stages.batches,
+    return String(format: "decode %.2f, feature wait %.2f, score+encode %.2f, enqueue %.2f; batches %d (%.0f req/batch), send→ack %.2f ms/batch",
+                  perRequest(stages.decode), perRequest(stages.featureWait), perRequest(stages.score), perRequest(stages.enqueue), stages.batches,
                   Double(requests) / Double(max(1, stages.batches)),
                   seconds(stages.acknowledgement) * 1000 / Double(max(1, stages.acknowledgedBatches)))
 }
@@ -317,7 +373,10 @@ private func stageTimings(
     var writer = PredictionWriter()
     var requests: [ScoreRequest] = []
     requests.reserveCapacity(n)
-    let decode = measureStage(n) { for record in records where ScoreRequest.isScoreRequest(record) { requests.append(try! ScoreRequest(record: record)) } }
+    var parser = JSONParser()
+    let decode = measureStage(n) {
+        for record in records where ScoreRequest.isScoreRequest(record) { requests.append(try! ScoreRequest(record: record, parser: &parser)) }
+    }
     let evaluate = measureStage(n) { for request in requests { _ = try? states[request.entity]!.evaluate(asOf: Double(request.eventTimeMs) / 1000) } }
     var predictions: [Prediction] = []
     predictions.reserveCapacity(n)

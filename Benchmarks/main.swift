@@ -11,7 +11,7 @@ let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> V
     ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
     ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
     ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--ceiling-events 200000] [--brokers host:port]", runIngestBench),
-    ("scorer", "scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--fetch-wait-ms 5] [--brokers host:port]", runScorerBench),
+    ("scorer", "scorer [--requests 200000] [--entities 1000] [--rate 5000] [--seconds 5] [--fetch-wait-ms 5] [--lanes N] [--brokers host:port]", runScorerBench),
 ]
 
 // As every service does at start (ServiceRunner.main), so the in-process services allocate alike.

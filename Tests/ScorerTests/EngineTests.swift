@@ -189,6 +189,11 @@ import Testing
         predictions[0].latencyMs = 0.123
         predictions[1].requestId = "quote\"back\\slash\u{1}tab\tünï"
         predictions[1].traceparent = nil
+        // Other feature names (the writer's kept fragments must not be reused), then the first again.
+        var renamed = predictions[0]
+        renamed.features[0].name = "renamed\"feature"
+        renamed.features.removeLast()
+        predictions += [renamed, predictions[0]]
         for prediction in predictions {
             let bytes = writer.write(prediction)
             #expect(try Prediction(bytes: bytes) == prediction)

@@ -39,9 +39,13 @@ struct Deployment {
 
     /// A pipeline in `group`; `featureWait` zero unless a test is about the wait (no feature-store
     /// runs here, so the features of a request's own time never come).
-    func pipeline(group: String, featureWait: Duration = .zero) throws -> ScorerPipeline {
+    func pipeline(group: String, featureWait: Duration = .zero, lanes: Int? = nil) throws -> ScorerPipeline {
         var options = ScorerOptions()
         options.groupID = group
+        if let lanes {
+            options.lanes = lanes
+            options.minimumLaneSize = 1
+        }
         options.featureWait = featureWait
         options.consumer.sessionTimeout = .seconds(2)
         options.consumer.heartbeatInterval = .milliseconds(500)
@@ -123,9 +127,30 @@ struct Deployment {
         try await running.value
     }
 
+    /// Batches scored in several lanes: every request answered once, and each partition's
+    /// predictions in the order of its requests.
+    @Test func lanesKeepEachPartitionsOrder() async throws {
+        let deployment = try await Deployment.make()
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"), lanes: 3)
+        let running = try await deployment.start(pipeline)
+        let ids = (0..<3000).map { "lane-\($0)" }
+        try await deployment.send(ids)
+        try await Fixtures.waitUntil("every prediction") { pipeline.statistics.predictions == ids.count }
+        let predictions = try await deployment.predictions()
+        #expect(predictions.count == ids.count)
+        #expect(Set(predictions.map(\.prediction.requestId)) == Set(ids))
+        for partition in 0..<Int32(Deployment.partitions) {
+            let times = predictions.filter { $0.partition == partition }.map(\.prediction.eventTimeMs)
+            #expect(!times.isEmpty)
+            #expect(zip(times, times.dropFirst()).allSatisfy { $0 < $1 })
+        }
+        await pipeline.stop()
+        try await running.value
+    }
+
     @Test func duplicateRequestIdsGetOnePrediction() async throws {
         let deployment = try await Deployment.make()
-        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"))
+        let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"), lanes: 3)
         let running = try await deployment.start(pipeline)
         let ids = (0..<300).map { "dup-\($0 % 200)" }
         try await deployment.send(ids)
@@ -135,6 +160,8 @@ struct Deployment {
         let predictions = try await deployment.predictions()
         #expect(predictions.count == 200)
         #expect(Set(predictions.map(\.prediction.requestId)) == Set(ids))
+        // The first of each pair is the one answered (its event time is the earlier one).
+        #expect(predictions.allSatisfy { $0.prediction.eventTimeMs < Int64(Fixtures.t0 * 1000) + 60_000 + 200 })
         await pipeline.stop()
         try await running.value
     }

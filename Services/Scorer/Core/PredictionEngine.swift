@@ -42,8 +42,9 @@ public struct ScoreRequest: Sendable {
 
     /// The request of a `loop.events` record. Binary mode (what ingest writes) is read straight from
     /// the `ce_subject`, `ce_time`, `ce_traceparent` headers and the JSON value, without building a
-    /// `CloudEvent`; structured mode goes through ``KafkaBinding``.
-    public init(record: ConsumedRecord) throws(ScorerError) {
+    /// `CloudEvent`; structured mode goes through ``KafkaBinding``. `parser` is reused across the
+    /// records of a batch.
+    public init(record: ConsumedRecord, parser: inout JSONParser) throws(ScorerError) {
         var subject: [UInt8]?
         var time: [UInt8]?
         var traceparent: [UInt8]?
@@ -72,7 +73,8 @@ public struct ScoreRequest: Sendable {
         do { eventTimeMs = try Timestamp.epochMilliseconds(rfc3339: time) } catch {
             throw ScorerError(.invalidRequest, "score request \(eventID) has an invalid time: \(error.message)")
         }
-        guard let value = record.value, case .object(let data)? = try? JSONValue.parse(value) else {
+        let parsed = record.value.flatMap { value in value.withUnsafeBytes { try? parser.parse($0) } }
+        guard case .object(let data)? = parsed else {
             throw ScorerError(.invalidRequest, "score request \(eventID) has no JSON object data")
         }
         guard let requestId = data[PayloadField.requestId]?.stringValue, !requestId.isEmpty else {

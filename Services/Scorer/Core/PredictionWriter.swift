@@ -3,9 +3,15 @@ import Contracts
 /// Writes a ``Prediction``'s record bytes straight into a reused buffer, without building a
 /// `JSONValue` tree: the same canonical JSON (`Prediction.bytes`), keys in sorted order, doubles
 /// in their shortest round-trip form, `null` for absent and non-finite values.
+///
+/// The feature vector's names are the same in every prediction of a layout, so the writer keeps
+/// each `{"name":"…","value":` fragment of the last names it wrote and reuses it while they stay.
 public struct PredictionWriter {
     /// The bytes of the last ``write(_:)``.
     public private(set) var buffer: [UInt8] = []
+    /// The feature names of the last prediction written and each one's encoded fragment.
+    private var featureNames: [String] = []
+    private var featureFragments: [[UInt8]] = []
 
     /// A writer with an empty buffer.
     public init() { buffer.reserveCapacity(1024) }
@@ -44,12 +50,11 @@ public struct PredictionWriter {
         raw("],\"featureAgeSeconds\":")
         double(p.featureAgeSeconds)
         raw(",\"features\":[")
-        for (index, feature) in p.features.enumerated() {
+        if !hasFragments(for: p.features) { makeFragments(for: p.features) }
+        for index in p.features.indices {
             if index > 0 { byte(UInt8(ascii: ",")) }
-            raw("{\"name\":")
-            string(feature.name)
-            raw(",\"value\":")
-            double(feature.value)
+            buffer.append(contentsOf: featureFragments[index])
+            double(p.features[index].value)
             byte(UInt8(ascii: "}"))
         }
         raw("],\"featuresAsOfMs\":")
@@ -77,6 +82,27 @@ public struct PredictionWriter {
         if let traceparent = p.traceparent { string(traceparent) } else { raw("null") }
         byte(UInt8(ascii: "}"))
         return buffer
+    }
+
+    // MARK: - Feature fragments
+
+    private func hasFragments(for features: [FeatureValue]) -> Bool {
+        guard features.count == featureNames.count else { return false }
+        for index in features.indices where features[index].name != featureNames[index] { return false }
+        return true
+    }
+
+    private mutating func makeFragments(for features: [FeatureValue]) {
+        let kept = buffer
+        featureNames = features.map(\.name)
+        featureFragments = features.map { feature in
+            buffer = []
+            raw("{\"name\":")
+            string(feature.name)
+            raw(",\"value\":")
+            return buffer
+        }
+        buffer = kept
     }
 
     // MARK: - Primitives

@@ -123,6 +123,7 @@ public final class StageTimes: Sendable {
     let decodeNanoseconds = Atomic<Int>(0)
     let featureWaitNanoseconds = Atomic<Int>(0)
     let scoreNanoseconds = Atomic<Int>(0)
+    let enqueueNanoseconds = Atomic<Int>(0)
     let acknowledgements = Atomic<Int>(0)
     let acknowledgementNanoseconds = Atomic<Int>(0)
 
@@ -133,6 +134,10 @@ public final class StageTimes: Sendable {
         decodeNanoseconds.add(Self.nanoseconds(decode), ordering: .relaxed)
         featureWaitNanoseconds.add(Self.nanoseconds(featureWait), ordering: .relaxed)
         scoreNanoseconds.add(Self.nanoseconds(score), ordering: .relaxed)
+    }
+
+    func add(enqueue: Duration) {
+        enqueueNanoseconds.add(Self.nanoseconds(enqueue), ordering: .relaxed)
     }
 
     func add(acknowledgement: Duration) {
@@ -147,6 +152,7 @@ public final class StageTimes: Sendable {
             decode: .nanoseconds(decodeNanoseconds.load(ordering: .relaxed)),
             featureWait: .nanoseconds(featureWaitNanoseconds.load(ordering: .relaxed)),
             score: .nanoseconds(scoreNanoseconds.load(ordering: .relaxed)),
+            enqueue: .nanoseconds(enqueueNanoseconds.load(ordering: .relaxed)),
             acknowledgedBatches: acknowledgements.load(ordering: .relaxed),
             acknowledgement: .nanoseconds(acknowledgementNanoseconds.load(ordering: .relaxed)))
     }
@@ -161,6 +167,8 @@ public final class StageTimes: Sendable {
         public var featureWait: Duration
         /// Deduplication, feature evaluation, scoring, explanation and encoding.
         public var score: Duration
+        /// Handing the predictions to the producer's local queue (in batch order, one batch at a time).
+        public var enqueue: Duration
         /// Batches whose predictions were sent.
         public var acknowledgedBatches: Int
         /// Send to acknowledgement.

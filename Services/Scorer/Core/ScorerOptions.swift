@@ -1,4 +1,5 @@
 import Contracts
+import Foundation
 import Kafka
 import ServiceKit
 
@@ -26,6 +27,11 @@ public struct ScorerOptions: Sendable {
     /// (when score requests feed features, the feature-store's record of the request itself marks
     /// that); past it the request is scored with what there is, and stale features are routed.
     public var featureWait: Duration = .seconds(2)
+    /// How many slices of a batch are decoded and scored at the same time (on as many threads, at
+    /// most): a busy scorer uses that many cores besides Kafka's own threads.
+    public var lanes: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// The fewest requests a lane takes: smaller batches are scored in fewer lanes.
+    public var minimumLaneSize: Int = 64
     /// Consumer-group settings of the request consumer.
     public var consumer: ConsumerSettings = ConsumerSettings()
     /// Producer settings of the prediction producer.
@@ -45,6 +51,8 @@ public struct ScorerOptions: Sendable {
         guard maxBatchWait >= .zero else { throw ScorerError(.invalidOptions, "maxBatchWait must not be negative") }
         guard maxInFlight >= 1 else { throw ScorerError(.invalidOptions, "maxInFlight must be at least 1") }
         guard fetchWait >= .milliseconds(1) else { throw ScorerError(.invalidOptions, "fetchWait must be at least 1 ms") }
+        guard lanes >= 1 else { throw ScorerError(.invalidOptions, "lanes must be at least 1") }
+        guard minimumLaneSize >= 1 else { throw ScorerError(.invalidOptions, "minimumLaneSize must be at least 1") }
         guard dedupeCapacity >= 1 else { throw ScorerError(.invalidOptions, "dedupeCapacity must be at least 1") }
         guard featureWait >= .zero else { throw ScorerError(.invalidOptions, "featureWait must not be negative") }
     }
@@ -76,13 +84,18 @@ public struct ScorerOptions: Sendable {
         "scorer-dedupe-capacity", default: 1_000_000, range: 1...100_000_000,
         help: "RequestIds remembered per partition for idempotency (restored from loop.predictions on assignment).")
 
+    /// `LOOP_SCORER_LANES` / `--scorer-lanes`.
+    public static let lanesSetting = Setting.integer(
+        "scorer-lanes", default: 0, range: 0...64,
+        help: "Slices of a batch decoded and scored at the same time; 0 means one per core.")
+
     /// `LOOP_SCORER_FEATURE_WAIT_MS` / `--scorer-feature-wait-ms`.
     public static let featureWait = Setting.integer(
         "scorer-feature-wait-ms", default: 2_000, range: 0...60_000, valueName: "<ms>",
         help: "Longest a batch waits for its entities' features to reach the requests' event time, in milliseconds.")
 
     /// The scorer's own settings.
-    public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, inFlight, fetchWaitSetting, dedupe, featureWait]
+    public static let declarations: [any SettingDeclaration] = [group, batch, batchWait, inFlight, fetchWaitSetting, dedupe, featureWait, lanesSetting]
 
     /// Options from parsed settings.
     public init(settings: Settings, topicPrefix: String) {
@@ -93,6 +106,7 @@ public struct ScorerOptions: Sendable {
         fetchWait = .milliseconds(settings[Self.fetchWaitSetting])
         dedupeCapacity = settings[Self.dedupe]
         featureWait = .milliseconds(settings[Self.featureWait])
+        if settings[Self.lanesSetting] > 0 { lanes = settings[Self.lanesSetting] }
     }
 }
 

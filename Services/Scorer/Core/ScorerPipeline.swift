@@ -95,14 +95,12 @@ public final class ScorerPipeline: Sendable {
             group.addTask { try await self.followModels() }
             await modelsLoaded.wait()
             try consumer.subscribe(topics: [topics.events], rebalance: Rebalancer(pipeline: self))
-            let engine = PredictionEngine(layout: layout, policy: config.decision)
-            var writer = PredictionWriter()
             let acknowledgements = InOrderAcknowledgements()
             try await withThrowingTaskGroup(of: Void.self) { sends in
                 var inFlight = 0
                 var sequence = 0
                 for try await batch in consumer.batches(maxRecords: options.maxBatch, maxWait: options.maxBatchWait) {
-                    let prepared = await prepare(batch, sequence: sequence, engine: engine, writer: &writer)
+                    let prepared = await prepare(batch, sequence: sequence)
                     sequence += 1
                     if inFlight >= options.maxInFlight {
                         try await sends.next()
@@ -111,6 +109,7 @@ public final class ScorerPipeline: Sendable {
                     // Enqueued here, in batch order, so predictions reach each partition in that order.
                     let sending = ContinuousClock.now
                     let delivery = await producer.enqueue(prepared.outgoing)
+                    statistics.stages.add(enqueue: ContinuousClock.now - sending)
                     sends.addTask {
                         try await self.deliver(prepared, delivery, sending: sending, acknowledgements: acknowledgements)
                     }
@@ -134,19 +133,20 @@ public final class ScorerPipeline: Sendable {
 
     /// Decodes, waits (bounded) for features, scores and encodes one batch. Enters the batch gate,
     /// which ``deliver(_:acknowledgements:)`` leaves once the batch's offsets are marked.
-    private func prepare(
-        _ batch: [ConsumedRecord], sequence: Int, engine: PredictionEngine, writer: inout PredictionWriter
-    ) async -> PreparedBatch {
+    ///
+    /// Decoding and scoring run in ``ScorerOptions/lanes`` lanes over consecutive slices of the
+    /// batch, whose outputs are joined in the batch's order; deduplication and the feature lookups
+    /// run once, in order, between the two.
+    private func prepare(_ batch: [ConsumedRecord], sequence: Int) async -> PreparedBatch {
         gate.enter()
         let received = ContinuousClock.now
         let models = serving.withLock { $0 }
         let mine = owned.withLock { $0 }
         var prepared = PreparedBatch(sequence: sequence, received: received)
-        prepared.outgoing.reserveCapacity(batch.count)
         prepared.produceTimes.reserveCapacity(batch.count)
-        var requests: [PendingRequest] = []
-        requests.reserveCapacity(batch.count)
-        for record in batch {
+        var requestRecords: [Int] = []
+        requestRecords.reserveCapacity(batch.count)
+        for (index, record) in batch.enumerated() {
             // Records of a partition revoked meanwhile are neither scored nor marked: the new owner reads them.
             guard mine.contains(record.partition) else { continue }
             prepared.offsets[record.partition] = max(prepared.offsets[record.partition] ?? -1, record.offset)
@@ -155,18 +155,35 @@ public final class ScorerPipeline: Sendable {
                 prepared.tally.other += 1
                 continue
             }
-            prepared.tally.requests += 1
-            do { requests.append(PendingRequest(request: try ScoreRequest(record: record), partition: record.partition, offset: record.offset)) } catch {
-                prepared.tally.invalid += 1
-                logger.warning("unreadable score request skipped", metadata: ["error.message": "\(error)"])
-            }
+            requestRecords.append(index)
         }
+        prepared.tally.requests = requestRecords.count
+        let (logger, toDecode) = (logger, requestRecords)
+        let decodedLanes = await inLanes(toDecode.count) { range in
+            var parser = JSONParser()
+            var requests: [PendingRequest] = []
+            requests.reserveCapacity(range.count)
+            for index in toDecode[range] {
+                let record = batch[index]
+                do throws(ScorerError) {
+                    requests.append(PendingRequest(
+                        request: try ScoreRequest(record: record, parser: &parser), partition: record.partition, offset: record.offset))
+                } catch {
+                    logger.warning("unreadable score request skipped", metadata: ["error.message": "\(error)"])
+                }
+            }
+            return requests
+        }
+        let requests = decodedLanes.count == 1 ? decodedLanes[0] : Array(decodedLanes.joined())
+        prepared.tally.invalid = requestRecords.count - requests.count
         let decoded = ContinuousClock.now
         if requestsFeedFeatures, !requests.isEmpty {
             let unready = await waitForFeatures(of: requests)
             prepared.tally.featureWaitTimeouts = unready
         }
         let waited = ContinuousClock.now
+        var scoring: [ScoringItem] = []
+        scoring.reserveCapacity(requests.count)
         features.withLookup { lookup in
             for item in requests {
                 let request = item.request
@@ -177,18 +194,58 @@ public final class ScorerPipeline: Sendable {
                 prepared.answered.append((request.requestId, item.partition))
                 let state = features.takeRequestState(partition: item.partition, offset: item.offset)
                     ?? lookup(request.entity, item.partition)
-                var prediction = engine.predict(request, state: state, models: models)
-                prediction.latencyMs = Self.milliseconds(ContinuousClock.now - received)
-                prepared.tally.add(prediction)
-                let headers = request.traceparent.map { [KafkaHeader(key: "traceparent", string: $0)] } ?? []
-                prepared.outgoing.append(OutgoingRecord(
-                    topic: topics.predictions, key: Array(request.entity.utf8), value: writer.write(prediction), headers: headers))
+                scoring.append(ScoringItem(request: request, state: state))
             }
         }
         for (partition, offset) in prepared.offsets { features.forgetRequestStates(partition: partition, through: offset) }
+        let (layout, policy, predictions, toScore) = (layout, config.decision, topics.predictions, scoring)
+        let scoredLanes = await inLanes(toScore.count) { range in
+            let engine = PredictionEngine(layout: layout, policy: policy)
+            var writer = PredictionWriter()
+            var tally = BatchTally()
+            var outgoing: [OutgoingRecord] = []
+            outgoing.reserveCapacity(range.count)
+            for item in toScore[range] {
+                let request = item.request
+                var prediction = engine.predict(request, state: item.state, models: models)
+                prediction.latencyMs = Self.milliseconds(ContinuousClock.now - received)
+                tally.add(prediction)
+                let headers = request.traceparent.map { [KafkaHeader(key: "traceparent", string: $0)] } ?? []
+                outgoing.append(OutgoingRecord(
+                    topic: predictions, key: Array(request.entity.utf8), value: writer.write(prediction), headers: headers))
+            }
+            return (outgoing, tally)
+        }
+        if scoredLanes.count == 1 {
+            prepared.outgoing = scoredLanes[0].0
+        } else {
+            prepared.outgoing.reserveCapacity(toScore.count)
+            for lane in scoredLanes { prepared.outgoing.append(contentsOf: lane.0) }
+        }
+        for lane in scoredLanes { prepared.tally.merge(lane.1) }
         let scored = ContinuousClock.now
         statistics.stages.add(decode: decoded - received, featureWait: waited - decoded, score: scored - waited)
         return prepared
+    }
+
+    /// Runs `work` over `0..<count` split into up to ``ScorerOptions/lanes`` consecutive slices of
+    /// at least ``ScorerOptions/minimumLaneSize`` each, the first on this task and the others as
+    /// child tasks, and returns the results in slice order.
+    private func inLanes<Result: Sendable>(
+        _ count: Int, _ work: @escaping @Sendable (Range<Int>) -> Result
+    ) async -> [Result] {
+        let lanes = max(1, min(options.lanes, count / options.minimumLaneSize))
+        guard lanes > 1 else { return [work(0..<count)] }
+        let bounds = (0...lanes).map { $0 * count / lanes }
+        return await withTaskGroup(of: (Int, Result).self) { group in
+            for lane in 1..<lanes {
+                group.addTask { (lane, work(bounds[lane]..<bounds[lane + 1])) }
+            }
+            var results: [(Int, Result)] = [(0, work(bounds[0]..<bounds[1]))]
+            results.reserveCapacity(lanes)
+            for await result in group { results.append(result) }
+            return results.sorted { $0.0 < $1.0 }.map(\.1)
+        }
     }
 
     /// Awaits the acknowledgements of one enqueued batch, then marks its offsets in order with the
@@ -554,6 +611,15 @@ struct BatchTally: Sendable {
         scores.append(prediction.score)
         if let age = prediction.featureAgeSeconds { ages.append(age) }
     }
+
+    /// Adds the predictions counted in `other` (a lane of the same batch).
+    mutating func merge(_ other: BatchTally) {
+        predictions += other.predictions
+        byOutcome.merge(other.byOutcome, uniquingKeysWith: +)
+        reasons.merge(other.reasons, uniquingKeysWith: +)
+        scores.append(contentsOf: other.scores)
+        ages.append(contentsOf: other.ages)
+    }
 }
 
 /// How many batches are being scored or awaiting acknowledgement, so a revocation can wait until
@@ -601,8 +667,14 @@ final class BatchGate: Sendable {
     }
 }
 
+/// A request to score with the feature state it is scored with.
+struct ScoringItem: Sendable {
+    var request: ScoreRequest
+    var state: EntityFeatureState?
+}
+
 /// A score request with where it was read.
-struct PendingRequest {
+struct PendingRequest: Sendable {
     var request: ScoreRequest
     var partition: Int32
     var offset: Int64
