@@ -26,7 +26,9 @@ import TestSupport
 // every partition until every change is acknowledged by loop.features. Reads: the state of
 // --read-entities entities is seeded straight into SQLite through FeatureStore.seed (not through
 // Kafka, which would take minutes), a store is started on it and GETs of random entities are sent
-// at a fixed rate whatever the responses do; latency runs from each request's scheduled time.
+// at a fixed rate whatever the responses do; latency runs from each request's scheduled time. The
+// GETs come from a separate client process (this executable run with --client-port), so the
+// client's timers and sockets do not compete with the server inside one process.
 // Without --brokers it starts its own Tansu.
 
 struct FeatureStoreBenchOptions {
@@ -41,6 +43,9 @@ struct FeatureStoreBenchOptions {
     var keepAlive = false
     var config = "examples/elec2/loop.yaml"
     var brokers: String?
+    /// Set in the client process the read phase starts: send the paced GETs to this port and
+    /// print each one's latency instead of running the bench.
+    var clientPort: Int?
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.makeIterator()
@@ -59,6 +64,7 @@ struct FeatureStoreBenchOptions {
             case "--keep-alive": keepAlive = true
             case "--config": config = try value()
             case "--brokers": brokers = try value()
+            case "--client-port": clientPort = Int(try value())
             default: throw BenchError(description: "unknown option \(argument)")
             }
         }
@@ -87,17 +93,31 @@ private func benchConfig(_ options: FeatureStoreBenchOptions, prefix: String) th
 
 func runFeatureStoreBench(_ arguments: [String]) async throws {
     let options = try FeatureStoreBenchOptions(arguments)
+    if let port = options.clientPort {
+        await runReadClient(options, port: port)
+        return
+    }
     var logger = Logger(label: "loop-bench")
     logger.logLevel = .warning
     let bootstrap: String
-    if let brokers = options.brokers { bootstrap = brokers } else { bootstrap = try await Broker.start().bootstrap }
+    var brokerPID: Int32?
+    if let brokers = options.brokers {
+        bootstrap = brokers
+    } else {
+        let broker = try await Broker.start()
+        (bootstrap, brokerPID) = (broker.bootstrap, broker.pid)
+    }
     let prefix = "bench\(UInt32.random(in: 0...UInt32.max))"
     let config = try benchConfig(options, prefix: prefix)
     let kafka = KafkaConfig(brokers: bootstrap, clientID: "loop-bench")
     try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
     let input = try await produceEvents(options, config: config, kafka: kafka, logger: logger)
+    let brokerBefore = brokerPID.flatMap(childCPUSeconds)
     let passRate = try await passThrough(options, config: config, kafka: kafka, logger: logger)
-    let writes = try await applyAndPublish(options, config: config, kafka: kafka, logger: logger, prefix: prefix, ends: input.ends)
+    let brokerPassThrough = brokerPID.flatMap(childCPUSeconds).flatMap { now in brokerBefore.map { now - $0 } }
+    var writes = try await applyAndPublish(
+        options, config: config, kafka: kafka, logger: logger, prefix: prefix, ends: input.ends, brokerPID: brokerPID)
+    writes.brokerPassThroughCPUSeconds = brokerPassThrough
     let reads = try await readLatency(options, kafka: kafka, logger: logger, prefix: prefix + "r")
     printSummary(options, config: config, input: input, passRate: passRate, writes: writes, reads: reads)
 }
@@ -180,12 +200,15 @@ private struct BenchWrites {
     var history: Int64 = 0
     /// CPU time of this whole process (consumer, writer, publisher, librdkafka) while applying.
     var processCPUSeconds = 0.0
+    /// CPU time of the bench's own broker while applying, and while passing the events through.
+    var brokerCPUSeconds: Double?
+    var brokerPassThroughCPUSeconds: Double?
 }
 
 @inline(never)
 private func applyAndPublish(
     _ options: FeatureStoreBenchOptions, config: LoopConfig, kafka: KafkaConfig, logger: Logger, prefix: String,
-    ends: [Int32: Int64]
+    ends: [Int32: Int64], brokerPID: Int32?
 ) async throws -> BenchWrites {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fs-bench-\(UUID().uuidString)").path
     let metrics = PrometheusCollectorRegistry()
@@ -198,6 +221,7 @@ private func applyAndPublish(
     let running = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
     let processCPU = processCPUSeconds()
+    let brokerCPU = brokerPID.flatMap(childCPUSeconds)
     let applied = try await measure(options.events) {
         while true {
             let acknowledged = try store.acknowledgedInput()
@@ -207,6 +231,7 @@ private func applyAndPublish(
     }
     var writes = BenchWrites(rate: applied.rate, stages: metricSums(metrics))
     writes.processCPUSeconds = processCPUSeconds() - processCPU
+    writes.brokerCPUSeconds = brokerPID.flatMap(childCPUSeconds).flatMap { now in brokerCPU.map { now - $0 } }
     await store.stop()
     _ = try? await running.value
     // After the store closed its files: no write-ahead log is left.
@@ -223,7 +248,11 @@ private struct BenchReads {
     var files: Int64 = 0
     var rawJSON = 0
     var latencies: [Double] = []
+    /// How late the client sent each request after its due time (its own scheduling delay, part of `latencies`).
+    var sendLags: [Double] = []
     var requests = 0
+    /// CPU time of the serving process (HTTP server, store, idle consumer) per GET.
+    var serverCPUPerRequest = 0.0
     /// Seconds per `FeatureQueries.current` call (SQLite read, decode, evaluate), without HTTP.
     var inProcess: [Double] = []
 
@@ -273,9 +302,10 @@ private func readLatency(
     let http = Task { try await server.run() }
     guard let port = await server.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
     reads.requests = reads.requests(options)
-    print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities…")
-    reads.latencies = await paceRequests(
-        port: port, total: reads.requests, rate: options.rate, entities: options.readEntities, keepAlive: options.keepAlive)
+    print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities from a client process…")
+    let serverCPU = processCPUSeconds()
+    (reads.latencies, reads.sendLags) = try await clientProcessRequests(port: port, options: options)
+    reads.serverCPUPerRequest = (processCPUSeconds() - serverCPU) / Double(reads.requests)
     http.cancel()
     await store.stop()
     _ = try? await serving.value
@@ -321,6 +351,10 @@ private func printSummary(
                                                           1e6 * stages.applySeconds / events, Int(stages.batches)))
     print(pad("  process CPU per event", 34) + String(format: "%10.2f µs  (consumer, writer, publisher, librdkafka; not the broker)",
                                                    1e6 * writes.processCPUSeconds / events))
+    if let broker = writes.brokerCPUSeconds, let passing = writes.brokerPassThroughCPUSeconds {
+        print(pad("  broker CPU per event", 34) + String(format: "%10.2f µs  (Tansu; %.2f µs per event passed through)",
+                                                      1e6 * broker / events, 1e6 * passing / events))
+    }
     print(pad("  mean batch publish lag", 34) + String(format: "%10.1f ms  (batch received → acknowledged by loop.features)",
                                                     1000 * stages.publishSeconds / max(1, stages.batches)))
     print(pad("  entity states written", 34) + String(format: "%10.0f  (%.1f events per write)", stages.written, events / max(1, stages.written)))
@@ -342,6 +376,20 @@ private func printSummary(
                                                     (sorted.last ?? .nan) * 1000, options.rate,
                                                     reads.requests - reads.latencies.count, reads.requests)
           + (options.keepAlive ? "8 keep-alive connections" : "a connection per request"))
+    let lags = reads.sendLags.sorted()
+    print(pad("  client send lag (in the above)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms: due time → request sent, the client process's own delay",
+                                                          percentile(lags, 0.5), percentile(lags, 0.99)))
+    print(pad("  server process CPU per GET", 34) + String(format: "%10.1f µs  (HTTP, store, and the idle consumer's polling)", 1e6 * reads.serverCPUPerRequest))
+}
+
+/// User plus system CPU time of child process `pid` so far (from `/proc/<pid>/stat`), in seconds.
+private func childCPUSeconds(_ pid: Int32) -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let end = stat.lastIndex(of: ")") else { return nil }
+    // After the command in parentheses: state is field 3, utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: end)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// A state holding one observation, for the seeded read store.
@@ -406,13 +454,54 @@ private func stateSizes(directory: String) throws -> (Int64, Int64) {
     return (entities, history)
 }
 
+/// Runs this executable as the read client (`feature-store --client-port`) against `port` and
+/// returns its latencies and send lags in seconds.
+private func clientProcessRequests(port: Int, options: FeatureStoreBenchOptions) async throws -> ([Double], [Double]) {
+    guard let executable = Bundle.main.executableURL else { throw BenchError(description: "cannot find this executable to start the read client") }
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("fs-bench-client-\(UUID().uuidString)")
+    guard FileManager.default.createFile(atPath: output.path, contents: nil) else {
+        throw BenchError(description: "cannot create \(output.path)")
+    }
+    defer { try? FileManager.default.removeItem(at: output) }
+    let handle = try FileHandle(forWritingTo: output)
+    let client = Process()
+    client.executableURL = executable
+    client.arguments = ["feature-store", "--client-port", String(port), "--rate", String(options.rate), "--seconds", String(options.seconds),
+                        "--read-entities", String(options.readEntities)] + (options.keepAlive ? ["--keep-alive"] : [])
+    client.standardOutput = handle
+    try client.run()
+    try? handle.close()
+    while client.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+    guard client.terminationStatus == 0 else { throw BenchError(description: "the read client exited with status \(client.terminationStatus)") }
+    var latencies: [Double] = []
+    var lags: [Double] = []
+    for line in try String(contentsOf: output, encoding: .utf8).split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        guard fields.count == 2, let latency = Double(fields[0]), let lag = Double(fields[1]) else { continue }
+        latencies.append(latency)
+        lags.append(lag)
+    }
+    return (latencies, lags)
+}
+
+/// The read client process: sends the paced GETs and prints `<latency> <send lag>` in seconds,
+/// one line per successful request.
+private func runReadClient(_ options: FeatureStoreBenchOptions, port: Int) async {
+    let results = await paceRequests(
+        port: port, total: options.rate * options.seconds, rate: options.rate, entities: options.readEntities, keepAlive: options.keepAlive)
+    var text = ""
+    text.reserveCapacity(results.count * 24)
+    for result in results { text += "\(result.latency) \(result.lag)\n" }
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
+
 /// Sends `total` GETs of random entities at `rate` per second, open loop: request `i` is due at
 /// `i / rate` and is sent by one of 8 threads (round robin) however slow earlier responses were
 /// (a connection per request, like an uncached client, or with `keepAlive` one persistent
-/// connection per thread). Returns each successful request's latency in seconds, from its due
-/// time to the end of its response.
+/// connection per thread). Returns, per successful request, its latency in seconds from its due
+/// time to the end of its response, and how late after its due time it was sent.
 @inline(never)
-private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepAlive: Bool) async -> [Double] {
+private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepAlive: Bool) async -> [(latency: Double, lag: Double)] {
     let threads = 8
     let begin = ContinuousClock.now + .milliseconds(50)
     let interval = Duration.seconds(1) / rate
@@ -421,7 +510,7 @@ private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepA
         results.done.withLock { $0 = continuation }
         for thread in 0..<threads {
             Thread {
-                var latencies: [Double] = []
+                var latencies: [(latency: Double, lag: Double)] = []
                 let connection = keepAlive ? KeepAliveConnection(port: port) : nil
                 var index = thread
                 while index < total {
@@ -429,8 +518,9 @@ private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepA
                     let wait = due - ContinuousClock.now
                     if wait > .zero { usleep(UInt32(seconds(wait) * 1e6)) }
                     let path = "/v1/features/entity-\(Int.random(in: 0..<entities))"
+                    let sent = ContinuousClock.now
                     if (connection?.status(of: path) ?? httpStatus(port: port, path: path)) == 200 {
-                        latencies.append(seconds(ContinuousClock.now - due))
+                        latencies.append((seconds(ContinuousClock.now - due), seconds(sent - due)))
                     }
                     index += threads
                 }
@@ -449,7 +539,7 @@ private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepA
 /// The sender threads' latencies, and the continuation the last one to finish resumes (a class:
 /// a `Mutex` must not live in an async function's frame).
 private final class PaceResults: Sendable {
-    let state = Mutex<(latencies: [Double], finished: Int)>(([], 0))
+    let state = Mutex<(latencies: [(latency: Double, lag: Double)], finished: Int)>(([], 0))
     let done = Mutex<CheckedContinuation<Void, Never>?>(nil)
 }
 

@@ -13,7 +13,57 @@ struct UnitTests {
             headers: ChangelogHeaders.make(batch: batch, index: index, count: count, inputNext: next))
     }
 
-    @Test("complete batches set the resume offset; a trailing incomplete batch is dropped")
+    /// Record `index` of a batch as the feature-store publishes it: headers on the last record only.
+    static func published(_ entity: String, _ value: UInt8, offset: Int64, batch: UInt64, index: Int, count: Int, next: Int64) -> ConsumedRecord {
+        ConsumedRecord(
+            topic: "t", partition: 0, offset: offset, key: Array(entity.utf8), value: [value],
+            headers: ChangelogHeaders.Maker(batch: batch, count: count, inputNext: next).headers(index: index))
+    }
+
+    @Test("only a batch's last record carries the batch headers; a request's tag stays on its record")
+    func headersOnBatchEndOnly() {
+        let maker = ChangelogHeaders.Maker(batch: 0xab, count: 3, inputNext: 42)
+        #expect(maker.headers(index: 0).isEmpty)
+        #expect(maker.headers(index: 1, requestOffset: 17) == [KafkaHeader(key: FeatureChangelogHeader.requestOffset, string: "17")])
+        let end = maker.headers(index: 2)
+        #expect(end == [KafkaHeader(key: FeatureChangelogHeader.batch, string: "ab/2/3"), KafkaHeader(key: FeatureChangelogHeader.inputNext, string: "42")])
+        let position = FeatureChangelogHeader.position(
+            batch: end.first { $0.key == FeatureChangelogHeader.batch }?.value,
+            inputNext: end.first { $0.key == FeatureChangelogHeader.inputNext }?.value)
+        #expect(position?.batch == 0xab)
+        #expect(position?.inputNext == 42)
+        #expect(position?.isLast == true)
+    }
+
+    @Test("a batch end completes the records before it; records after the last batch end are dropped")
+    func replayCompletesAtBatchEnd() {
+        var replay = ChangelogReplay(startingAt: 0)
+        replay.add(Self.published("a", 1, offset: 0, batch: 7, index: 0, count: 2, next: 10))
+        #expect(replay.latest.isEmpty)
+        replay.add(Self.published("b", 1, offset: 1, batch: 7, index: 1, count: 2, next: 10))
+        #expect(replay.latest == ["a": [1], "b": [1]])
+        replay.add(Self.published("a", 2, offset: 2, batch: 8, index: 0, count: 3, next: 20))
+        replay.add(Self.published("c", 2, offset: 3, batch: 8, index: 1, count: 3, next: 20))
+        replay.finish()
+        #expect(replay.latest == ["a": [1], "b": [1]])
+        #expect(replay.inputNext == 10)
+        #expect(replay.changelogNext == 4)
+    }
+
+    @Test("a dead writer's unfinished batch is kept with the later writer's batch that ends after it")
+    func replayKeepsUnfinishedBatchWithTheNextEnd() {
+        var replay = ChangelogReplay(startingAt: 5)
+        replay.add(Self.published("a", 2, offset: 5, batch: 8, index: 0, count: 3, next: 20))
+        replay.add(Self.published("c", 2, offset: 6, batch: 8, index: 1, count: 3, next: 20))
+        replay.add(Self.published("a", 3, offset: 7, batch: 9, index: 0, count: 2, next: 20))
+        replay.add(Self.published("b", 3, offset: 8, batch: 9, index: 1, count: 2, next: 20))
+        replay.finish()
+        #expect(replay.latest == ["a": [3], "b": [3], "c": [2]])
+        #expect(replay.inputNext == 20)
+        #expect(replay.changelogNext == 9)
+    }
+
+    @Test("logs with the batch headers on every record: complete batches set the resume offset; a trailing incomplete batch is dropped")
     func replayDropsTrailingIncompleteBatch() {
         var replay = ChangelogReplay(startingAt: 0)
         replay.add(Self.record("a", 1, offset: 0, batch: 7, index: 0, count: 2, next: 10))
@@ -25,7 +75,7 @@ struct UnitTests {
         #expect(replay.changelogNext == 3)
     }
 
-    @Test("an incomplete batch followed by a later writer's batch is superseded, not dropped")
+    @Test("logs with the batch headers on every record: an incomplete batch followed by a later writer's batch is superseded, not dropped")
     func replayKeepsSupersededIncompleteBatch() {
         var replay = ChangelogReplay(startingAt: 5)
         replay.add(Self.record("a", 2, offset: 5, batch: 8, index: 0, count: 2, next: 20))

@@ -7,11 +7,13 @@ import Kafka
 /// Each batch of one input partition is published as `count` records: the state of an entity right
 /// after each score request applied to it (tagged `fs_request_offset: <offset>`), then the latest
 /// state of every entity it changed (left out where it equals that entity's last tagged record, so
-/// the last record of each key is always its latest state); every record carries `fs_batch: <id>/<index>/<count>` and
-/// `fs_input_next: <offset>`, the input offset after the batch. A batch whose records are not all
-/// in the log (the writer died while publishing) is ignored when it is the last one: its events
-/// are applied again from the previous complete batch's offset. Readers that only want the
-/// latest state per entity ignore the headers.
+/// the last record of each key is always its latest state). Only the batch's last record carries
+/// `fs_batch: <id>/<count - 1>/<count>` and `fs_input_next: <offset>`, the input offset after the
+/// batch: the idempotent producer keeps one partition's records in order and sends one batch at a
+/// time, so once that record is in the log every earlier record of the batch is too. Records after
+/// the last batch end in the log (the writer died while publishing) are ignored: their events are
+/// applied again from that batch end's offset. Readers that only want the latest state per entity
+/// ignore the headers.
 enum ChangelogHeaders {
     static let batch = FeatureChangelogHeader.batch
     static let inputNext = FeatureChangelogHeader.inputNext
@@ -20,44 +22,33 @@ enum ChangelogHeaders {
         Maker(batch: batch, count: count, inputNext: inputNext).headers(index: index)
     }
 
-    /// The headers of one batch's records, with the parts every record shares formatted once.
+    /// The headers of one batch's records, with the batch end's formatted once.
     struct Maker {
-        private let prefix: [UInt8]
-        private let suffix: [UInt8]
-        private let next: KafkaHeader
+        private let lastIndex: Int
+        private let end: [KafkaHeader]
 
         init(batch: UInt64, count: Int, inputNext: Int64) {
-            prefix = Array("\(String(batch, radix: 16))/".utf8)
-            suffix = Array("/\(count)".utf8)
-            next = KafkaHeader(key: ChangelogHeaders.inputNext, string: String(inputNext))
+            lastIndex = count - 1
+            end = [
+                KafkaHeader(key: ChangelogHeaders.batch, string: "\(String(batch, radix: 16))/\(count - 1)/\(count)"),
+                KafkaHeader(key: ChangelogHeaders.inputNext, string: String(inputNext)),
+            ]
         }
 
-        /// The headers of record `index`; `requestOffset` tags a state published for a score request.
+        /// The headers of record `index` (none but a request's tag before the last record);
+        /// `requestOffset` tags a state published for a score request.
         func headers(index: Int, requestOffset: Int64? = nil) -> [KafkaHeader] {
-            var value = prefix
-            value.reserveCapacity(prefix.count + 8 + suffix.count)
-            appendDecimal(index, to: &value)
-            value += suffix
-            var headers = [KafkaHeader(key: ChangelogHeaders.batch, value: value), next]
+            var headers = index == lastIndex ? end : []
             if let requestOffset {
                 headers.append(KafkaHeader(key: FeatureChangelogHeader.requestOffset, string: String(requestOffset)))
             }
             return headers
         }
-
-        private func appendDecimal(_ number: Int, to bytes: inout [UInt8]) {
-            guard number >= 10 else {
-                bytes.append(UInt8(ascii: "0") + UInt8(number))
-                return
-            }
-            appendDecimal(number / 10, to: &bytes)
-            bytes.append(UInt8(ascii: "0") + UInt8(number % 10))
-        }
     }
 }
 
-/// Replays one changelog partition: the latest record per entity among complete batches and
-/// the input offset after the last complete batch.
+/// Replays one changelog partition: the latest record per entity up to the last batch end and the
+/// input offset after it.
 struct ChangelogReplay {
     /// Latest record per entity.
     private(set) var latest: [String: [UInt8]] = [:]
@@ -68,45 +59,31 @@ struct ChangelogReplay {
     /// Records that could not be used (no key or value).
     private(set) var skipped = 0
 
-    private var pending: (batch: UInt64, count: Int, inputNext: Int64, seen: Set<Int>, records: [(String, [UInt8])])?
+    /// The records read since the last batch end: they count once a batch end follows them. Records
+    /// of a batch left incomplete by a writer that died are followed by a later writer's batch,
+    /// which supersedes them (it applied their events again), so they are kept with it.
+    private var pending: [(entity: String, value: [UInt8])] = []
 
     init(startingAt offset: Int64) { changelogNext = offset }
 
     mutating func add(_ record: ConsumedRecord) {
         changelogNext = max(changelogNext, record.offset + 1)
-        guard let key = record.key, let value = record.value else {
+        if let key = record.key, let value = record.value {
+            pending.append((String(decoding: key, as: UTF8.self), value))
+        } else {
             skipped += 1
-            return
         }
-        let entity = String(decoding: key, as: UTF8.self)
+        // Logs written before batch ends alone were marked carry the headers on every record; only
+        // the last record of a batch ends it there too.
         guard let position = FeatureChangelogHeader.position(
-            batch: record.header(ChangelogHeaders.batch)?.value, inputNext: record.header(ChangelogHeaders.inputNext)?.value)
-        else {
-            flushPending()
-            latest[entity] = value
-            return
-        }
-        if let current = pending, current.batch != position.batch { flushPending() }
-        if pending == nil {
-            pending = (position.batch, position.count, position.inputNext, [], [])
-        }
-        pending!.seen.insert(position.index)
-        pending!.records.append((entity, value))
-        if pending!.seen.count == pending!.count {
-            for (entity, value) in pending!.records { latest[entity] = value }
-            inputNext = max(inputNext ?? .min, pending!.inputNext)
-            pending = nil
-        }
+            batch: record.header(ChangelogHeaders.batch)?.value, inputNext: record.header(ChangelogHeaders.inputNext)?.value),
+            position.isLast
+        else { return }
+        for (entity, value) in pending { latest[entity] = value }
+        pending.removeAll(keepingCapacity: true)
+        inputNext = max(inputNext ?? .min, position.inputNext)
     }
 
-    /// An incomplete batch followed by other records was superseded by them (a later writer
-    /// applied its events again), so its records are kept, without its offset.
-    private mutating func flushPending() {
-        guard let current = pending else { return }
-        for (entity, value) in current.records { latest[entity] = value }
-        pending = nil
-    }
-
-    /// Ends the replay: a trailing incomplete batch is dropped.
-    mutating func finish() { pending = nil }
+    /// Ends the replay: records after the last batch end are dropped.
+    mutating func finish() { pending = [] }
 }

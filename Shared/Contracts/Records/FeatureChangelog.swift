@@ -3,10 +3,15 @@
 /// ignore them; the feature-store reads them back when it takes over a partition, and the scorer
 /// uses them to score each request with the state as of that request.
 public enum FeatureChangelogHeader {
-    /// `<batch id>/<index>/<count>`: the record's place in one published batch of one partition.
+    /// `<batch id>/<count - 1>/<count>`, on the last record of one published batch of one
+    /// partition only: the records before it (up to the previous batch end) belong to the batch.
+    /// The producer keeps a partition's records in order, so once this record is in the log the
+    /// whole batch is. (Earlier feature-store versions put `<batch id>/<index>/<count>` on every
+    /// record; there too only `index == count - 1` ends a batch.)
     public static let batch = "fs_batch"
-    /// The `loop.events` offset after the batch: every state derived from earlier offsets of the
-    /// same partition is in the log once the batch's last record is.
+    /// The `loop.events` offset after the batch, on the batch's last record next to `fs_batch`:
+    /// every state derived from earlier offsets of the same partition is in the log once that
+    /// record is.
     public static let inputNext = "fs_input_next"
     /// On a state published right after applying a score request: that request's `loop.events`
     /// offset. The state is exactly what the entity's features were when the request arrived, no
