@@ -7,6 +7,7 @@ import Foundation
 import Ingest
 import Kafka
 import Logging
+import Prometheus
 import ServiceKit
 import ServiceLifecycle
 import TestSupport
@@ -220,12 +221,34 @@ func runIngestBench(_ arguments: [String]) async throws {
     }
     let rawStart = monotonicSeconds()
     let rawCPUStart = processCPUSeconds()
+    // Where the pipeline waits: events the writer holds (validated, not yet acknowledged and
+    // persisted) and records in the producer's queue, sampled while the raw phase runs. Near the
+    // in-flight bound, the broker is the limit; near zero, consuming and validating are.
+    let sampling = Task { [metrics = environment.metrics] in
+        var samples: (held: [Double], queued: [Double]) = ([], [])
+        while !Task.isCancelled {
+            let text = String(decoding: metrics.emitToBuffer(), as: UTF8.self)
+            samples.held.append(gauge(text, "loop_ingest_queue_depth_events"))
+            samples.queued.append(gauge(text, "loop_ingest_producer_queue_records"))
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return samples
+    }
     let rawRun = try await measure(options.events - first) {
         while try await written() < options.events { try await Task.sleep(for: .milliseconds(10)) }
     }
+    sampling.cancel()
+    let (held, queued) = await sampling.value
     let rawCPU = processCPUSeconds() - rawCPUStart
     print(String(format: "phase raw → loop.events: CLOCK_MONOTONIC %.3f,%.3f (perf record -k CLOCK_MONOTONIC; perf report --time)", rawStart, monotonicSeconds()))
     print("raw → loop.events: \(Int(rawRun.rate)) events/s (\(rawRun.records) events in \(String(format: "%.2f", rawRun.seconds)) s)")
+    func spread(_ values: [Double]) -> String {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return "no samples" }
+        return String(format: "mean %.0f, p10 %.0f, p50 %.0f, p90 %.0f", sorted.reduce(0, +) / Double(sorted.count),
+                      sorted[sorted.count / 10], sorted[sorted.count / 2], sorted[sorted.count * 9 / 10])
+    }
+    print("raw → loop.events: events held by the writer (\(held.count) samples): \(spread(held)); producer queue: \(spread(queued))")
     print(String(format: "raw → loop.events: process CPU %.2f µs/event (every thread of ours, librdkafka's included; Tansu is another process), %.2f cores busy",
                  rawCPU * 1e6 / Double(max(1, rawRun.records)), rawCPU / rawRun.seconds))
 
@@ -317,6 +340,14 @@ private func passThroughRate(
     guard let first else { return 0 }
     let (seconds, attoseconds) = (end - first.at).components
     return Double(seen - first.count) / (Double(seconds) + Double(attoseconds) / 1e18)
+}
+
+/// The value of the sample line `name` (no labels) in Prometheus text, or 0.
+private func gauge(_ text: String, _ name: String) -> Double {
+    for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+        return Double(line.dropFirst(name.count + 1)) ?? 0
+    }
+    return 0
 }
 
 /// CPU seconds the calling thread spends in `body`: unlike wall time, it does not grow with
