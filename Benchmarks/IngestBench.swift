@@ -7,6 +7,7 @@ import Foundation
 import Ingest
 import Kafka
 import Logging
+import Prometheus
 import ServiceKit
 import ServiceLifecycle
 import TestSupport
@@ -108,9 +109,13 @@ func runIngestBench(_ arguments: [String]) async throws {
     // Pass-through: the same records consumed and produced unchanged to another topic, batches
     // pipelined like ingest's writer; the ceiling ingest is compared with.
     var sample: [ConsumedRecord] = []
+    let passThroughCPUStart = processCPUSeconds()
     let passThrough = try await passThroughRate(
         topic: names.rawEvents, count: options.events, kafka: kafka, config: config, producer: producer, logger: logger, sample: &sample)
+    let passThroughCPU = processCPUSeconds() - passThroughCPUStart
     print("pass-through consume → produce (pipelined, from the first batch): \(Int(passThrough)) records/s")
+    print(String(format: "pass-through: process CPU %.2f µs/record (the Kafka client's share of any consume → produce, group join included)",
+                 passThroughCPU * 1e6 / Double(options.events)))
 
     // Stage costs, in process on the sampled raw records.
     let intake = Intake(validator: try EventValidator(config: config, piiKey: Array("bench-key".utf8)), deadLetterTopic: names.deadLetters)
@@ -130,7 +135,7 @@ func runIngestBench(_ arguments: [String]) async throws {
         }
     }
     let perEvent = { (seconds: Double) in String(format: "%.2f µs/event", seconds * 1e6 / Double(max(1, sample.count))) }
-    print("stage: decode+validate+redact (fast path, 1 PII hash/event): \(perEvent(validateSeconds))")
+    print("stage (thread CPU): decode+validate+redact (fast path, 1 PII hash/event): \(perEvent(validateSeconds))")
     print("stage: decode+validate without PII: \(perEvent(plainSeconds)) (so the keyed hash ≈ \(perEvent(validateSeconds - plainSeconds)))")
     print("stage: KafkaBinding.decode alone (the general path's first step): \(perEvent(generalSeconds))")
 
@@ -215,11 +220,37 @@ func runIngestBench(_ arguments: [String]) async throws {
         try await Task.sleep(for: .milliseconds(10))
     }
     let rawStart = monotonicSeconds()
+    let rawCPUStart = processCPUSeconds()
+    // Where the pipeline waits: events the writer holds (validated, not yet acknowledged and
+    // persisted) and records in the producer's queue, sampled while the raw phase runs. Near the
+    // in-flight bound, the broker is the limit; near zero, consuming and validating are.
+    let sampling = Task { [metrics = environment.metrics] in
+        var samples: (held: [Double], queued: [Double]) = ([], [])
+        while !Task.isCancelled {
+            let text = String(decoding: metrics.emitToBuffer(), as: UTF8.self)
+            samples.held.append(gauge(text, "loop_ingest_queue_depth_events"))
+            samples.queued.append(gauge(text, "loop_ingest_producer_queue_records"))
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return samples
+    }
     let rawRun = try await measure(options.events - first) {
         while try await written() < options.events { try await Task.sleep(for: .milliseconds(10)) }
     }
+    sampling.cancel()
+    let (held, queued) = await sampling.value
+    let rawCPU = processCPUSeconds() - rawCPUStart
     print(String(format: "phase raw → loop.events: CLOCK_MONOTONIC %.3f,%.3f (perf record -k CLOCK_MONOTONIC; perf report --time)", rawStart, monotonicSeconds()))
     print("raw → loop.events: \(Int(rawRun.rate)) events/s (\(rawRun.records) events in \(String(format: "%.2f", rawRun.seconds)) s)")
+    func spread(_ values: [Double]) -> String {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return "no samples" }
+        return String(format: "mean %.0f, p10 %.0f, p50 %.0f, p90 %.0f", sorted.reduce(0, +) / Double(sorted.count),
+                      sorted[sorted.count / 10], sorted[sorted.count / 2], sorted[sorted.count * 9 / 10])
+    }
+    print("raw → loop.events: events held by the writer (\(held.count) samples): \(spread(held)); producer queue: \(spread(queued))")
+    print(String(format: "raw → loop.events: process CPU %.2f µs/event (every thread of ours, librdkafka's included; Tansu is another process), %.2f cores busy",
+                 rawCPU * 1e6 / Double(max(1, rawRun.records)), rawCPU / rawRun.seconds))
 
     // HTTP batches of 500.
     guard let port = await admin.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
@@ -241,7 +272,7 @@ func runIngestBench(_ arguments: [String]) async throws {
             _ = intake.items(httpHeaders: [(name: "Content-Type", value: JSONFormat.batchMediaType)], body: body, peer: nil, maxBatch: 1000)
         }
     }
-    print(String(format: "stage: HTTP batch decode+validate (in process): %.2f µs/event", httpStageSeconds * 1e6 / Double(max(1, stageBodies.count * batchSize))))
+    print(String(format: "stage: HTTP batch decode+validate (in process, thread CPU): %.2f µs/event", httpStageSeconds * 1e6 / Double(max(1, stageBodies.count * batchSize))))
     let before = try await written()
     let httpStart = monotonicSeconds()
     let httpRun = try await measure(batches * batchSize) {
@@ -311,12 +342,20 @@ private func passThroughRate(
     return Double(seen - first.count) / (Double(seconds) + Double(attoseconds) / 1e18)
 }
 
-/// Seconds `body` takes.
+/// The value of the sample line `name` (no labels) in Prometheus text, or 0.
+private func gauge(_ text: String, _ name: String) -> Double {
+    for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+        return Double(line.dropFirst(name.count + 1)) ?? 0
+    }
+    return 0
+}
+
+/// CPU seconds the calling thread spends in `body`: unlike wall time, it does not grow with
+/// whatever else loads the machine.
 private func time(_ body: () throws -> Void) rethrows -> Double {
-    let start = ContinuousClock.now
+    let start = threadCPUSeconds()
     try body()
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return threadCPUSeconds() - start
 }
 
 /// CLOCK_MONOTONIC in seconds: the clock of `perf record -k CLOCK_MONOTONIC`, so a phase's

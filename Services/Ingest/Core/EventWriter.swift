@@ -15,7 +15,9 @@ public struct WriteError: Error, Sendable, CustomStringConvertible {
 
 /// The single writer of `loop.events` and `loop.events.dlq`.
 ///
-/// Callers validate on their own tasks and ``submit(_:inputOffsets:receivedAt:)`` the results; one
+/// Callers validate on their own tasks and ``enqueue(_:inputOffsets:receivedAt:)`` the results (or
+/// ``submit(_:inputOffsets:receivedAt:)`` them and wait); submissions are written in the order they were
+/// enqueued. One
 /// loop takes every waiting submission at once and starts a cycle: claim the dedupe keys and
 /// enqueue all new events and dead letters to the producer. Up to ``maxInFlight`` cycles are in
 /// flight at once; a second task completes them strictly in order: await the acknowledgements,
@@ -29,7 +31,47 @@ public final class EventWriter: Sendable {
         var items: [WriteItem]
         var inputOffsets: [TopicPartition: Int64]
         var receivedAt: Date
-        var continuation: CheckedContinuation<[EventOutcome], any Error>
+        var submission: Submission
+    }
+
+    /// One enqueued submission: its outcomes once they are acknowledged and persisted.
+    public final class Submission: Sendable {
+        private enum Phase {
+            case waiting(CheckedContinuation<[EventOutcome], any Error>?)
+            case answered(Result<[EventOutcome], any Error>)
+        }
+
+        private let phase: Mutex<Phase>
+
+        init() { phase = Mutex(.waiting(nil)) }
+
+        init(failure: any Error) { phase = Mutex(.answered(.failure(failure))) }
+
+        /// Each input's outcome, in order, once everything is acknowledged and persisted.
+        /// - Throws: ``WriteError`` when the batch could not be written or the writer has stopped.
+        public func outcomes() async throws -> [EventOutcome] {
+            try await withCheckedThrowingContinuation { continuation in
+                let answer = phase.withLock { phase -> Result<[EventOutcome], any Error>? in
+                    switch phase {
+                    case .answered(let result): return result
+                    case .waiting:
+                        phase = .waiting(continuation)
+                        return nil
+                    }
+                }
+                if let answer { continuation.resume(with: answer) }
+            }
+        }
+
+        /// Answers the submission (once).
+        func answer(_ result: Result<[EventOutcome], any Error>) {
+            let waiter = phase.withLock { phase -> CheckedContinuation<[EventOutcome], any Error>? in
+                guard case .waiting(let waiter) = phase else { return nil }
+                phase = .answered(result)
+                return waiter
+            }
+            waiter?.resume(with: result)
+        }
     }
 
     private struct State {
@@ -110,22 +152,28 @@ public final class EventWriter: Sendable {
     public func submit(
         _ items: [WriteItem], inputOffsets: [TopicPartition: Int64] = [:], receivedAt: Date = Date()
     ) async throws -> [EventOutcome] {
-        try await withCheckedThrowingContinuation { continuation in
-            let (accepted, wake) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
-                guard !state.stopped else { return (false, nil) }
-                state.queue.append(Job(items: items, inputOffsets: inputOffsets, receivedAt: receivedAt, continuation: continuation))
-                state.queuedItems += items.count
-                state.pendingItems += items.count
-                defer { state.wakeUp = nil }
-                return (true, state.wakeUp)
-            }
-            guard accepted else {
-                continuation.resume(throwing: WriteError(message: "ingest is shutting down"))
-                return
-            }
-            metrics.queueDepth.set(Double(pendingItems))
-            wake?.resume()
+        try await enqueue(items, inputOffsets: inputOffsets, receivedAt: receivedAt).outcomes()
+    }
+
+    /// Queues `items` without waiting: submissions are written, persisted and answered in the order
+    /// of these calls, so a caller can keep several in flight. `inputOffsets` (next raw offset per
+    /// partition) are persisted with them.
+    public func enqueue(
+        _ items: [WriteItem], inputOffsets: [TopicPartition: Int64] = [:], receivedAt: Date = Date()
+    ) -> Submission {
+        let submission = Submission()
+        let (accepted, wake) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard !state.stopped else { return (false, nil) }
+            state.queue.append(Job(items: items, inputOffsets: inputOffsets, receivedAt: receivedAt, submission: submission))
+            state.queuedItems += items.count
+            state.pendingItems += items.count
+            defer { state.wakeUp = nil }
+            return (true, state.wakeUp)
         }
+        guard accepted else { return Submission(failure: WriteError(message: "ingest is shutting down")) }
+        metrics.queueDepth.set(Double(pendingItems))
+        wake?.resume()
+        return submission
     }
 
     /// Stops after the submissions already queued; later ones fail.
@@ -219,7 +267,9 @@ public final class EventWriter: Sendable {
         let nowMs = DedupeStore.nowMs()
         var hashes: [UInt64] = []
         for job in jobs {
-            for case .event(let event) in job.items { hashes.append(event.dedupeHash) }
+            for index in job.items.indices {
+                if case .event(let event) = job.items[index] { hashes.append(event.dedupeHash) }
+            }
         }
         let fresh = store.claim(hashes, nowMs: nowMs)
 
@@ -235,8 +285,8 @@ public final class EventWriter: Sendable {
         for job in jobs {
             var jobOutcomes: [EventOutcome] = []
             jobOutcomes.reserveCapacity(job.items.count)
-            for item in job.items {
-                switch item {
+            for index in job.items.indices {
+                switch job.items[index] {
                 case .event(let event):
                     if fresh[hashIndex] {
                         records.append(event.record)
@@ -344,15 +394,15 @@ public final class EventWriter: Sendable {
         for (reason, count) in rejected { metrics.rejected[reason]?.increment(by: count) }
         for (job, jobOutcomes) in zip(jobs, cycle.outcomes) {
             if !persistInputs && !job.inputOffsets.isEmpty {
-                job.continuation.resume(throwing: WriteError(message: "an earlier batch of raw records was not written; restart to replay it"))
+                job.submission.answer(.failure(WriteError(message: "an earlier batch of raw records was not written; restart to replay it")))
             } else {
-                job.continuation.resume(returning: jobOutcomes)
+                job.submission.answer(.success(jobOutcomes))
             }
         }
     }
 
     private func fail(_ jobs: [Job], _ error: WriteError) {
         answered(jobs)
-        for job in jobs { job.continuation.resume(throwing: error) }
+        for job in jobs { job.submission.answer(.failure(error)) }
     }
 }

@@ -43,7 +43,7 @@ public struct Intake: Sendable {
     // MARK: - Kafka
 
     /// Validates a batch of raw records (binary or structured mode).
-    public func items(from records: [ConsumedRecord], now: Date = Date()) -> [WriteItem] {
+    public func items(from records: some Collection<ConsumedRecord>, now: Date = Date()) -> [WriteItem] {
         let ingestTime = Timestamp(date: now)
         let rejectedAtMs = Int64(now.timeIntervalSince1970 * 1000)
         let ingestTimeBytes = Array(ingestTime.text.utf8)
