@@ -1,4 +1,5 @@
 import Prometheus
+import ServiceKit
 
 /// The feature-store's metrics on the service's registry.
 struct FeatureStoreMetrics: Sendable {
@@ -17,40 +18,41 @@ struct FeatureStoreMetrics: Sendable {
     let inFlightBatches: Gauge
 
     init(registry: PrometheusCollectorRegistry) {
-        eventsApplied = registry.makeCounter(
-            name: "feature_store_events_applied_total", help: "Events applied to entity feature state.")
-        eventsLate = registry.makeCounter(
-            name: "feature_store_events_late_total",
-            help: "Events further behind their entity's latest event time than the allowed lateness; counted, not applied.")
-        eventsInvalid = registry.makeCounter(
-            name: "feature_store_events_invalid_total", help: "Records of loop.events that are not usable events; counted, not applied.")
-        eventsIgnored = registry.makeCounter(
-            name: "feature_store_events_ignored_total", help: "Events of types no feature reads.")
-        entities = registry.makeGauge(name: "feature_store_entities", help: "Entities held by this instance's partitions.")
-        stateBytes = registry.makeGauge(
-            name: "feature_store_state_bytes", help: "Bytes of the SQLite state (with history and WAL) of this instance's partitions.")
+        eventsApplied = registry.makeCounter(descriptor: .named(
+            "feature_store_events_applied_total", help: "Events applied to entity feature state."))
+        eventsLate = registry.makeCounter(descriptor: .named(
+            "feature_store_events_late_total",
+            help: "Events further behind their entity's latest event time than the allowed lateness; counted, not applied."))
+        eventsInvalid = registry.makeCounter(descriptor: .named(
+            "feature_store_events_invalid_total", help: "Records of loop.events that are not usable events; counted, not applied."))
+        eventsIgnored = registry.makeCounter(descriptor: .named(
+            "feature_store_events_ignored_total", help: "Events of types no feature reads."))
+        entities = registry.makeGauge(descriptor: .named("feature_store_entities", help: "Entities held by this instance's partitions."))
+        stateBytes = registry.makeGauge(descriptor: .named(
+            "feature_store_state_bytes", help: "Bytes of the SQLite state (with history and WAL) of this instance's partitions."))
         writeBatchSize = registry.makeValueHistogram(
-            name: "feature_store_write_batch_entities", buckets: [1, 10, 100, 500, 1000, 5000, 10_000, 50_000],
-            help: "Entity states written (and published) per partition batch.")
+            descriptor: .named("feature_store_write_batch_entities", help: "Entity states written (and published) per partition batch."),
+            buckets: [1, 10, 100, 500, 1000, 5000, 10_000, 50_000])
         publishLatency = registry.makeDurationHistogram(
-            name: "feature_store_publish_lag_seconds",
+            descriptor: .named(
+                "feature_store_publish_lag_seconds",
+                help: "From a batch reaching the feature-store to its changes being acknowledged by loop.features."),
             buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-                      .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
-            help: "From a batch reaching the feature-store to its changes being acknowledged by loop.features.")
-        eventTimeLag = registry.makeGauge(
-            name: "feature_store_event_time_lag_seconds",
-            help: "Wall clock minus the newest event time published, at the last batch.")
-        restoredRecords = registry.makeCounter(
-            name: "feature_store_restored_records_total", help: "loop.features records read to restore partitions.")
-        historySnapshots = registry.makeCounter(
-            name: "feature_store_history_snapshots_total",
-            help: "Point-in-time snapshots written (at most one per entity per history interval).")
+                      .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)])
+        eventTimeLag = registry.makeGauge(descriptor: .named(
+            "feature_store_event_time_lag_seconds", help: "Wall clock minus the newest event time published, at the last batch."))
+        restoredRecords = registry.makeCounter(descriptor: .named(
+            "feature_store_restored_records_total", help: "loop.features records read to restore partitions."))
+        historySnapshots = registry.makeCounter(descriptor: .named(
+            "feature_store_history_snapshots_total",
+            help: "Point-in-time snapshots written (at most one per entity per history interval)."))
         applyDuration = registry.makeDurationHistogram(
-            name: "feature_store_apply_seconds",
+            descriptor: .named(
+                "feature_store_apply_seconds",
+                help: "Decoding, applying and storing one input batch (one SQLite transaction per partition)."),
             buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-                      .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)],
-            help: "Decoding, applying and storing one input batch (one SQLite transaction per partition).")
-        inFlightBatches = registry.makeGauge(
-            name: "feature_store_inflight_batches", help: "Stored batches whose publication to loop.features is not yet acknowledged.")
+                      .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        inFlightBatches = registry.makeGauge(descriptor: .named(
+            "feature_store_inflight_batches", help: "Stored batches whose publication to loop.features is not yet acknowledged."))
     }
 }
