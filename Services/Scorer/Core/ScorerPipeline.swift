@@ -38,7 +38,9 @@ public final class ScorerPipeline: Sendable {
     let producer: KafkaProducer
     private let serving = Mutex<ServingModels>(.baseline)
     private let owned = Mutex<Set<Int32>>([])
-    private let followers = Mutex<[Int32: FeatureFollower]>([:])
+    /// Reads `loop.features` for every assigned partition with one handle.
+    let featureReader: AssignableReader
+    private let catchUps = Mutex(FeatureCatchUps())
     private let gate = BatchGate()
     private let modelsLoaded = Signal()
     private let failure = Mutex<ScorerError?>(nil)
@@ -73,6 +75,7 @@ public final class ScorerPipeline: Sendable {
         var producerKafka = kafka
         producerKafka.extra["fetch.wait.max.ms"] = nil
         producer = try KafkaProducer(config: producerKafka, producer: options.producer, logger: logger)
+        featureReader = try AssignableReader(config: kafka, logger: logger)
         readiness.require(Self.modelsCondition)
         readiness.require(Self.assignedCondition)
     }
@@ -93,6 +96,7 @@ public final class ScorerPipeline: Sendable {
     public func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.followModels() }
+            group.addTask { await self.followFeatures() }
             await modelsLoaded.wait()
             try consumer.subscribe(topics: [topics.events], rebalance: Rebalancer(pipeline: self))
             let acknowledgements = InOrderAcknowledgements()
@@ -119,7 +123,7 @@ public final class ScorerPipeline: Sendable {
             }
             group.cancelAll()
         }
-        closeFollowers(followers.withLock { Array($0.keys) })
+        closeFollowers(catchUps.withLock { Array($0.followed) })
         if let failure = failure.withLock({ $0 }) { throw failure }
     }
 
@@ -457,60 +461,95 @@ public final class ScorerPipeline: Sendable {
         for partition in partitions { deduplicator.drop(partition) }
     }
 
+    /// Adds `partition` to the `loop.features` reader (from the beginning) and returns once it
+    /// has been read to its end.
     private func startFollowing(_ partition: Int32) async {
         closeFollowers([partition])
         features.open(partition)
         let caughtUp = Signal()
+        let following = catchUps.withLock { catchUps -> Bool in
+            guard !catchUps.ended else { return false }
+            catchUps.followed.insert(partition)
+            catchUps.waiting[partition] = caughtUp
+            return true
+        }
+        guard following else { return }
         do {
-            let reader = try PartitionReader(
-                config: kafka, partitions: [TopicPartition(topic: topics.features, partition: partition)], logger: logger)
-            let task = Task { await self.follow(reader, partition: partition, caughtUp: caughtUp) }
-            followers.withLock { $0[partition] = FeatureFollower(reader: reader, task: task) }
-            await caughtUp.wait()
+            try featureReader.add([TopicPartition(topic: topics.features, partition: partition)])
         } catch {
             logger.error("cannot read loop.features; requests of this partition get no features", metadata: [
                 "kafka.partition": "\(partition)", "error.message": "\(error)"])
+            caughtUp.fire()
         }
+        await caughtUp.wait()
     }
 
-    private func follow(_ reader: PartitionReader, partition: Int32, caughtUp: Signal) async {
-        defer { caughtUp.fire() }
-        do {
-            for try await event in reader.events(maxRecords: 5000, maxWait: .milliseconds(5)) {
-                switch event {
-                case .records(let records):
-                    var states: [(entity: String, state: EntityFeatureState?)] = []
-                    states.reserveCapacity(records.count)
-                    var requests: [(offset: Int64, state: EntityFeatureState)] = []
-                    var inputNext: Int64?
-                    for record in records {
-                        if let next = Self.completedInputNext(record) { inputNext = max(inputNext ?? next, next) }
-                        guard let key = record.key else { continue }
-                        let entity = String(decoding: key, as: UTF8.self)
-                        guard let value = record.value else {
-                            states.append((entity, nil))
-                            continue
+    /// Follows `loop.features` for every partition added to the reader until cancelled, storing
+    /// each partition's records in ``features`` and firing its catch-up signal.
+    private func followFeatures() async {
+        let reader = featureReader
+        await withTaskCancellationHandler {
+            do {
+                for try await event in reader.events(maxRecords: 5000, maxWait: .milliseconds(5)) {
+                    switch event {
+                    case .records(let records):
+                        var start = records.startIndex
+                        while start < records.endIndex {
+                            let partition = records[start].partition
+                            var end = start + 1
+                            while end < records.endIndex && records[end].partition == partition { end += 1 }
+                            store(records[start..<end], partition: partition)
+                            start = end
                         }
-                        do {
-                            let state = try EntityFeatureState(decoding: value, schema: featureSchema)
-                            states.append((entity, state))
-                            if let offset = Self.requestOffset(record) { requests.append((offset, state)) }
-                        } catch {
-                            metrics.badFeatureRecords.increment()
-                            logger.warning("undecodable loop.features record skipped", metadata: [
-                                "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
+                    case .caughtUp(let partitions):
+                        let signals = catchUps.withLock { catchUps in
+                            partitions.compactMap { catchUps.waiting.removeValue(forKey: $0.partition) }
                         }
+                        for signal in signals { signal.fire() }
                     }
-                    features.store(states, partition: partition, inputNext: inputNext, requests: requests)
-                    metrics.featureRecords.increment(by: Int64(states.count))
-                case .caughtUp:
-                    caughtUp.fire()
+                }
+            } catch {
+                if !Task.isCancelled {
+                    logger.error("loop.features follower stopped", metadata: ["error.message": "\(error)"])
                 }
             }
-        } catch {
-            if Task.isCancelled { return }
-            logger.error("loop.features follower stopped", metadata: ["kafka.partition": "\(partition)", "error.message": "\(error)"])
+        } onCancel: {
+            Task { await reader.close() }
         }
+        let signals = catchUps.withLock { catchUps in
+            catchUps.ended = true
+            defer { catchUps.waiting = [:] }
+            return Array(catchUps.waiting.values)
+        }
+        for signal in signals { signal.fire() }
+    }
+
+    /// Stores one partition's run of `loop.features` records in ``features``.
+    private func store(_ records: ArraySlice<ConsumedRecord>, partition: Int32) {
+        var states: [(entity: String, state: EntityFeatureState?)] = []
+        states.reserveCapacity(records.count)
+        var requests: [(offset: Int64, state: EntityFeatureState)] = []
+        var inputNext: Int64?
+        for record in records {
+            if let next = Self.completedInputNext(record) { inputNext = max(inputNext ?? next, next) }
+            guard let key = record.key else { continue }
+            let entity = String(decoding: key, as: UTF8.self)
+            guard let value = record.value else {
+                states.append((entity, nil))
+                continue
+            }
+            do {
+                let state = try EntityFeatureState(decoding: value, schema: featureSchema)
+                states.append((entity, state))
+                if let offset = Self.requestOffset(record) { requests.append((offset, state)) }
+            } catch {
+                metrics.badFeatureRecords.increment()
+                logger.warning("undecodable loop.features record skipped", metadata: [
+                    "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
+            }
+        }
+        features.store(states, partition: partition, inputNext: inputNext, requests: requests)
+        metrics.featureRecords.increment(by: Int64(states.count))
     }
 
     /// The `fs_request_offset` header: the record is the state as of the score request at that offset.
@@ -527,11 +566,20 @@ public final class ScorerPipeline: Sendable {
         return position.flatMap { $0.isLast ? $0.inputNext : nil }
     }
 
+    /// Stops reading `partitions` of `loop.features` and forgets their features.
     private func closeFollowers(_ partitions: [Int32]) {
-        let stopped = followers.withLock { followers in partitions.compactMap { followers.removeValue(forKey: $0) } }
-        for follower in stopped {
-            follower.task.cancel()
-            Task { await follower.reader.close() }
+        let signals = catchUps.withLock { catchUps in
+            partitions.compactMap { partition -> Signal? in
+                catchUps.followed.remove(partition)
+                return catchUps.waiting.removeValue(forKey: partition)
+            }
+        }
+        for signal in signals { signal.fire() }
+        do {
+            try featureReader.remove(partitions.map { TopicPartition(topic: topics.features, partition: $0) })
+        } catch {
+            logger.warning("loop.features partitions not removed from the reader", metadata: [
+                "kafka.partitions": "\(partitions)", "error.message": "\(error)"])
         }
         for partition in partitions { features.drop(partition) }
     }
@@ -579,10 +627,12 @@ struct Rebalancer: RebalanceHandler {
     }
 }
 
-/// A feature follower of one partition.
-struct FeatureFollower: Sendable {
-    let reader: PartitionReader
-    let task: Task<Void, Never>
+/// The `loop.features` partitions followed and the assignments waiting for theirs to catch up.
+struct FeatureCatchUps: Sendable {
+    var followed: Set<Int32> = []
+    var waiting: [Int32: Signal] = [:]
+    /// The reader stopped: nothing more will catch up.
+    var ended = false
 }
 
 /// What one batch produced, recorded into metrics once the batch is acknowledged.
