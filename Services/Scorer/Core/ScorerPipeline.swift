@@ -38,8 +38,8 @@ public final class ScorerPipeline: Sendable {
     let producer: KafkaProducer
     private let serving = Mutex<ServingModels>(.baseline)
     private let owned = Mutex<Set<Int32>>([])
-    /// Reads `loop.features` for every assigned partition with one handle.
-    let featureReader: AssignableReader
+    /// Reads `loop.models` and `loop.features` of every assigned partition with one handle.
+    let changelogReader: AssignableReader
     private let catchUps = Mutex(FeatureCatchUps())
     private let gate = BatchGate()
     private let modelsLoaded = Signal()
@@ -75,7 +75,7 @@ public final class ScorerPipeline: Sendable {
         var producerKafka = kafka
         producerKafka.extra["fetch.wait.max.ms"] = nil
         producer = try KafkaProducer(config: producerKafka, producer: options.producer, logger: logger)
-        featureReader = try AssignableReader(config: kafka, logger: logger)
+        changelogReader = try AssignableReader(config: kafka, logger: logger)
         readiness.require(Self.modelsCondition)
         readiness.require(Self.assignedCondition)
     }
@@ -95,8 +95,7 @@ public final class ScorerPipeline: Sendable {
     /// order, each batch once it and every earlier batch are acknowledged.
     public func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.followModels() }
-            group.addTask { await self.followFeatures() }
+            group.addTask { await self.followChangelogs() }
             await modelsLoaded.wait()
             try consumer.subscribe(topics: [topics.events], rebalance: Rebalancer(pipeline: self))
             let acknowledgements = InOrderAcknowledgements()
@@ -377,46 +376,72 @@ public final class ScorerPipeline: Sendable {
         return prediction
     }
 
-    // MARK: - loop.models
+    // MARK: - loop.models and loop.features
 
-    private func followModels() async throws {
-        let reader = try PartitionReader(
-            config: kafka, partitions: [TopicPartition(topic: topics.models, partition: 0)], logger: logger)
+    /// Follows `loop.models` (from the beginning) and the `loop.features` partitions added by
+    /// assignments with one reader until cancelled: publishes each new registry state, stores each
+    /// partition's feature records in ``features`` and fires the catch-up signals. If the reader
+    /// fails, the pipeline stops.
+    private func followChangelogs() async {
+        let reader = changelogReader
+        let modelsPartition = TopicPartition(topic: topics.models, partition: 0)
+        var book = ModelBook(layout: layout)
         do {
-            try await followModels(reader)
+            try reader.add([modelsPartition])
+            try await withTaskCancellationHandler {
+                for try await event in reader.events(maxRecords: 5000, maxWait: .milliseconds(5)) {
+                    switch event {
+                    case .records(let records):
+                        var start = records.startIndex
+                        while start < records.endIndex {
+                            let (topic, partition) = (records[start].topic, records[start].partition)
+                            var end = start + 1
+                            while end < records.endIndex && records[end].partition == partition && records[end].topic == topic { end += 1 }
+                            if topic == modelsPartition.topic { apply(records[start..<end], to: &book) } else { store(records[start..<end], partition: partition) }
+                            start = end
+                        }
+                    case .caughtUp(let partitions):
+                        if partitions.contains(modelsPartition) {
+                            readiness.satisfy(Self.modelsCondition)
+                            modelsLoaded.fire()
+                            logger.info("loop.models read", metadata: ["registry.revision": "\(models.revision)"])
+                        }
+                        let signals = catchUps.withLock { catchUps in
+                            partitions.compactMap { $0.topic == topics.features ? catchUps.waiting.removeValue(forKey: $0.partition) : nil }
+                        }
+                        for signal in signals { signal.fire() }
+                    }
+                }
+            } onCancel: {
+                Task { await reader.close() }
+            }
         } catch {
-            if Task.isCancelled { return }
-            logger.error("loop.models follower failed; stopping", metadata: ["error.message": "\(error)"])
-            failure.withLock { $0 = ScorerError(.kafka, "reading loop.models failed: \(error)", isRetryable: true) }
-            modelsLoaded.fire()
-            await consumer.close()
+            if !Task.isCancelled {
+                logger.error("loop.models and loop.features reader failed; stopping", metadata: ["error.message": "\(error)"])
+                failure.withLock { $0 = ScorerError(.kafka, "reading loop.models and loop.features failed: \(error)", isRetryable: true) }
+                modelsLoaded.fire()
+                await consumer.close()
+            }
         }
+        let signals = catchUps.withLock { catchUps in
+            catchUps.ended = true
+            defer { catchUps.waiting = [:] }
+            return Array(catchUps.waiting.values)
+        }
+        for signal in signals { signal.fire() }
     }
 
-    private func followModels(_ reader: PartitionReader) async throws {
-        var book = ModelBook(layout: layout)
-        try await withTaskCancellationHandler {
-            for try await event in reader.events(maxRecords: 1000, maxWait: .milliseconds(10)) {
-                switch event {
-                case .records(let records):
-                    var changed = false
-                    for record in records {
-                        let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                        do { changed = try book.apply(key: key, value: record.value) || changed } catch {
-                            logger.error("unreadable loop.models record skipped", metadata: [
-                                "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
-                        }
-                    }
-                    if changed { publish(&book) }
-                case .caughtUp:
-                    readiness.satisfy(Self.modelsCondition)
-                    modelsLoaded.fire()
-                    logger.info("loop.models read", metadata: ["registry.revision": "\(models.revision)"])
-                }
+    /// Applies a run of `loop.models` records to `book` and serves the registry state if it changed.
+    private func apply(_ records: ArraySlice<ConsumedRecord>, to book: inout ModelBook) {
+        var changed = false
+        for record in records {
+            let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            do { changed = try book.apply(key: key, value: record.value) || changed } catch {
+                logger.error("unreadable loop.models record skipped", metadata: [
+                    "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
             }
-        } onCancel: {
-            Task { await reader.close() }
         }
+        if changed { publish(&book) }
     }
 
     private func publish(_ book: inout ModelBook) {
@@ -475,53 +500,13 @@ public final class ScorerPipeline: Sendable {
         }
         guard following else { return }
         do {
-            try featureReader.add([TopicPartition(topic: topics.features, partition: partition)])
+            try changelogReader.add([TopicPartition(topic: topics.features, partition: partition)])
         } catch {
             logger.error("cannot read loop.features; requests of this partition get no features", metadata: [
                 "kafka.partition": "\(partition)", "error.message": "\(error)"])
             caughtUp.fire()
         }
         await caughtUp.wait()
-    }
-
-    /// Follows `loop.features` for every partition added to the reader until cancelled, storing
-    /// each partition's records in ``features`` and firing its catch-up signal.
-    private func followFeatures() async {
-        let reader = featureReader
-        await withTaskCancellationHandler {
-            do {
-                for try await event in reader.events(maxRecords: 5000, maxWait: .milliseconds(5)) {
-                    switch event {
-                    case .records(let records):
-                        var start = records.startIndex
-                        while start < records.endIndex {
-                            let partition = records[start].partition
-                            var end = start + 1
-                            while end < records.endIndex && records[end].partition == partition { end += 1 }
-                            store(records[start..<end], partition: partition)
-                            start = end
-                        }
-                    case .caughtUp(let partitions):
-                        let signals = catchUps.withLock { catchUps in
-                            partitions.compactMap { catchUps.waiting.removeValue(forKey: $0.partition) }
-                        }
-                        for signal in signals { signal.fire() }
-                    }
-                }
-            } catch {
-                if !Task.isCancelled {
-                    logger.error("loop.features follower stopped", metadata: ["error.message": "\(error)"])
-                }
-            }
-        } onCancel: {
-            Task { await reader.close() }
-        }
-        let signals = catchUps.withLock { catchUps in
-            catchUps.ended = true
-            defer { catchUps.waiting = [:] }
-            return Array(catchUps.waiting.values)
-        }
-        for signal in signals { signal.fire() }
     }
 
     /// Stores one partition's run of `loop.features` records in ``features``.
@@ -576,7 +561,7 @@ public final class ScorerPipeline: Sendable {
         }
         for signal in signals { signal.fire() }
         do {
-            try featureReader.remove(partitions.map { TopicPartition(topic: topics.features, partition: $0) })
+            try changelogReader.remove(partitions.map { TopicPartition(topic: topics.features, partition: $0) })
         } catch {
             logger.warning("loop.features partitions not removed from the reader", metadata: [
                 "kafka.partitions": "\(partitions)", "error.message": "\(error)"])
