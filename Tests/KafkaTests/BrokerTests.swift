@@ -237,6 +237,51 @@ struct BrokerTests {
         #expect(after.map { text($0.value)! } == (500..<510).map { "\($0)" })
     }
 
+    @Test("the assignable reader catches up each partition added later, and one removed and added again is read afresh")
+    func assignableReader() async throws {
+        let broker = try await Broker.shared()
+        let topic = try await makeTopic(broker, "assignable", partitions: 3)
+        let config = KafkaConfig(brokers: broker.bootstrap)
+        let producer = try KafkaProducer(config: config, logger: testLogger)
+        _ = try await producer.send((0..<300).map { OutgoingRecord(topic: topic, value: bytes("\($0)"), partition: Int32($0 % 3)) })
+        let partitions = (0..<3).map { TopicPartition(topic: topic, partition: Int32($0)) }
+        let reader = try AssignableReader(config: config, logger: testLogger)
+        try reader.add([partitions[0]])
+
+        // Per partition, the offsets read before its catch-up, in the order read, for each add.
+        let reads = try await withDeadline(.seconds(30), "assignable reader") {
+            var reads: [[Int64]] = []
+            var current: [TopicPartition: [Int64]] = [:]
+            var step = 0
+            for try await event in reader.events(maxRecords: 40, maxWait: .milliseconds(20)) {
+                switch event {
+                case .records(let batch):
+                    for record in batch { current[record.topicPartition, default: []].append(record.offset) }
+                case .caughtUp(let caughtUp):
+                    for partition in caughtUp { reads.append(current.removeValue(forKey: partition) ?? []) }
+                    step += 1
+                    switch step {
+                    case 1:
+                        // Added while partition 0 is being followed: read from offset 50.
+                        try reader.add([partitions[1]], offsets: [partitions[1]: 50])
+                    case 2:
+                        try reader.remove([partitions[0]])
+                        try reader.add([partitions[0], partitions[2]])
+                    default:
+                        break
+                    }
+                }
+                if reads.count == 4 { break }
+            }
+            return reads
+        }
+        await reader.close()
+        #expect(reads.count == 4)
+        #expect(reads.first == Array(0..<100))
+        #expect(reads.dropFirst().first == Array(50..<100))
+        #expect(reads.dropFirst(2).sorted { $0.count < $1.count } == [Array(0..<100), Array(0..<100)])
+    }
+
     @Test("creating topics is idempotent and admin reads describe and watermarks")
     func admin() async throws {
         let broker = try await Broker.shared()

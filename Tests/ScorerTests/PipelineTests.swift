@@ -148,6 +148,35 @@ struct Deployment {
         try await running.value
     }
 
+    /// A second instance joins the group and leaves again: the partition it took is removed from
+    /// the first instance's `loop.features` reader and, assigned back, read afresh, so requests of
+    /// every partition are scored with their features.
+    @Test func aPartitionAssignedAgainIsReadAfreshFromTheFeatures() async throws {
+        let deployment = try await Deployment.make()
+        let group = Broker.uniqueTopic("group")
+        let first = try deployment.pipeline(group: group)
+        let running = try await deployment.start(first)
+        #expect(first.features.entityCount == deployment.entities.count)
+        let second = try deployment.pipeline(group: group)
+        let secondRunning = Task { try await second.run() }
+        try await Fixtures.waitUntil("the partitions shared") {
+            first.ownedPartitions.count == 1 && second.ownedPartitions.count == 1
+        }
+        #expect(first.features.entityCount < deployment.entities.count)
+        await second.stop()
+        try await secondRunning.value
+        try await Fixtures.waitUntil("both partitions back") { first.ownedPartitions.count == Deployment.partitions }
+        #expect(first.features.entityCount == deployment.entities.count)
+        let ids = (0..<100).map { "back-\($0)" }
+        try await deployment.send(ids)
+        try await Fixtures.waitUntil("every prediction") { first.statistics.predictions == ids.count }
+        let predictions = try await deployment.predictions()
+        #expect(Set(predictions.map(\.partition)).count == Deployment.partitions)
+        #expect(predictions.allSatisfy { !$0.prediction.reasons.contains(PredictionReason.missingFeatures) })
+        await first.stop()
+        try await running.value
+    }
+
     @Test func duplicateRequestIdsGetOnePrediction() async throws {
         let deployment = try await Deployment.make()
         let pipeline = try deployment.pipeline(group: Broker.uniqueTopic("group"), lanes: 3)

@@ -38,7 +38,9 @@ public final class ScorerPipeline: Sendable {
     let producer: KafkaProducer
     private let serving = Mutex<ServingModels>(.baseline)
     private let owned = Mutex<Set<Int32>>([])
-    private let followers = Mutex<[Int32: FeatureFollower]>([:])
+    /// Reads `loop.models` and `loop.features` of every assigned partition with one handle.
+    let changelogReader: AssignableReader
+    private let catchUps = Mutex(FeatureCatchUps())
     private let gate = BatchGate()
     private let modelsLoaded = Signal()
     private let failure = Mutex<ScorerError?>(nil)
@@ -73,6 +75,7 @@ public final class ScorerPipeline: Sendable {
         var producerKafka = kafka
         producerKafka.extra["fetch.wait.max.ms"] = nil
         producer = try KafkaProducer(config: producerKafka, producer: options.producer, logger: logger)
+        changelogReader = try AssignableReader(config: kafka, logger: logger)
         readiness.require(Self.modelsCondition)
         readiness.require(Self.assignedCondition)
     }
@@ -92,7 +95,7 @@ public final class ScorerPipeline: Sendable {
     /// order, each batch once it and every earlier batch are acknowledged.
     public func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.followModels() }
+            group.addTask { await self.followChangelogs() }
             await modelsLoaded.wait()
             try consumer.subscribe(topics: [topics.events], rebalance: Rebalancer(pipeline: self))
             let acknowledgements = InOrderAcknowledgements()
@@ -119,7 +122,7 @@ public final class ScorerPipeline: Sendable {
             }
             group.cancelAll()
         }
-        closeFollowers(followers.withLock { Array($0.keys) })
+        closeFollowers(catchUps.withLock { Array($0.followed) })
         if let failure = failure.withLock({ $0 }) { throw failure }
     }
 
@@ -373,46 +376,72 @@ public final class ScorerPipeline: Sendable {
         return prediction
     }
 
-    // MARK: - loop.models
+    // MARK: - loop.models and loop.features
 
-    private func followModels() async throws {
-        let reader = try PartitionReader(
-            config: kafka, partitions: [TopicPartition(topic: topics.models, partition: 0)], logger: logger)
+    /// Follows `loop.models` (from the beginning) and the `loop.features` partitions added by
+    /// assignments with one reader until cancelled: publishes each new registry state, stores each
+    /// partition's feature records in ``features`` and fires the catch-up signals. If the reader
+    /// fails, the pipeline stops.
+    private func followChangelogs() async {
+        let reader = changelogReader
+        let modelsPartition = TopicPartition(topic: topics.models, partition: 0)
+        var book = ModelBook(layout: layout)
         do {
-            try await followModels(reader)
+            try reader.add([modelsPartition])
+            try await withTaskCancellationHandler {
+                for try await event in reader.events(maxRecords: 5000, maxWait: .milliseconds(5)) {
+                    switch event {
+                    case .records(let records):
+                        var start = records.startIndex
+                        while start < records.endIndex {
+                            let (topic, partition) = (records[start].topic, records[start].partition)
+                            var end = start + 1
+                            while end < records.endIndex && records[end].partition == partition && records[end].topic == topic { end += 1 }
+                            if topic == modelsPartition.topic { apply(records[start..<end], to: &book) } else { store(records[start..<end], partition: partition) }
+                            start = end
+                        }
+                    case .caughtUp(let partitions):
+                        if partitions.contains(modelsPartition) {
+                            readiness.satisfy(Self.modelsCondition)
+                            modelsLoaded.fire()
+                            logger.info("loop.models read", metadata: ["registry.revision": "\(models.revision)"])
+                        }
+                        let signals = catchUps.withLock { catchUps in
+                            partitions.compactMap { $0.topic == topics.features ? catchUps.waiting.removeValue(forKey: $0.partition) : nil }
+                        }
+                        for signal in signals { signal.fire() }
+                    }
+                }
+            } onCancel: {
+                Task { await reader.close() }
+            }
         } catch {
-            if Task.isCancelled { return }
-            logger.error("loop.models follower failed; stopping", metadata: ["error.message": "\(error)"])
-            failure.withLock { $0 = ScorerError(.kafka, "reading loop.models failed: \(error)", isRetryable: true) }
-            modelsLoaded.fire()
-            await consumer.close()
+            if !Task.isCancelled {
+                logger.error("loop.models and loop.features reader failed; stopping", metadata: ["error.message": "\(error)"])
+                failure.withLock { $0 = ScorerError(.kafka, "reading loop.models and loop.features failed: \(error)", isRetryable: true) }
+                modelsLoaded.fire()
+                await consumer.close()
+            }
         }
+        let signals = catchUps.withLock { catchUps in
+            catchUps.ended = true
+            defer { catchUps.waiting = [:] }
+            return Array(catchUps.waiting.values)
+        }
+        for signal in signals { signal.fire() }
     }
 
-    private func followModels(_ reader: PartitionReader) async throws {
-        var book = ModelBook(layout: layout)
-        try await withTaskCancellationHandler {
-            for try await event in reader.events(maxRecords: 1000, maxWait: .milliseconds(10)) {
-                switch event {
-                case .records(let records):
-                    var changed = false
-                    for record in records {
-                        let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                        do { changed = try book.apply(key: key, value: record.value) || changed } catch {
-                            logger.error("unreadable loop.models record skipped", metadata: [
-                                "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
-                        }
-                    }
-                    if changed { publish(&book) }
-                case .caughtUp:
-                    readiness.satisfy(Self.modelsCondition)
-                    modelsLoaded.fire()
-                    logger.info("loop.models read", metadata: ["registry.revision": "\(models.revision)"])
-                }
+    /// Applies a run of `loop.models` records to `book` and serves the registry state if it changed.
+    private func apply(_ records: ArraySlice<ConsumedRecord>, to book: inout ModelBook) {
+        var changed = false
+        for record in records {
+            let key = record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            do { changed = try book.apply(key: key, value: record.value) || changed } catch {
+                logger.error("unreadable loop.models record skipped", metadata: [
+                    "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
             }
-        } onCancel: {
-            Task { await reader.close() }
         }
+        if changed { publish(&book) }
     }
 
     private func publish(_ book: inout ModelBook) {
@@ -457,60 +486,55 @@ public final class ScorerPipeline: Sendable {
         for partition in partitions { deduplicator.drop(partition) }
     }
 
+    /// Adds `partition` to the `loop.features` reader (from the beginning) and returns once it
+    /// has been read to its end.
     private func startFollowing(_ partition: Int32) async {
         closeFollowers([partition])
         features.open(partition)
         let caughtUp = Signal()
+        let following = catchUps.withLock { catchUps -> Bool in
+            guard !catchUps.ended else { return false }
+            catchUps.followed.insert(partition)
+            catchUps.waiting[partition] = caughtUp
+            return true
+        }
+        guard following else { return }
         do {
-            let reader = try PartitionReader(
-                config: kafka, partitions: [TopicPartition(topic: topics.features, partition: partition)], logger: logger)
-            let task = Task { await self.follow(reader, partition: partition, caughtUp: caughtUp) }
-            followers.withLock { $0[partition] = FeatureFollower(reader: reader, task: task) }
-            await caughtUp.wait()
+            try changelogReader.add([TopicPartition(topic: topics.features, partition: partition)])
         } catch {
             logger.error("cannot read loop.features; requests of this partition get no features", metadata: [
                 "kafka.partition": "\(partition)", "error.message": "\(error)"])
+            caughtUp.fire()
         }
+        await caughtUp.wait()
     }
 
-    private func follow(_ reader: PartitionReader, partition: Int32, caughtUp: Signal) async {
-        defer { caughtUp.fire() }
-        do {
-            for try await event in reader.events(maxRecords: 5000, maxWait: .milliseconds(5)) {
-                switch event {
-                case .records(let records):
-                    var states: [(entity: String, state: EntityFeatureState?)] = []
-                    states.reserveCapacity(records.count)
-                    var requests: [(offset: Int64, state: EntityFeatureState)] = []
-                    var inputNext: Int64?
-                    for record in records {
-                        if let next = Self.completedInputNext(record) { inputNext = max(inputNext ?? next, next) }
-                        guard let key = record.key else { continue }
-                        let entity = String(decoding: key, as: UTF8.self)
-                        guard let value = record.value else {
-                            states.append((entity, nil))
-                            continue
-                        }
-                        do {
-                            let state = try EntityFeatureState(decoding: value, schema: featureSchema)
-                            states.append((entity, state))
-                            if let offset = Self.requestOffset(record) { requests.append((offset, state)) }
-                        } catch {
-                            metrics.badFeatureRecords.increment()
-                            logger.warning("undecodable loop.features record skipped", metadata: [
-                                "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
-                        }
-                    }
-                    features.store(states, partition: partition, inputNext: inputNext, requests: requests)
-                    metrics.featureRecords.increment(by: Int64(states.count))
-                case .caughtUp:
-                    caughtUp.fire()
-                }
+    /// Stores one partition's run of `loop.features` records in ``features``.
+    private func store(_ records: ArraySlice<ConsumedRecord>, partition: Int32) {
+        var states: [(entity: String, state: EntityFeatureState?)] = []
+        states.reserveCapacity(records.count)
+        var requests: [(offset: Int64, state: EntityFeatureState)] = []
+        var inputNext: Int64?
+        for record in records {
+            if let next = Self.completedInputNext(record) { inputNext = max(inputNext ?? next, next) }
+            guard let key = record.key else { continue }
+            let entity = String(decoding: key, as: UTF8.self)
+            guard let value = record.value else {
+                states.append((entity, nil))
+                continue
             }
-        } catch {
-            if Task.isCancelled { return }
-            logger.error("loop.features follower stopped", metadata: ["kafka.partition": "\(partition)", "error.message": "\(error)"])
+            do {
+                let state = try EntityFeatureState(decoding: value, schema: featureSchema)
+                states.append((entity, state))
+                if let offset = Self.requestOffset(record) { requests.append((offset, state)) }
+            } catch {
+                metrics.badFeatureRecords.increment()
+                logger.warning("undecodable loop.features record skipped", metadata: [
+                    "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(error)"])
+            }
         }
+        features.store(states, partition: partition, inputNext: inputNext, requests: requests)
+        metrics.featureRecords.increment(by: Int64(states.count))
     }
 
     /// The `fs_request_offset` header: the record is the state as of the score request at that offset.
@@ -527,11 +551,20 @@ public final class ScorerPipeline: Sendable {
         return position.flatMap { $0.isLast ? $0.inputNext : nil }
     }
 
+    /// Stops reading `partitions` of `loop.features` and forgets their features.
     private func closeFollowers(_ partitions: [Int32]) {
-        let stopped = followers.withLock { followers in partitions.compactMap { followers.removeValue(forKey: $0) } }
-        for follower in stopped {
-            follower.task.cancel()
-            Task { await follower.reader.close() }
+        let signals = catchUps.withLock { catchUps in
+            partitions.compactMap { partition -> Signal? in
+                catchUps.followed.remove(partition)
+                return catchUps.waiting.removeValue(forKey: partition)
+            }
+        }
+        for signal in signals { signal.fire() }
+        do {
+            try changelogReader.remove(partitions.map { TopicPartition(topic: topics.features, partition: $0) })
+        } catch {
+            logger.warning("loop.features partitions not removed from the reader", metadata: [
+                "kafka.partitions": "\(partitions)", "error.message": "\(error)"])
         }
         for partition in partitions { features.drop(partition) }
     }
@@ -579,10 +612,12 @@ struct Rebalancer: RebalanceHandler {
     }
 }
 
-/// A feature follower of one partition.
-struct FeatureFollower: Sendable {
-    let reader: PartitionReader
-    let task: Task<Void, Never>
+/// The `loop.features` partitions followed and the assignments waiting for theirs to catch up.
+struct FeatureCatchUps: Sendable {
+    var followed: Set<Int32> = []
+    var waiting: [Int32: Signal] = [:]
+    /// The reader stopped: nothing more will catch up.
+    var ended = false
 }
 
 /// What one batch produced, recorded into metrics once the batch is acknowledged.

@@ -71,6 +71,25 @@ final class ConsumerEngine: RebalanceTarget, @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "assign \(offsets.keys.sorted { $0.description < $1.description })") }
     }
 
+    /// Adds partitions to the direct assignment (no group), each starting at its given offset; the
+    /// partitions already assigned keep their positions.
+    func addAssignment(_ offsets: [TopicPartition: Int64]) throws(KafkaError) {
+        let list = Array(offsets.keys).makeList(offsets: offsets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if let error = rd_kafka_incremental_assign(handle.pointer, list) {
+            throw KafkaError(consuming: error, "add \(offsets.keys.sorted { $0.description < $1.description }) to the assignment")
+        }
+    }
+
+    /// Removes partitions from the direct assignment (no group).
+    func removeAssignment(_ partitions: [TopicPartition]) throws(KafkaError) {
+        let list = partitions.makeList()
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if let error = rd_kafka_incremental_unassign(handle.pointer, list) {
+            throw KafkaError(consuming: error, "remove \(partitions) from the assignment")
+        }
+    }
+
     func rebalance(_ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
         let rk = handle.pointer
         let list = partitions.entries.map(\.partition)
