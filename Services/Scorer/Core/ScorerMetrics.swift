@@ -1,5 +1,6 @@
 import Contracts
 import Prometheus
+import ServiceKit
 import Synchronization
 
 /// The scorer's Prometheus metrics. Counters with labels are created once per label set and
@@ -29,35 +30,39 @@ public final class ScorerMetrics: Sendable {
     /// Registers the scorer's metrics in `registry`.
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
-        requests = registry.makeCounter(descriptor: metric("scorer_requests_total", "Score requests read from loop.events."))
-        otherEvents = registry.makeCounter(descriptor: metric("scorer_other_events_total", "loop.events records of other types, skipped by ce_type."))
-        invalidRequests = registry.makeCounter(descriptor: metric("scorer_invalid_requests_total", "Score requests without a usable requestId, entity or time."))
-        duplicates = registry.makeCounter(descriptor: metric("scorer_duplicate_requests_total", "Score requests whose requestId was already answered."))
+        requests = registry.makeCounter(descriptor: .named("scorer_requests_total", help: "Score requests read from loop.events."))
+        otherEvents = registry.makeCounter(descriptor: .named(
+            "scorer_other_events_total", help: "loop.events records of other types, skipped by ce_type."))
+        invalidRequests = registry.makeCounter(descriptor: .named(
+            "scorer_invalid_requests_total", help: "Score requests without a usable requestId, entity or time."))
+        duplicates = registry.makeCounter(descriptor: .named(
+            "scorer_duplicate_requests_total", help: "Score requests whose requestId was already answered."))
         scores = registry.makeValueHistogram(
-            descriptor: metric("scorer_score", "Scores of the deciding model."),
+            descriptor: .named("scorer_score", help: "Scores of the deciding model."),
             buckets: stride(from: 0.1, through: 1.0, by: 0.1).map { $0 })
         featureAge = registry.makeValueHistogram(
-            descriptor: metric("scorer_feature_age_seconds", "Request time minus the entity's latest feature update."),
+            descriptor: .named("scorer_feature_age_seconds", help: "Request time minus the entity's latest feature update."),
             buckets: [1, 10, 60, 300, 900, 3600, 7200, 21600, 86400])
         batchSize = registry.makeValueHistogram(
-            descriptor: metric("scorer_batch_size", "Score requests per batch."),
+            descriptor: .named("scorer_batch_size", help: "Score requests per batch."),
             buckets: [1, 10, 100, 500, 1000, 2000, 5000, 10000])
         endToEnd = registry.makeDurationHistogram(
-            descriptor: metric("scorer_end_to_end_latency_seconds", "Request produce time to prediction acknowledged."),
+            descriptor: .named("scorer_end_to_end_latency_seconds", help: "Request produce time to prediction acknowledged."),
             buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
                       .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5)])
         batchLatency = registry.makeDurationHistogram(
-            descriptor: metric(
+            descriptor: .named(
                 "scorer_batch_latency_seconds",
-                "Batch taken from the consumer to its predictions acknowledged (decode, feature wait, score, produce)."),
+                help: "Batch taken from the consumer to its predictions acknowledged (decode, feature wait, score, produce)."),
             buckets: [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
                       .milliseconds(25), .milliseconds(100), .seconds(1), .seconds(5)])
-        featureWaitTimeouts = registry.makeCounter(descriptor: metric(
+        featureWaitTimeouts = registry.makeCounter(descriptor: .named(
             "scorer_feature_wait_timeouts_total",
-            "Score requests whose features had not reached the request time when the bounded feature wait ended."))
-        modelRevision = registry.makeGauge(descriptor: metric("scorer_registry_revision", "Registry revision serving now."))
-        featureRecords = registry.makeCounter(descriptor: metric("scorer_feature_records_total", "loop.features records applied."))
-        badFeatureRecords = registry.makeCounter(descriptor: metric("scorer_bad_feature_records_total", "loop.features records that could not be decoded."))
+            help: "Score requests whose features had not reached the request time when the bounded feature wait ended."))
+        modelRevision = registry.makeGauge(descriptor: .named("scorer_registry_revision", help: "Registry revision serving now."))
+        featureRecords = registry.makeCounter(descriptor: .named("scorer_feature_records_total", help: "loop.features records applied."))
+        badFeatureRecords = registry.makeCounter(descriptor: .named(
+            "scorer_bad_feature_records_total", help: "loop.features records that could not be decoded."))
     }
 
     /// Counts `count` predictions of one route, role and model version.
@@ -67,7 +72,7 @@ public final class ScorerMetrics: Sendable {
         let counter = predictionCounters.withLock { counters in
             if let counter = counters[key] { return counter }
             let counter = registry.makeCounter(
-                descriptor: metric("scorer_predictions_total", "Predictions produced, by route, deciding role and model version."),
+                descriptor: .named("scorer_predictions_total", help: "Predictions produced, by route, deciding role and model version."),
                 labels: [("route", route.rawValue), ("role", role.rawValue), ("model_version", versionText)])
             counters[key] = counter
             return counter
@@ -80,9 +85,9 @@ public final class ScorerMetrics: Sendable {
         let counter = reasonCounters.withLock { counters in
             if let counter = counters[reason] { return counter }
             let counter = registry.makeCounter(
-                descriptor: metric(
+                descriptor: .named(
                     "scorer_guarded_predictions_total",
-                    "Predictions carrying a reason code (missing, stale or out-of-range inputs, review band)."),
+                    help: "Predictions carrying a reason code (missing, stale or out-of-range inputs, review band)."),
                 labels: [("reason", reason)])
             counters[reason] = counter
             return counter
@@ -179,9 +184,4 @@ public final class StageTimes: Sendable {
         let (seconds, attoseconds) = duration.components
         return Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
     }
-}
-
-/// A metric's full name (already `scorer_…_<unit>`) and help text.
-private func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
-    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
 }
