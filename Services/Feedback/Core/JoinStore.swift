@@ -49,6 +49,7 @@ public struct JoinCounters: Sendable, Equatable {
 
 /// A labeled example waiting to be acknowledged by `loop.labeled`.
 public struct OutboxEntry: Sendable, Hashable {
+    /// The entry's number, increasing in the order entries were stored.
     public var sequence: Int64
     /// The input partition; the example goes to the same partition of `loop.labeled` (co-partitioned).
     public var partition: Int32
@@ -137,7 +138,9 @@ public struct PendingPrediction: Sendable, Hashable {
 /// The join state: an in-memory index of retained predictions, outcomes waiting for their
 /// prediction, deadlines and per-partition event-time clocks, with SQLite as the durable copy.
 /// Each batch is joined in memory, then its net changes (one row write per changed request), the
-/// outbox of labeled examples, the counters and the input offsets are stored in one transaction.
+/// outbox of labeled examples (one row for the batch), the counters and the input offsets are
+/// stored in one transaction. Records before a partition's stored offset are skipped: a batch
+/// fetched again after a seek is not applied twice.
 ///
 /// Because input offsets are stored in the same transaction as the state they produced, a restart
 /// (even after `kill -9`) reloads the index from SQLite and resumes exactly after the last applied
@@ -212,7 +215,50 @@ public final class JoinStore: Sendable {
             ALTER TABLE outbox ADD COLUMN label_delay_seconds REAL;
             ALTER TABLE outbox ADD COLUMN value REAL;
             """),
+        // The outbox holds one row per applied batch (its entries encoded by OutboxCodec) instead of
+        // one row per example; pending examples move over unchanged.
+        Migration("outbox batches") { connection in
+            try connection.execute(
+                "CREATE TABLE outbox_batches (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, entries BLOB NOT NULL)")
+            let rows = try connection.statement("""
+                SELECT seq, partition, request_id, label_source, entity, body,
+                       prediction_partition, prediction_offset, label, label_delay_seconds, value
+                FROM outbox ORDER BY seq
+                """)
+            var entries: [OutboxEntry] = []
+            while try rows.step() {
+                let reference = rows.isNull(at: 7) ? nil : PredictionReference(
+                    partition: Int32(rows.int64(at: 6)), offset: rows.int64(at: 7), label: rows.int64(at: 8) != 0,
+                    delaySeconds: rows.double(at: 9), value: rows.isNull(at: 10) ? nil : rows.double(at: 10))
+                entries.append(OutboxEntry(
+                    sequence: rows.int64(at: 0), partition: Int32(rows.int64(at: 1)), requestId: rows.string(at: 2) ?? "",
+                    labelSource: LabelSource(rawValue: rows.string(at: 3) ?? "") ?? .outcome,
+                    entity: rows.string(at: 4) ?? "", bytes: reference == nil ? rows.blob(at: 5) ?? [] : [], reference: reference))
+            }
+            if let first = entries.first, let last = entries.last {
+                try insertOutboxBatch(entries, first: first.sequence, last: last.sequence, connection)
+            }
+            try connection.execute("DROP TABLE outbox")
+        },
+        // Predictions labeled in the batch that brought them are stored as one row per batch and
+        // input partition (encoded by ResolvedCodec), deleted once all of them are past their purge time.
+        Migration("resolved batches", sql: """
+            CREATE TABLE resolved_batches (
+                id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, purge_ms INTEGER NOT NULL, entries BLOB NOT NULL);
+            CREATE INDEX resolved_batches_purge ON resolved_batches(partition, purge_ms);
+            """),
     ]
+
+    /// Stores one batch's outbox entries (sequences `first...last`) as one row.
+    static func insertOutboxBatch(_ entries: [OutboxEntry], first: Int64, last: Int64, _ connection: Connection) throws {
+        var blob: [UInt8] = []
+        OutboxCodec.encode(entries, into: &blob)
+        let insert = try connection.statement("INSERT INTO outbox_batches(first_seq, last_seq, entries) VALUES (?1, ?2, ?3)")
+        try insert.bind(first, at: 1)
+        try insert.bind(last, at: 2)
+        try insert.bind(blob, at: 3)
+        try insert.run()
+    }
 
     /// Prediction states, as stored.
     enum State: Int64 {
@@ -249,22 +295,12 @@ public final class JoinStore: Sendable {
     /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``.
     public func outbox() throws(FeedbackError) -> [OutboxEntry] {
         try read { connection in
-            let statement = try connection.statement("""
-                SELECT seq, partition, request_id, label_source, entity, body,
-                       prediction_partition, prediction_offset, label, label_delay_seconds, value
-                FROM outbox ORDER BY seq
-                """)
+            let statement = try connection.statement("SELECT entries FROM outbox_batches ORDER BY first_seq")
             var entries: [OutboxEntry] = []
             while try statement.step() {
-                let reference = statement.isNull(at: 7) ? nil : PredictionReference(
-                    partition: Int32(statement.int64(at: 6)), offset: statement.int64(at: 7), label: statement.int64(at: 8) != 0,
-                    delaySeconds: statement.double(at: 9), value: statement.isNull(at: 10) ? nil : statement.double(at: 10))
-                entries.append(OutboxEntry(
-                    sequence: statement.int64(at: 0), partition: Int32(statement.int64(at: 1)),
-                    requestId: statement.string(at: 2) ?? "",
-                    labelSource: LabelSource(rawValue: statement.string(at: 3) ?? "") ?? .outcome,
-                    entity: statement.string(at: 4) ?? "", bytes: reference == nil ? statement.blob(at: 5) ?? [] : [],
-                    reference: reference))
+                try statement.withBlob(at: 0) { blob throws in
+                    if let blob { entries.append(contentsOf: try OutboxCodec.decode(blob)) }
+                }
             }
             return entries
         }
@@ -337,22 +373,9 @@ public final class JoinStore: Sendable {
     /// in the order the batches were applied.
     public func confirmDelivered(_ entries: [OutboxEntry], reports: [DeliveryReport]) throws(FeedbackError) {
         guard !entries.isEmpty else { return }
+        let confirmed = entries.map(\.sequence).sorted()
         try write { connection in
-            let first = entries[0].sequence
-            let last = entries[entries.count - 1].sequence
-            if last - first + 1 == Int64(entries.count), entries.indices.allSatisfy({ entries[$0].sequence == first + Int64($0) }) {
-                let delete = try connection.statement("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")
-                try delete.bind(first, at: 1)
-                try delete.bind(last, at: 2)
-                try delete.run()
-            } else {
-                let delete = try connection.statement("DELETE FROM outbox WHERE seq = ?")
-                for entry in entries {
-                    delete.reset()
-                    try delete.bind(entry.sequence, at: 1)
-                    try delete.run()
-                }
-            }
+            try Self.removeFromOutbox(confirmed, connection)
             var ends: [Int32: Int64] = [:]
             for report in reports { ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1) }
             let upsert = try connection.statement("""
@@ -366,6 +389,55 @@ public final class JoinStore: Sendable {
                 try upsert.run()
             }
         }
+    }
+
+    /// Removes the entries with sequences `confirmed` (sorted) from the stored batches: a batch
+    /// whose remaining entries are all confirmed loses its row; one confirmed in part is rewritten.
+    private static func removeFromOutbox(_ confirmed: [Int64], _ connection: Connection) throws {
+        guard let low = confirmed.first, let high = confirmed.last else { return }
+        let contiguous = high - low + 1 == Int64(confirmed.count)
+        let overlapping = try connection.statement(
+            "SELECT first_seq, last_seq FROM outbox_batches WHERE last_seq >= ?1 AND first_seq <= ?2 ORDER BY first_seq")
+        try overlapping.bind(low, at: 1)
+        try overlapping.bind(high, at: 2)
+        var rows: [(first: Int64, last: Int64)] = []
+        while try overlapping.step() { rows.append((overlapping.int64(at: 0), overlapping.int64(at: 1))) }
+        let delete = try connection.statement("DELETE FROM outbox_batches WHERE first_seq = ?1")
+        for row in rows {
+            var remaining: [OutboxEntry] = []
+            if !(contiguous && row.first >= low && row.last <= high) {
+                let read = try connection.statement("SELECT entries FROM outbox_batches WHERE first_seq = ?1")
+                try read.bind(row.first, at: 1)
+                guard try read.step() else { continue }
+                let stored = try read.withBlob(at: 0) { blob throws -> [OutboxEntry] in
+                    guard let blob else { return [] }
+                    return try OutboxCodec.decode(blob)
+                }
+                remaining = stored.filter { !Self.contains(confirmed, $0.sequence) }
+            }
+            if remaining.isEmpty {
+                delete.reset()
+                try delete.bind(row.first, at: 1)
+                try delete.run()
+            } else {
+                var blob: [UInt8] = []
+                OutboxCodec.encode(remaining, into: &blob)
+                let update = try connection.statement("UPDATE outbox_batches SET entries = ?2 WHERE first_seq = ?1")
+                try update.bind(row.first, at: 1)
+                try update.bind(blob, at: 2)
+                try update.run()
+            }
+        }
+    }
+
+    /// Whether the sorted `sequences` hold `sequence`.
+    private static func contains(_ sequences: [Int64], _ sequence: Int64) -> Bool {
+        var (low, high) = (0, sequences.count)
+        while low < high {
+            let middle = (low + high) / 2
+            if sequences[middle] < sequence { low = middle + 1 } else { high = middle }
+        }
+        return low < sequences.count && sequences[low] == sequence
     }
 
     // MARK: - Applying a batch
@@ -427,6 +499,9 @@ struct RetainedPrediction: Sendable {
     var score: Double
     var label: Bool?
     var labelSource: LabelSource?
+    /// Whether it has a row in `predictions`: not yet while new in a batch, never when stored in a
+    /// `resolved_batches` row.
+    var hasRow: Bool
     /// The served record, kept until a label arrives (a late outcome is still emitted after the
     /// deadline). Held by reference, so moving a retained prediction (the index growing, an
     /// update) copies one pointer rather than the record's fields.
@@ -438,8 +513,9 @@ struct RetainedPrediction: Sendable {
 
     init(
         partition: Int32, entity: String, eventTimeMs: Int64, deadlineMs: Int64, state: JoinStore.State, route: Route,
-        score: Double, label: Bool? = nil, labelSource: LabelSource? = nil, served: ServedPrediction?
+        score: Double, label: Bool? = nil, labelSource: LabelSource? = nil, served: ServedPrediction?, hasRow: Bool
     ) {
+        self.hasRow = hasRow
         self.partition = partition
         self.entity = entity
         self.eventTimeMs = eventTimeMs
@@ -525,6 +601,10 @@ struct JoinState: Sendable {
     var eventClocks: [Int32: Int64] = [:]
     var predictionClocks: [Int32: Int64] = [:]
     var counters = JoinCounters()
+    /// The next offset to apply of each input partition (records before it are skipped).
+    var inputOffsets: [TopicPartition: Int64] = [:]
+    /// The sequence number of the next outbox entry.
+    var nextOutboxSequence: Int64 = 0
     var retained: [String: RetainedPrediction] = [:]
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
@@ -564,6 +644,25 @@ struct JoinState: Sendable {
                 state.counters[keyPath: field.path] = Int(counters.int64(at: 1))
             }
         }
+        let offsets = try connection.statement("SELECT topic, partition, next_offset FROM input_offsets")
+        while try offsets.step() {
+            state.inputOffsets[TopicPartition(topic: offsets.string(at: 0) ?? "", partition: Int32(offsets.int64(at: 1)))] = offsets.int64(at: 2)
+        }
+        let outbox = try connection.statement("SELECT last_seq FROM outbox_batches ORDER BY first_seq DESC LIMIT 1")
+        if try outbox.step() { state.nextOutboxSequence = outbox.int64(at: 0) + 1 }
+        let resolved = try connection.statement("SELECT partition, entries FROM resolved_batches")
+        while try resolved.step() {
+            let partition = Int32(resolved.int64(at: 0))
+            let clock = state.clock(partition) ?? Int64.min
+            try resolved.withBlob(at: 1) { blob throws in
+                guard let blob else { return }
+                for (id, entry) in try ResolvedCodec.decode(blob, partition: partition)
+                where entry.deadlineMs + policy.retentionMs > clock {
+                    state.retained[id] = entry
+                    state.purges[partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+                }
+            }
+        }
         var names = FeatureNameCache()
         let predictions = try connection.statement("""
             SELECT request_id, partition, entity, event_time_ms, deadline_ms, state, route, score, label, label_source, body
@@ -578,7 +677,7 @@ struct JoinState: Sendable {
                 state: JoinStore.State(rawValue: predictions.int64(at: 5)) ?? .labeled,
                 route: Route(rawValue: predictions.string(at: 6) ?? "") ?? .auto, score: predictions.double(at: 7),
                 label: predictions.isNull(at: 8) ? nil : predictions.int64(at: 8) != 0,
-                labelSource: predictions.string(at: 9).flatMap(LabelSource.init(rawValue:)), served: served)
+                labelSource: predictions.string(at: 9).flatMap(LabelSource.init(rawValue:)), served: served, hasRow: true)
             state.retained[id] = entry
             if entry.state == .pending {
                 state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id)
@@ -619,6 +718,9 @@ private struct BatchApplication {
     private var newHeld: Set<String> = []
     /// The predictions new in this batch, and where each sits in `loop.predictions`.
     private var predictionOffsets: [String: Int64] = [:]
+    /// The join clock each expired partition reached: stored batches of resolved predictions all
+    /// purged by then are deleted.
+    private var purgedUpTo: [Int32: Int64] = [:]
     /// Outbox rows to insert: the partition, bytes and (for a prediction of this batch) the
     /// reference of each example of `result.labeled`, in order.
     private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?)] = []
@@ -629,10 +731,20 @@ private struct BatchApplication {
     }
 
     mutating func apply(_ records: [InputRecord]) {
+        // Records come in runs of one input partition: its next offset is looked up once per run.
+        var run: TopicPartition?
+        var next = Int64.min
         for record in records {
-            let tp = TopicPartition(topic: record.topic, partition: record.partition)
-            offsets[tp] = max(offsets[tp] ?? Int64.min, record.offset + 1)
-            touched.insert(record.partition)
+            if run?.partition != record.partition || run?.topic != record.topic {
+                if let run { saveOffset(run, next) }
+                let partition = TopicPartition(topic: record.topic, partition: record.partition)
+                run = partition
+                next = state.inputOffsets[partition] ?? Int64.min
+                touched.insert(record.partition)
+            }
+            // A record before the stored offset is already applied (a batch fetched again after a seek).
+            guard record.offset >= next else { continue }
+            next = record.offset + 1
             switch record.input {
             case .prediction(let prediction):
                 advancePredictions(record.partition, to: prediction.eventTimeMs)
@@ -649,9 +761,16 @@ private struct BatchApplication {
                 break
             }
         }
+        if let run { saveOffset(run, next) }
         for partition in touched.sorted() { expire(partition) }
         result.counters = state.counters
         result.maxEventTimeMs = touched.compactMap { state.clock($0) }.max()
+    }
+
+    private mutating func saveOffset(_ partition: TopicPartition, _ next: Int64) {
+        guard next > state.inputOffsets[partition] ?? Int64.min else { return }
+        state.inputOffsets[partition] = next
+        offsets[partition] = next
     }
 
     private mutating func advance(_ partition: Int32, to time: Int64) {
@@ -675,10 +794,11 @@ private struct BatchApplication {
         let deadline = prediction.eventTimeMs + policy.deadlineMs
         var entry = RetainedPrediction(
             partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
-            state: .pending, route: prediction.route, score: prediction.score, served: prediction)
+            state: .pending, route: prediction.route, score: prediction.score, served: prediction, hasRow: false)
         changedPredictions.insert(id)
         predictionOffsets[id] = offset
-        if let held = state.held.removeValue(forKey: id) {
+        // (An empty table is not searched: hashing the id is most of a lookup's cost.)
+        if !state.held.isEmpty, let held = state.held.removeValue(forKey: id) {
             changedHeld.insert(id)
             let outcome = held.outcome
             if outcome.eventTimeMs > deadline {
@@ -704,7 +824,7 @@ private struct BatchApplication {
         entry.label = label
         entry.labelSource = source
         if resolved == .labeled { entry.served = nil }
-        state.reviewPending.remove(id)
+        if !state.reviewPending.isEmpty { state.reviewPending.remove(id) }
         state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
     }
 
@@ -813,9 +933,10 @@ private struct BatchApplication {
                   entry.deadlineMs + policy.retentionMs == time
             else { continue }
             state.retained[id] = nil
-            changedPredictions.insert(id)
+            if entry.hasRow { changedPredictions.insert(id) }
         }
         state.purges[partition] = purges
+        purgedUpTo[partition] = clock
     }
 
     // MARK: Output
@@ -841,39 +962,30 @@ private struct BatchApplication {
     mutating func store(in connection: Connection) throws {
         try storePredictions(connection)
         try storeHeld(connection)
-        let insert = try connection.statement("""
-            INSERT INTO outbox(partition, request_id, label_source, entity, body, prediction_partition, prediction_offset,
-                               label, label_delay_seconds, value)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-            """)
         result.outbox.reserveCapacity(outboxRows.count)
+        let first = state.nextOutboxSequence
         for (example, row) in zip(result.labeled, outboxRows) {
-            insert.reset()
-            try insert.bind(Int64(row.partition), at: 1)
-            try insert.bind(example.requestId, at: 2)
-            try insert.bind(example.labelSource.rawValue, at: 3)
-            try insert.bind(example.entity, at: 4)
-            if let reference = row.reference {
-                try insert.bind([], at: 5)
-                try insert.bind(Int64(reference.partition), at: 6)
-                try insert.bind(reference.offset, at: 7)
-                try insert.bind(Int64(reference.label ? 1 : 0), at: 8)
-                try insert.bind(reference.delaySeconds, at: 9)
-                if let value = reference.value { try insert.bind(value, at: 10) } else { try insert.bindNull(at: 10) }
-            } else {
-                try insert.bind(row.bytes, at: 5)
-                for parameter in Int32(6)...10 { try insert.bindNull(at: parameter) }
-            }
-            try insert.run()
             result.outbox.append(OutboxEntry(
-                sequence: connection.lastInsertRowID, partition: row.partition, requestId: example.requestId,
+                sequence: state.nextOutboxSequence, partition: row.partition, requestId: example.requestId,
                 labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference))
+            state.nextOutboxSequence += 1
+        }
+        if !result.outbox.isEmpty {
+            // A referenced example is stored without its bytes; recovery splices them again.
+            let stored = result.outbox.map { entry in
+                var entry = entry
+                if entry.reference != nil { entry.bytes = [] }
+                return entry
+            }
+            try JoinStore.insertOutboxBatch(stored, first: first, last: state.nextOutboxSequence - 1, connection)
         }
         try saveOffsets(connection)
         try saveClocksAndCounters(connection)
     }
 
-    private func storePredictions(_ connection: Connection) throws {
+    /// Writes the changed predictions: a prediction labeled in the batch that brought it goes into
+    /// its partition's `resolved_batches` row for the batch, any other change is a row upsert or delete.
+    private mutating func storePredictions(_ connection: Connection) throws {
         let upsert = try connection.statement("""
             INSERT INTO predictions(request_id, partition, entity, event_time_ms, deadline_ms, purge_ms, state,
                                     route, score, label, label_source, body)
@@ -882,14 +994,26 @@ private struct BatchApplication {
                 label_source = excluded.label_source, body = excluded.body
             """)
         let delete = try connection.statement("DELETE FROM predictions WHERE request_id = ?")
+        var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
         for id in changedPredictions {
-            guard let entry = state.retained[id] else {
+            guard var entry = state.retained[id] else {
                 if predictionOffsets[id] == nil {
                     delete.reset()
                     try delete.bind(id, at: 1)
                     try delete.run()
                 }
                 continue
+            }
+            if entry.state == .labeled, predictionOffsets[id] != nil {
+                let purgeMs = entry.deadlineMs + policy.retentionMs
+                ResolvedCodec.encode(id: id, entry, into: &resolved[entry.partition, default: (purgeMs, [])].entries)
+                let latest = max(resolved[entry.partition]?.purgeMs ?? purgeMs, purgeMs)
+                resolved[entry.partition]?.purgeMs = latest
+                continue
+            }
+            if !entry.hasRow {
+                entry.hasRow = true
+                state.retained[id] = entry
             }
             upsert.reset()
             try upsert.bind(id, at: 1)
@@ -905,6 +1029,21 @@ private struct BatchApplication {
             if let source = entry.labelSource { try upsert.bind(source.rawValue, at: 11) } else { try upsert.bindNull(at: 11) }
             if let served = entry.served { try upsert.bind(served.bytes, at: 12) } else { try upsert.bindNull(at: 12) }
             try upsert.run()
+        }
+        let insert = try connection.statement("INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
+        for (partition, batch) in resolved {
+            insert.reset()
+            try insert.bind(Int64(partition), at: 1)
+            try insert.bind(batch.purgeMs, at: 2)
+            try insert.bind(batch.entries, at: 3)
+            try insert.run()
+        }
+        let purge = try connection.statement("DELETE FROM resolved_batches WHERE partition = ?1 AND purge_ms <= ?2")
+        for (partition, clock) in purgedUpTo {
+            purge.reset()
+            try purge.bind(Int64(partition), at: 1)
+            try purge.bind(clock, at: 2)
+            try purge.run()
         }
     }
 

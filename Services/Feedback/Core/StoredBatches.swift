@@ -1,0 +1,156 @@
+import Contracts
+
+/// The stored form of one batch's outbox entries: one SQLite row per applied batch holds them all,
+/// so storing and confirming an example costs a few bytes in a blob rather than a row of its own.
+///
+/// Per entry, little-endian: sequence (Int64), partition (Int32), label source, request id and
+/// entity (each a UInt32 length and UTF-8), then a flag byte: 1 for a ``PredictionReference``
+/// (partition Int32, offset Int64, label UInt8, delay Float64 bits, value flag UInt8 and Float64
+/// bits), 0 for the example's own bytes (UInt32 length and bytes).
+enum OutboxCodec {
+    /// Appends `entries` to `output`.
+    static func encode(_ entries: some Collection<OutboxEntry>, into output: inout [UInt8]) {
+        for entry in entries {
+            appendInteger(entry.sequence, to: &output)
+            appendInteger(entry.partition, to: &output)
+            appendText(entry.labelSource.rawValue, to: &output)
+            appendText(entry.requestId, to: &output)
+            appendText(entry.entity, to: &output)
+            if let reference = entry.reference {
+                output.append(1)
+                appendInteger(reference.partition, to: &output)
+                appendInteger(reference.offset, to: &output)
+                output.append(reference.label ? 1 : 0)
+                appendInteger(reference.delaySeconds.bitPattern, to: &output)
+                output.append(reference.value == nil ? 0 : 1)
+                appendInteger((reference.value ?? 0).bitPattern, to: &output)
+            } else {
+                output.append(0)
+                appendInteger(UInt32(entry.bytes.count), to: &output)
+                output.append(contentsOf: entry.bytes)
+            }
+        }
+    }
+
+    /// The entries `bytes` holds; entries stored as a reference come back with empty bytes.
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(FeedbackError) -> [OutboxEntry] {
+        var reader = Reader(bytes: bytes)
+        var entries: [OutboxEntry] = []
+        while !reader.isAtEnd {
+            let sequence: Int64 = try reader.integer()
+            let partition: Int32 = try reader.integer()
+            let sourceText = try reader.text()
+            guard let source = LabelSource(rawValue: sourceText) else {
+                throw FeedbackError(.storage, "outbox entry \(sequence) has an unknown label source \"\(sourceText)\"")
+            }
+            let requestId = try reader.text()
+            let entity = try reader.text()
+            var entry = OutboxEntry(
+                sequence: sequence, partition: partition, requestId: requestId, labelSource: source, entity: entity, bytes: [])
+            if try reader.byte() == 1 {
+                let referencePartition: Int32 = try reader.integer()
+                let offset: Int64 = try reader.integer()
+                let label = try reader.byte() != 0
+                let delay = Double(bitPattern: try reader.integer())
+                let hasValue = try reader.byte() != 0
+                let value = Double(bitPattern: try reader.integer())
+                entry.reference = PredictionReference(
+                    partition: referencePartition, offset: offset, label: label, delaySeconds: delay, value: hasValue ? value : nil)
+            } else {
+                let count: UInt32 = try reader.integer()
+                entry.bytes = Array(try reader.bytes(Int(count)))
+            }
+            entries.append(entry)
+        }
+        return entries
+    }
+
+}
+
+/// The stored form of predictions labeled in the batch that brought them: one `resolved_batches`
+/// row per batch and input partition holds them all (state `labeled`, no served record).
+///
+/// Per prediction, little-endian: request id and entity (each a UInt32 length and UTF-8), event
+/// time and deadline (Int64 ms), route and label source (each a UInt32 length and UTF-8), score
+/// (Float64 bits) and label (UInt8).
+enum ResolvedCodec {
+    /// Appends prediction `id` to `output`.
+    static func encode(id: String, _ entry: RetainedPrediction, into output: inout [UInt8]) {
+        appendText(id, to: &output)
+        appendText(entry.entity, to: &output)
+        appendInteger(entry.eventTimeMs, to: &output)
+        appendInteger(entry.deadlineMs, to: &output)
+        appendText(entry.route.rawValue, to: &output)
+        appendText(entry.labelSource?.rawValue ?? "", to: &output)
+        appendInteger(entry.score.bitPattern, to: &output)
+        output.append(entry.label == true ? 1 : 0)
+    }
+
+    /// The predictions `bytes` holds, retained in `partition`.
+    static func decode(_ bytes: UnsafeRawBufferPointer, partition: Int32) throws(FeedbackError) -> [(id: String, entry: RetainedPrediction)] {
+        var reader = Reader(bytes: bytes)
+        var entries: [(id: String, entry: RetainedPrediction)] = []
+        while !reader.isAtEnd {
+            let id = try reader.text()
+            let entity = try reader.text()
+            let eventTimeMs: Int64 = try reader.integer()
+            let deadlineMs: Int64 = try reader.integer()
+            let routeText = try reader.text()
+            let sourceText = try reader.text()
+            let score = Double(bitPattern: try reader.integer())
+            let label = try reader.byte() != 0
+            guard let route = Route(rawValue: routeText), let source = LabelSource(rawValue: sourceText) else {
+                throw FeedbackError(.storage, "stored prediction \(id) has an unknown route or label source")
+            }
+            let entry = RetainedPrediction(
+                partition: partition, entity: entity, eventTimeMs: eventTimeMs, deadlineMs: deadlineMs, state: .labeled,
+                route: route, score: score, label: label, labelSource: source, served: nil, hasRow: false)
+            entries.append((id, entry))
+        }
+        return entries
+    }
+}
+
+// MARK: - Bytes
+
+private func appendInteger<T: FixedWidthInteger>(_ value: T, to output: inout [UInt8]) {
+    withUnsafeBytes(of: value.littleEndian) { output.append(contentsOf: $0) }
+}
+
+private func appendText(_ text: String, to output: inout [UInt8]) {
+    var text = text
+    text.withUTF8 { utf8 in
+        appendInteger(UInt32(utf8.count), to: &output)
+        output.append(contentsOf: utf8)
+    }
+}
+
+/// Reads stored fields back, failing (never trapping) on a truncated blob.
+private struct Reader {
+    let bytes: UnsafeRawBufferPointer
+    var index = 0
+
+    var isAtEnd: Bool { index >= bytes.count }
+
+    mutating func bytes(_ count: Int) throws(FeedbackError) -> UnsafeRawBufferPointer {
+        guard count >= 0, bytes.count - index >= count else {
+            throw FeedbackError(.storage, "a stored batch is truncated at byte \(index)")
+        }
+        defer { index += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[index..<index + count])
+    }
+
+    mutating func byte() throws(FeedbackError) -> UInt8 { try bytes(1)[0] }
+
+    mutating func integer<T: FixedWidthInteger>() throws(FeedbackError) -> T {
+        let raw = try bytes(MemoryLayout<T>.size)
+        var value = T.zero
+        withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: raw) }
+        return T(littleEndian: value)
+    }
+
+    mutating func text() throws(FeedbackError) -> String {
+        let count: UInt32 = try integer()
+        return String(decoding: try bytes(Int(count)), as: UTF8.self)
+    }
+}
