@@ -502,6 +502,10 @@ struct RetainedPrediction: Sendable {
     /// Whether it has a row in `predictions`: not yet while new in a batch, never when stored in a
     /// `resolved_batches` row.
     var hasRow: Bool
+    /// The number of the batch that brought it (0: loaded from the store) and its offset in
+    /// `loop.predictions`: while that batch is applied, its example can be stored as a reference.
+    var batch: UInt64 = 0
+    var offset: Int64 = -1
     /// The served record, kept until a label arrives (a late outcome is still emitted after the
     /// deadline). Held by reference, so moving a retained prediction (the index growing, an
     /// update) copies one pointer rather than the record's fields.
@@ -603,6 +607,8 @@ struct JoinState: Sendable {
     var counters = JoinCounters()
     /// The next offset to apply of each input partition (records before it are skipped).
     var inputOffsets: [TopicPartition: Int64] = [:]
+    /// Batches applied since the state was loaded.
+    var batches: UInt64 = 0
     /// The sequence number of the next outbox entry.
     var nextOutboxSequence: Int64 = 0
     var retained: [String: RetainedPrediction] = [:]
@@ -716,8 +722,8 @@ private struct BatchApplication {
     private var changedPredictions: Set<String> = []
     private var changedHeld: Set<String> = []
     private var newHeld: Set<String> = []
-    /// The predictions new in this batch, and where each sits in `loop.predictions`.
-    private var predictionOffsets: [String: Int64] = [:]
+    /// This batch's number (``RetainedPrediction/batch`` of the predictions it brings).
+    private var number: UInt64 = 0
     /// The join clock each expired partition reached: stored batches of resolved predictions all
     /// purged by then are deleted.
     private var purgedUpTo: [Int32: Int64] = [:]
@@ -731,6 +737,8 @@ private struct BatchApplication {
     }
 
     mutating func apply(_ records: [InputRecord]) {
+        state.batches += 1
+        number = state.batches
         // Records come in runs of one input partition: its next offset is looked up once per run.
         var run: TopicPartition?
         var next = Int64.min
@@ -795,8 +803,9 @@ private struct BatchApplication {
         var entry = RetainedPrediction(
             partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
             state: .pending, route: prediction.route, score: prediction.score, served: prediction, hasRow: false)
+        entry.batch = number
+        entry.offset = offset
         changedPredictions.insert(id)
-        predictionOffsets[id] = offset
         // (An empty table is not searched: hashing the id is most of a lookup's cost.)
         if !state.held.isEmpty, let held = state.held.removeValue(forKey: id) {
             changedHeld.insert(id)
@@ -809,7 +818,7 @@ private struct BatchApplication {
             }
             resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
             state.retained[id] = entry
-            emit(prediction, id: id, partition: partition, label: outcome.label, source: outcome.source,
+            emit(prediction, of: entry, partition: partition, label: outcome.label, source: outcome.source,
                  delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
@@ -864,8 +873,9 @@ private struct BatchApplication {
             entry.served = nil
         }
         state.retained[id] = entry
-        changedPredictions.insert(id)
-        emit(served, id: id, partition: partition, label: outcome.label, source: outcome.source,
+        // A prediction of this batch is in the set already.
+        if entry.batch != number { changedPredictions.insert(id) }
+        emit(served, of: entry, partition: partition, label: outcome.label, source: outcome.source,
              delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
     }
 
@@ -909,7 +919,7 @@ private struct BatchApplication {
                 resolve(&entry, id: id, state: .expiredDefaulted, label: label, source: .default)
                 state.retained[id] = entry
                 state.counters.defaulted += 1
-                emit(served, id: id, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
+                emit(served, of: entry, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
             } else {
                 resolve(&entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
                 state.retained[id] = entry
@@ -941,15 +951,15 @@ private struct BatchApplication {
 
     // MARK: Output
 
-    /// Emits the example of prediction `id` (retained in partition `partition`'s join state).
+    /// Emits the example of `prediction` (retained as `entry`) to `loop.labeled` partition `partition`.
     private mutating func emit(
-        _ prediction: ServedPrediction, id: String, partition: Int32, label: Bool, source: LabelSource, delayMs: Int64,
-        value: Double?
+        _ prediction: ServedPrediction, of entry: RetainedPrediction, partition: Int32, label: Bool, source: LabelSource,
+        delayMs: Int64, value: Double?
     ) {
         let delay = Double(max(0, delayMs)) / 1000
-        let reference = predictionOffsets[id].flatMap { offset in
-            state.retained[id].map { PredictionReference(partition: $0.partition, offset: offset, label: label, delaySeconds: delay, value: value) }
-        }
+        let reference = entry.batch == number
+            ? PredictionReference(partition: entry.partition, offset: entry.offset, label: label, delaySeconds: delay, value: value)
+            : nil
         outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value),
                            reference))
         result.labeled.append(JoinedExample(
@@ -997,14 +1007,12 @@ private struct BatchApplication {
         var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
         for id in changedPredictions {
             guard var entry = state.retained[id] else {
-                if predictionOffsets[id] == nil {
-                    delete.reset()
-                    try delete.bind(id, at: 1)
-                    try delete.run()
-                }
+                delete.reset()
+                try delete.bind(id, at: 1)
+                try delete.run()
                 continue
             }
-            if entry.state == .labeled, predictionOffsets[id] != nil {
+            if entry.state == .labeled, entry.batch == number {
                 let purgeMs = entry.deadlineMs + policy.retentionMs
                 ResolvedCodec.encode(id: id, entry, into: &resolved[entry.partition, default: (purgeMs, [])].entries)
                 let latest = max(resolved[entry.partition]?.purgeMs ?? purgeMs, purgeMs)
