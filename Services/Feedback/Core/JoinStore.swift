@@ -137,7 +137,8 @@ public struct PendingPrediction: Sendable, Hashable {
 
 /// The join state: an in-memory index of retained predictions, outcomes waiting for their
 /// prediction, deadlines and per-partition event-time clocks, with SQLite as the durable copy.
-/// Each batch is joined in memory, then its net changes (one row write per changed request), the
+/// Each batch is joined in memory, then its net changes (a row per partition for the predictions
+/// it leaves waiting, one for its resolutions), the
 /// outbox of labeled examples (one row for the batch), the counters and the input offsets are
 /// stored in one transaction. Records before a partition's stored offset are skipped: a batch
 /// fetched again after a seek is not applied twice.
@@ -247,6 +248,55 @@ public final class JoinStore: Sendable {
                 id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, purge_ms INTEGER NOT NULL, entries BLOB NOT NULL);
             CREATE INDEX resolved_batches_purge ON resolved_batches(partition, purge_ms);
             """),
+        // Predictions waiting for a label are stored as one row per batch and input partition
+        // (encoded by PendingCodec) and resolutions as resolved_batches rows, replacing the row per
+        // prediction; stored predictions move over unchanged.
+        Migration("pending batches") { connection in
+            try connection.execute(
+                "CREATE TABLE pending_batches (id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, entries BLOB NOT NULL)")
+            let rows = try connection.statement("""
+                SELECT request_id, partition, entity, event_time_ms, deadline_ms, purge_ms, state, route, score, label,
+                       label_source, body
+                FROM predictions ORDER BY rowid
+                """)
+            var waiting: [Int32: [UInt8]] = [:]
+            var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
+            while try rows.step() {
+                let partition = Int32(rows.int64(at: 1))
+                let entry = RetainedPrediction(
+                    partition: partition, entity: rows.string(at: 2) ?? "", eventTimeMs: rows.int64(at: 3),
+                    deadlineMs: rows.int64(at: 4), state: State(rawValue: rows.int64(at: 6)) ?? .labeled,
+                    route: Route(rawValue: rows.string(at: 7) ?? "") ?? .auto, score: rows.double(at: 8),
+                    label: rows.isNull(at: 9) ? nil : rows.int64(at: 9) != 0,
+                    labelSource: rows.string(at: 10).flatMap(LabelSource.init(rawValue:)), served: nil)
+                if entry.state != .labeled, let body = rows.blob(at: 11) {
+                    PendingCodec.encode(deadlineMs: entry.deadlineMs, served: body, into: &waiting[partition, default: []])
+                }
+                if entry.state != .pending {
+                    let purgeMs = rows.int64(at: 5)
+                    ResolvedCodec.encode(id: rows.string(at: 0) ?? "", entry, into: &resolved[partition, default: (purgeMs, [])].entries)
+                    let latest = max(resolved[partition]?.purgeMs ?? purgeMs, purgeMs)
+                    resolved[partition]?.purgeMs = latest
+                }
+            }
+            let insertWaiting = try connection.statement("INSERT INTO pending_batches(partition, entries) VALUES (?1, ?2)")
+            for (partition, entries) in waiting.sorted(by: { $0.key < $1.key }) {
+                insertWaiting.reset()
+                try insertWaiting.bind(Int64(partition), at: 1)
+                try insertWaiting.bind(entries, at: 2)
+                try insertWaiting.run()
+            }
+            let insertResolved = try connection.statement(
+                "INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
+            for (partition, batch) in resolved.sorted(by: { $0.key < $1.key }) {
+                insertResolved.reset()
+                try insertResolved.bind(Int64(partition), at: 1)
+                try insertResolved.bind(batch.purgeMs, at: 2)
+                try insertResolved.bind(batch.entries, at: 3)
+                try insertResolved.run()
+            }
+            try connection.execute("DROP TABLE predictions")
+        },
     ]
 
     /// Stores one batch's outbox entries (sequences `first...last`) as one row.
@@ -499,9 +549,9 @@ struct RetainedPrediction: Sendable {
     var score: Double
     var label: Bool?
     var labelSource: LabelSource?
-    /// Whether it has a row in `predictions`: not yet while new in a batch, never when stored in a
-    /// `resolved_batches` row.
-    var hasRow: Bool
+    /// The `pending_batches` row that stores its served record while it is still needed (0: none,
+    /// as for a prediction new in the batch being applied, or one labeled).
+    var row: Int64 = 0
     /// The number of the batch that brought it (0: loaded from the store) and its offset in
     /// `loop.predictions`: while that batch is applied, its example can be stored as a reference.
     var batch: UInt64 = 0
@@ -517,9 +567,8 @@ struct RetainedPrediction: Sendable {
 
     init(
         partition: Int32, entity: String, eventTimeMs: Int64, deadlineMs: Int64, state: JoinStore.State, route: Route,
-        score: Double, label: Bool? = nil, labelSource: LabelSource? = nil, served: ServedPrediction?, hasRow: Bool
+        score: Double, label: Bool? = nil, labelSource: LabelSource? = nil, served: ServedPrediction?
     ) {
-        self.hasRow = hasRow
         self.partition = partition
         self.entity = entity
         self.eventTimeMs = eventTimeMs
@@ -612,6 +661,10 @@ struct JoinState: Sendable {
     /// The sequence number of the next outbox entry.
     var nextOutboxSequence: Int64 = 0
     var retained: [String: RetainedPrediction] = [:]
+    /// The number of retained predictions whose served record each `pending_batches` row stores,
+    /// and the id of the next such row.
+    var waitingInRow: [Int64: Int] = [:]
+    var nextPendingRow: Int64 = 1
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
     var reviewPending: Set<String> = []
@@ -656,35 +709,57 @@ struct JoinState: Sendable {
         }
         let outbox = try connection.statement("SELECT last_seq FROM outbox_batches ORDER BY first_seq DESC LIMIT 1")
         if try outbox.step() { state.nextOutboxSequence = outbox.int64(at: 0) + 1 }
-        let resolved = try connection.statement("SELECT partition, entries FROM resolved_batches")
+        var names = FeatureNameCache()
+        let waiting = try connection.statement("SELECT id, partition, entries FROM pending_batches")
+        while try waiting.step() {
+            let row = waiting.int64(at: 0)
+            let partition = Int32(waiting.int64(at: 1))
+            let clock = state.clock(partition) ?? Int64.min
+            state.nextPendingRow = max(state.nextPendingRow, row + 1)
+            try waiting.withBlob(at: 2) { blob throws in
+                guard let blob else { return }
+                for (deadlineMs, bytes) in try PendingCodec.decode(blob) where deadlineMs + policy.retentionMs > clock {
+                    let served: ServedPrediction
+                    do {
+                        served = try ServedPrediction(bytes: bytes, names: &names)
+                    } catch {
+                        throw FeedbackError(.storage, "a stored prediction of row \(row) cannot be read: \(error)")
+                    }
+                    var entry = RetainedPrediction(
+                        partition: partition, entity: served.entity, eventTimeMs: served.eventTimeMs, deadlineMs: deadlineMs,
+                        state: .pending, route: served.route, score: served.score, served: served)
+                    entry.row = row
+                    state.retained[served.requestId] = entry
+                    state.waitingInRow[row, default: 0] += 1
+                }
+            }
+        }
+        // Resolutions in the order they were stored: a later one (a late outcome) supersedes an earlier one.
+        let resolved = try connection.statement("SELECT partition, entries FROM resolved_batches ORDER BY id")
         while try resolved.step() {
             let partition = Int32(resolved.int64(at: 0))
             let clock = state.clock(partition) ?? Int64.min
             try resolved.withBlob(at: 1) { blob throws in
                 guard let blob else { return }
-                for (id, entry) in try ResolvedCodec.decode(blob, partition: partition)
-                where entry.deadlineMs + policy.retentionMs > clock {
+                for (id, resolution) in try ResolvedCodec.decode(blob, partition: partition)
+                where resolution.deadlineMs + policy.retentionMs > clock {
+                    guard var entry = state.retained[id], entry.row != 0 else {
+                        state.retained[id] = resolution
+                        continue
+                    }
+                    entry.state = resolution.state
+                    entry.label = resolution.label
+                    entry.labelSource = resolution.labelSource
+                    if entry.state == .labeled {
+                        entry.served = nil
+                        state.waitingInRow[entry.row, default: 1] -= 1
+                        entry.row = 0
+                    }
                     state.retained[id] = entry
-                    state.purges[partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
                 }
             }
         }
-        var names = FeatureNameCache()
-        let predictions = try connection.statement("""
-            SELECT request_id, partition, entity, event_time_ms, deadline_ms, state, route, score, label, label_source, body
-            FROM predictions
-            """)
-        while try predictions.step() {
-            let id = predictions.string(at: 0) ?? ""
-            let served = predictions.blob(at: 10).flatMap { try? ServedPrediction(bytes: $0, names: &names) }
-            let entry = RetainedPrediction(
-                partition: Int32(predictions.int64(at: 1)), entity: predictions.string(at: 2) ?? "",
-                eventTimeMs: predictions.int64(at: 3), deadlineMs: predictions.int64(at: 4),
-                state: JoinStore.State(rawValue: predictions.int64(at: 5)) ?? .labeled,
-                route: Route(rawValue: predictions.string(at: 6) ?? "") ?? .auto, score: predictions.double(at: 7),
-                label: predictions.isNull(at: 8) ? nil : predictions.int64(at: 8) != 0,
-                labelSource: predictions.string(at: 9).flatMap(LabelSource.init(rawValue:)), served: served, hasRow: true)
-            state.retained[id] = entry
+        for (id, entry) in state.retained {
             if entry.state == .pending {
                 state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id)
                 if entry.route == .review { state.reviewPending.insert(id) }
@@ -718,7 +793,7 @@ private struct BatchApplication {
     var result = JoinBatchResult()
     private var touched: Set<Int32> = []
     private var offsets: [TopicPartition: Int64] = [:]
-    /// Requests whose prediction row or held outcome changed in this batch, and those that did not exist before it.
+    /// Requests whose prediction or held outcome changed in this batch, and held outcomes new in it.
     private var changedPredictions: Set<String> = []
     private var changedHeld: Set<String> = []
     private var newHeld: Set<String> = []
@@ -727,6 +802,8 @@ private struct BatchApplication {
     /// The join clock each expired partition reached: stored batches of resolved predictions all
     /// purged by then are deleted.
     private var purgedUpTo: [Int32: Int64] = [:]
+    /// `pending_batches` rows none of whose predictions still needs its served record: deleted.
+    private var emptiedRows: [Int64] = []
     /// Outbox rows to insert: the partition, bytes and (for a prediction of this batch) the
     /// reference of each example of `result.labeled`, in order.
     private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?)] = []
@@ -802,7 +879,7 @@ private struct BatchApplication {
         let deadline = prediction.eventTimeMs + policy.deadlineMs
         var entry = RetainedPrediction(
             partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
-            state: .pending, route: prediction.route, score: prediction.score, served: prediction, hasRow: false)
+            state: .pending, route: prediction.route, score: prediction.score, served: prediction)
         entry.batch = number
         entry.offset = offset
         changedPredictions.insert(id)
@@ -832,9 +909,25 @@ private struct BatchApplication {
         entry.state = resolved
         entry.label = label
         entry.labelSource = source
-        if resolved == .labeled { entry.served = nil }
+        if resolved == .labeled {
+            entry.served = nil
+            release(entry)
+            entry.row = 0
+        }
         if !state.reviewPending.isEmpty { state.reviewPending.remove(id) }
         state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+    }
+
+    /// Notes that `entry` no longer needs the served record its `pending_batches` row stores (it is
+    /// labeled or purged); the row is deleted when none of its predictions does.
+    private mutating func release(_ entry: RetainedPrediction) {
+        guard entry.row != 0, let waiting = state.waitingInRow[entry.row] else { return }
+        if waiting > 1 {
+            state.waitingInRow[entry.row] = waiting - 1
+        } else {
+            state.waitingInRow[entry.row] = nil
+            emptiedRows.append(entry.row)
+        }
     }
 
     // MARK: Outcomes
@@ -871,6 +964,8 @@ private struct BatchApplication {
             entry.label = outcome.label
             entry.labelSource = outcome.source
             entry.served = nil
+            release(entry)
+            entry.row = 0
         }
         state.retained[id] = entry
         // A prediction of this batch is in the set already.
@@ -943,7 +1038,7 @@ private struct BatchApplication {
                   entry.deadlineMs + policy.retentionMs == time
             else { continue }
             state.retained[id] = nil
-            if entry.hasRow { changedPredictions.insert(id) }
+            release(entry)
         }
         state.purges[partition] = purges
         purgedUpTo[partition] = clock
@@ -993,50 +1088,45 @@ private struct BatchApplication {
         try saveClocksAndCounters(connection)
     }
 
-    /// Writes the changed predictions: a prediction labeled in the batch that brought it goes into
-    /// its partition's `resolved_batches` row for the batch, any other change is a row upsert or delete.
+    /// Writes the changed predictions: the served records of this batch's predictions that still
+    /// wait for a label go into one `pending_batches` row per partition, every resolution into one
+    /// `resolved_batches` row per partition; emptied and purged rows are deleted.
     private mutating func storePredictions(_ connection: Connection) throws {
-        let upsert = try connection.statement("""
-            INSERT INTO predictions(request_id, partition, entity, event_time_ms, deadline_ms, purge_ms, state,
-                                    route, score, label, label_source, body)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-            ON CONFLICT(request_id) DO UPDATE SET state = excluded.state, label = excluded.label,
-                label_source = excluded.label_source, body = excluded.body
-            """)
-        let delete = try connection.statement("DELETE FROM predictions WHERE request_id = ?")
+        var waiting: [Int32: (row: Int64, entries: [UInt8])] = [:]
         var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
         for id in changedPredictions {
-            guard var entry = state.retained[id] else {
-                delete.reset()
-                try delete.bind(id, at: 1)
-                try delete.run()
-                continue
+            // A purged prediction released its row in `expire`.
+            guard var entry = state.retained[id] else { continue }
+            if entry.batch == number, entry.state != .labeled, let served = entry.served {
+                if waiting[entry.partition] == nil {
+                    waiting[entry.partition] = (state.nextPendingRow, [])
+                    state.nextPendingRow += 1
+                }
+                PendingCodec.encode(deadlineMs: entry.deadlineMs, served: served.bytes, into: &waiting[entry.partition]!.entries)
+                entry.row = waiting[entry.partition]!.row
+                state.waitingInRow[entry.row, default: 0] += 1
+                state.retained[id] = entry
             }
-            if entry.state == .labeled, entry.batch == number {
+            if entry.state != .pending {
                 let purgeMs = entry.deadlineMs + policy.retentionMs
                 ResolvedCodec.encode(id: id, entry, into: &resolved[entry.partition, default: (purgeMs, [])].entries)
                 let latest = max(resolved[entry.partition]?.purgeMs ?? purgeMs, purgeMs)
                 resolved[entry.partition]?.purgeMs = latest
-                continue
             }
-            if !entry.hasRow {
-                entry.hasRow = true
-                state.retained[id] = entry
-            }
-            upsert.reset()
-            try upsert.bind(id, at: 1)
-            try upsert.bind(Int64(entry.partition), at: 2)
-            try upsert.bind(entry.entity, at: 3)
-            try upsert.bind(entry.eventTimeMs, at: 4)
-            try upsert.bind(entry.deadlineMs, at: 5)
-            try upsert.bind(entry.deadlineMs + policy.retentionMs, at: 6)
-            try upsert.bind(entry.state.rawValue, at: 7)
-            try upsert.bind(entry.route.rawValue, at: 8)
-            try upsert.bind(entry.score, at: 9)
-            if let label = entry.label { try upsert.bind(Int64(label ? 1 : 0), at: 10) } else { try upsert.bindNull(at: 10) }
-            if let source = entry.labelSource { try upsert.bind(source.rawValue, at: 11) } else { try upsert.bindNull(at: 11) }
-            if let served = entry.served { try upsert.bind(served.bytes, at: 12) } else { try upsert.bindNull(at: 12) }
-            try upsert.run()
+        }
+        let insertWaiting = try connection.statement("INSERT INTO pending_batches(id, partition, entries) VALUES (?1, ?2, ?3)")
+        for (partition, batch) in waiting {
+            insertWaiting.reset()
+            try insertWaiting.bind(batch.row, at: 1)
+            try insertWaiting.bind(Int64(partition), at: 2)
+            try insertWaiting.bind(batch.entries, at: 3)
+            try insertWaiting.run()
+        }
+        let deleteWaiting = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
+        for row in emptiedRows {
+            deleteWaiting.reset()
+            try deleteWaiting.bind(row, at: 1)
+            try deleteWaiting.run()
         }
         let insert = try connection.statement("INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
         for (partition, batch) in resolved {

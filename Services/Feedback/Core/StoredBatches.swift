@@ -67,14 +67,45 @@ enum OutboxCodec {
 
 }
 
-/// The stored form of predictions labeled in the batch that brought them: one `resolved_batches`
-/// row per batch and input partition holds them all (state `labeled`, no served record).
+/// The stored form of predictions still waiting for a label when their batch was applied: one
+/// `pending_batches` row per batch and input partition holds their served records, so a waiting
+/// prediction costs a slice of one blob rather than a row (and a B-tree insert) of its own. A row
+/// is deleted once none of its predictions still needs its served record (each is labeled or purged).
+///
+/// Per prediction, little-endian: deadline (Int64 ms), then the served record (UInt32 length and bytes).
+enum PendingCodec {
+    /// Appends a waiting prediction to `output`.
+    static func encode(deadlineMs: Int64, served: [UInt8], into output: inout [UInt8]) {
+        appendInteger(deadlineMs, to: &output)
+        appendInteger(UInt32(served.count), to: &output)
+        output.append(contentsOf: served)
+    }
+
+    /// The deadline and served record of each prediction `bytes` holds.
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(FeedbackError) -> [(deadlineMs: Int64, served: [UInt8])] {
+        var reader = Reader(bytes: bytes)
+        var entries: [(deadlineMs: Int64, served: [UInt8])] = []
+        while !reader.isAtEnd {
+            let deadlineMs: Int64 = try reader.integer()
+            let count: UInt32 = try reader.integer()
+            entries.append((deadlineMs, Array(try reader.bytes(Int(count)))))
+        }
+        return entries
+    }
+}
+
+/// The stored form of resolutions: a prediction labeled (by an outcome, a review or the default
+/// label) or expired unlabeled. One `resolved_batches` row per batch and input partition holds the
+/// batch's resolutions; a later resolution of the same request (a late outcome after the deadline)
+/// supersedes an earlier one. A prediction whose served record is still needed (expired, waiting
+/// for a late outcome) keeps it in its `pending_batches` row.
 ///
 /// Per prediction, little-endian: request id and entity (each a UInt32 length and UTF-8), event
-/// time and deadline (Int64 ms), route and label source (each a UInt32 length and UTF-8), score
-/// (Float64 bits) and label (UInt8).
+/// time and deadline (Int64 ms), route and label source (each a UInt32 length and UTF-8; the
+/// source empty when unlabeled), score (Float64 bits), and one byte: the label in bit 0 and the
+/// state above it (0 labeled, 1 expired unlabeled, 2 expired with the default label).
 enum ResolvedCodec {
-    /// Appends prediction `id` to `output`.
+    /// Appends the resolution of prediction `id` to `output`.
     static func encode(id: String, _ entry: RetainedPrediction, into output: inout [UInt8]) {
         appendText(id, to: &output)
         appendText(entry.entity, to: &output)
@@ -83,10 +114,15 @@ enum ResolvedCodec {
         appendText(entry.route.rawValue, to: &output)
         appendText(entry.labelSource?.rawValue ?? "", to: &output)
         appendInteger(entry.score.bitPattern, to: &output)
-        output.append(entry.label == true ? 1 : 0)
+        let state: UInt8 = switch entry.state {
+        case .pending, .labeled: 0
+        case .expiredUnlabeled: 1
+        case .expiredDefaulted: 2
+        }
+        output.append(state << 1 | (entry.label == true ? 1 : 0))
     }
 
-    /// The predictions `bytes` holds, retained in `partition`.
+    /// The resolutions `bytes` holds, of predictions retained in `partition`.
     static func decode(_ bytes: UnsafeRawBufferPointer, partition: Int32) throws(FeedbackError) -> [(id: String, entry: RetainedPrediction)] {
         var reader = Reader(bytes: bytes)
         var entries: [(id: String, entry: RetainedPrediction)] = []
@@ -98,13 +134,21 @@ enum ResolvedCodec {
             let routeText = try reader.text()
             let sourceText = try reader.text()
             let score = Double(bitPattern: try reader.integer())
-            let label = try reader.byte() != 0
-            guard let route = Route(rawValue: routeText), let source = LabelSource(rawValue: sourceText) else {
-                throw FeedbackError(.storage, "stored prediction \(id) has an unknown route or label source")
+            let flags = try reader.byte()
+            let state: JoinStore.State? = switch flags >> 1 {
+            case 0: .labeled
+            case 1: .expiredUnlabeled
+            case 2: .expiredDefaulted
+            default: nil
+            }
+            let source = LabelSource(rawValue: sourceText)
+            guard let route = Route(rawValue: routeText), let state, (source == nil) == (state == .expiredUnlabeled) else {
+                throw FeedbackError(.storage, "stored prediction \(id) has an unknown route, state or label source")
             }
             let entry = RetainedPrediction(
-                partition: partition, entity: entity, eventTimeMs: eventTimeMs, deadlineMs: deadlineMs, state: .labeled,
-                route: route, score: score, label: label, labelSource: source, served: nil, hasRow: false)
+                partition: partition, entity: entity, eventTimeMs: eventTimeMs, deadlineMs: deadlineMs, state: state,
+                route: route, score: score, label: state == .expiredUnlabeled ? nil : flags & 1 != 0, labelSource: source,
+                served: nil)
             entries.append((id, entry))
         }
         return entries
