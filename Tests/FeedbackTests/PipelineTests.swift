@@ -47,6 +47,8 @@ struct PipelineTests {
                         reference: PredictionReference(partition: 1, offset: 42, label: true, delaySeconds: 1.5, value: -2.25)),
             OutboxEntry(sequence: 9, partition: 0, requestId: "r3", labelSource: .default, entity: "v", bytes: [],
                         reference: PredictionReference(partition: 1, offset: 43, label: false, delaySeconds: 0, value: nil)),
+            OutboxEntry(sequence: 10, partition: 2, requestId: "r4", labelSource: .outcome, entity: "w", bytes: [],
+                        storedPrediction: StoredPredictionReference(row: 77, position: 5, label: true, delaySeconds: 60, value: 3.5)),
         ]
         var blob: [UInt8] = []
         OutboxCodec.encode(entries, into: &blob)

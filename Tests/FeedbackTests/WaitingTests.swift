@@ -15,7 +15,7 @@ struct WaitingPredictionTests {
         }
     }
 
-    @Test("are stored as one row per batch: reopened pending, labeled (a second outcome is a duplicate), expired and then emitted late byte for byte; the row goes once none needs it")
+    @Test("are stored as one row per batch: reopened pending, labeled (a second outcome is a duplicate), expired and then emitted late byte for byte; the row goes once neither a prediction nor an unconfirmed example needs it")
     func reopenAndRelease() throws {
         let path = try temporaryDirectory("waiting") + "/join.sqlite"
         var driver = try JoinDriver(path: path, deadlineMs: hour, retentionMs: hour)
@@ -48,8 +48,17 @@ struct WaitingPredictionTests {
             driver.record(.clock(eventTimeMs: 2 * hour + 1)), driver.record(.prediction(prediction("e", at: 2 * hour + 1))),
         ])
         #expect(try second.prediction(requestId: "c") == nil)
-        #expect(try !Self.pendingRows(path).contains(firstRows[0]), "purging c released the last prediction of the row")
+        #expect(try Self.pendingRows(path).contains(firstRows[0]), "the unconfirmed examples of a and b still hold the row")
+
         let third = try JoinStore(path: path, policy: driver.store.policy)
+        let unconfirmed = try third.outbox()
+        #expect(unconfirmed.map(\.requestId) == ["a", "b"])
+        #expect(unconfirmed.allSatisfy { $0.reference == nil && $0.storedPrediction?.row == firstRows[0] })
+        #expect(unconfirmed.last?.bytes == expected, "the outbox splices the example again from the stored prediction")
+        try third.confirmDelivered(Array(unconfirmed.prefix(1)), reports: [])
+        #expect(try Self.pendingRows(path).contains(firstRows[0]))
+        try third.confirmDelivered(Array(unconfirmed.suffix(1)), reports: [])
+        #expect(try !Self.pendingRows(path).contains(firstRows[0]), "confirming b released the last holder of the row")
         #expect(try third.prediction(requestId: "c") == nil && third.prediction(requestId: "d")?.isPending == false)
         #expect(try third.prediction(requestId: "e")?.isPending == true)
     }

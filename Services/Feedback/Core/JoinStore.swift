@@ -62,6 +62,9 @@ public struct OutboxEntry: Sendable, Hashable {
     /// Set when the example's prediction was consumed in the same batch as its label: the store
     /// then keeps this reference instead of the bytes (see ``PredictionReference``).
     public var reference: PredictionReference?
+    /// Set when the example's prediction waited in a `pending_batches` row: the store keeps this
+    /// reference instead of the bytes, and holds the row until the entry is confirmed delivered.
+    var storedPrediction: StoredPredictionReference?
 
     /// The identity of one output: a request is emitted at most once per label source.
     public var outputKey: String { Self.outputKey(requestId: requestId, labelSource: labelSource.rawValue) }
@@ -83,6 +86,16 @@ public struct PredictionReference: Sendable, Hashable {
     public var label: Bool
     public var delaySeconds: Double
     public var value: Double?
+}
+
+/// Where a labeled example's prediction sits in the join store (a `pending_batches` row and its
+/// position there), and what the label adds to it: ``JoinStore/outbox()`` splices the example again.
+struct StoredPredictionReference: Sendable, Hashable {
+    var row: Int64
+    var position: Int32
+    var label: Bool
+    var delaySeconds: Double
+    var value: Double?
 }
 
 /// What one applied batch produced.
@@ -342,18 +355,46 @@ public final class JoinStore: Sendable {
     }
 
     /// Labeled examples stored but not yet confirmed delivered, oldest first. Entries stored as a
-    /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``.
+    /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``; those whose prediction
+    /// waited in the store come back with their bytes spliced again from it.
     public func outbox() throws(FeedbackError) -> [OutboxEntry] {
         try read { connection in
-            let statement = try connection.statement("SELECT entries FROM outbox_batches ORDER BY first_seq")
-            var entries: [OutboxEntry] = []
-            while try statement.step() {
-                try statement.withBlob(at: 0) { blob throws in
-                    if let blob { entries.append(contentsOf: try OutboxCodec.decode(blob)) }
+            var entries = try Self.storedOutbox(connection)
+            let rows = try connection.statement("SELECT entries FROM pending_batches WHERE id = ?1")
+            var served: [Int64: [(deadlineMs: Int64, served: [UInt8])]] = [:]
+            for index in entries.indices {
+                guard let stored = entries[index].storedPrediction else { continue }
+                if served[stored.row] == nil {
+                    rows.reset()
+                    try rows.bind(stored.row, at: 1)
+                    served[stored.row] = try rows.step() ? rows.withBlob(at: 0) { blob throws in
+                        try blob.map { blob throws in try PendingCodec.decode(blob) } ?? []
+                    } : []
                 }
+                let entry = entries[index]
+                guard let records = served[stored.row], records.indices.contains(Int(stored.position)),
+                      let prediction = try? ServedPrediction(bytes: records[Int(stored.position)].served),
+                      prediction.requestId == entry.requestId
+                else {
+                    throw FeedbackError(.storage, "the stored prediction of \(entry.requestId) is missing from row \(stored.row)")
+                }
+                entries[index].bytes = prediction.labeledExampleBytes(
+                    label: stored.label, source: entry.labelSource, delaySeconds: stored.delaySeconds, value: stored.value)
             }
             return entries
         }
+    }
+
+    /// The outbox entries as stored (references without bytes).
+    static func storedOutbox(_ connection: Connection) throws -> [OutboxEntry] {
+        let statement = try connection.statement("SELECT entries FROM outbox_batches ORDER BY first_seq")
+        var entries: [OutboxEntry] = []
+        while try statement.step() {
+            try statement.withBlob(at: 0) { blob throws in
+                if let blob { entries.append(contentsOf: try OutboxCodec.decode(blob)) }
+            }
+        }
+        return entries
     }
 
     /// The next offset of `loop.labeled` partition `partition` after the last confirmed delivery.
@@ -419,13 +460,50 @@ public final class JoinStore: Sendable {
 
     // MARK: - Delivery bookkeeping
 
-    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended. Call it
-    /// in the order the batches were applied.
+    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended; a
+    /// `pending_batches` row none of whose predictions is needed any more is deleted. Call it in the
+    /// order the batches were applied.
     public func confirmDelivered(_ entries: [OutboxEntry], reports: [DeliveryReport]) throws(FeedbackError) {
         guard !entries.isEmpty else { return }
         let confirmed = entries.map(\.sequence).sorted()
+        // The rows' holders are counted down under the state lock, which is not held while the
+        // transaction runs (the join of the next batch goes on); a failed transaction restores them.
+        var released: [Int64: Int] = [:]
+        for entry in entries {
+            if let row = entry.storedPrediction?.row { released[row, default: 0] += 1 }
+        }
+        let emptied = state.withLock { state in
+            var emptied: [Int64] = []
+            for (row, count) in released {
+                guard let holders = state.waitingInRow[row] else { continue }
+                if holders > count {
+                    state.waitingInRow[row] = holders - count
+                } else {
+                    state.waitingInRow[row] = nil
+                    emptied.append(row)
+                }
+            }
+            return emptied
+        }
+        do {
+            try confirm(confirmed, emptiedRows: emptied, reports: reports)
+        } catch {
+            state.withLock { state in
+                for (row, count) in released { state.waitingInRow[row, default: 0] += count }
+            }
+            throw error
+        }
+    }
+
+    private func confirm(_ confirmed: [Int64], emptiedRows: [Int64], reports: [DeliveryReport]) throws(FeedbackError) {
         try write { connection in
             try Self.removeFromOutbox(confirmed, connection)
+            let delete = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
+            for row in emptiedRows {
+                delete.reset()
+                try delete.bind(row, at: 1)
+                try delete.run()
+            }
             var ends: [Int32: Int64] = [:]
             for report in reports { ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1) }
             let upsert = try connection.statement("""
@@ -552,6 +630,8 @@ struct RetainedPrediction: Sendable {
     /// The `pending_batches` row that stores its served record while it is still needed (0: none,
     /// as for a prediction new in the batch being applied, or one labeled).
     var row: Int64 = 0
+    /// Its position in that row.
+    var position: Int32 = 0
     /// The number of the batch that brought it (0: loaded from the store) and its offset in
     /// `loop.predictions`: while that batch is applied, its example can be stored as a reference.
     var batch: UInt64 = 0
@@ -661,8 +741,8 @@ struct JoinState: Sendable {
     /// The sequence number of the next outbox entry.
     var nextOutboxSequence: Int64 = 0
     var retained: [String: RetainedPrediction] = [:]
-    /// The number of retained predictions whose served record each `pending_batches` row stores,
-    /// and the id of the next such row.
+    /// The number of holders of each `pending_batches` row: retained predictions whose served
+    /// record it stores, and unconfirmed outbox entries referring to it; and the id of the next row.
     var waitingInRow: [Int64: Int] = [:]
     var nextPendingRow: Int64 = 1
     var held: [String: HeldOutcome] = [:]
@@ -709,6 +789,10 @@ struct JoinState: Sendable {
         }
         let outbox = try connection.statement("SELECT last_seq FROM outbox_batches ORDER BY first_seq DESC LIMIT 1")
         if try outbox.step() { state.nextOutboxSequence = outbox.int64(at: 0) + 1 }
+        // An unconfirmed example whose prediction waited in a row holds that row.
+        for entry in try JoinStore.storedOutbox(connection) {
+            if let row = entry.storedPrediction?.row { state.waitingInRow[row, default: 0] += 1 }
+        }
         var names = FeatureNameCache()
         let waiting = try connection.statement("SELECT id, partition, entries FROM pending_batches")
         while try waiting.step() {
@@ -718,7 +802,8 @@ struct JoinState: Sendable {
             state.nextPendingRow = max(state.nextPendingRow, row + 1)
             try waiting.withBlob(at: 2) { blob throws in
                 guard let blob else { return }
-                for (deadlineMs, bytes) in try PendingCodec.decode(blob) where deadlineMs + policy.retentionMs > clock {
+                for (position, (deadlineMs, bytes)) in try PendingCodec.decode(blob).enumerated()
+                where deadlineMs + policy.retentionMs > clock {
                     let served: ServedPrediction
                     do {
                         served = try ServedPrediction(bytes: bytes, names: &names)
@@ -729,6 +814,7 @@ struct JoinState: Sendable {
                         partition: partition, entity: served.entity, eventTimeMs: served.eventTimeMs, deadlineMs: deadlineMs,
                         state: .pending, route: served.route, score: served.score, served: served)
                     entry.row = row
+                    entry.position = Int32(position)
                     state.retained[served.requestId] = entry
                     state.waitingInRow[row, default: 0] += 1
                 }
@@ -804,9 +890,9 @@ private struct BatchApplication {
     private var purgedUpTo: [Int32: Int64] = [:]
     /// `pending_batches` rows none of whose predictions still needs its served record: deleted.
     private var emptiedRows: [Int64] = []
-    /// Outbox rows to insert: the partition, bytes and (for a prediction of this batch) the
-    /// reference of each example of `result.labeled`, in order.
-    private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?)] = []
+    /// Outbox rows to insert: the partition, bytes and reference (to a prediction of this batch, or
+    /// one stored in a `pending_batches` row) of each example of `result.labeled`, in order.
+    private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?, stored: StoredPredictionReference?)] = []
 
     init(policy: JoinPolicy, state: JoinState) {
         self.policy = policy
@@ -957,6 +1043,9 @@ private struct BatchApplication {
             state.counters.malformed += 1
             return
         }
+        // Emitted before the label releases the prediction's row, so the example can hold the row instead.
+        emit(served, of: entry, partition: partition, label: outcome.label, source: outcome.source,
+             delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
         if entry.state == .pending {
             resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
         } else {
@@ -970,8 +1059,6 @@ private struct BatchApplication {
         state.retained[id] = entry
         // A prediction of this batch is in the set already.
         if entry.batch != number { changedPredictions.insert(id) }
-        emit(served, of: entry, partition: partition, label: outcome.label, source: outcome.source,
-             delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
     }
 
     /// A second label for a labeled prediction: a duplicate, or ground truth judging a review verdict.
@@ -1055,8 +1142,13 @@ private struct BatchApplication {
         let reference = entry.batch == number
             ? PredictionReference(partition: entry.partition, offset: entry.offset, label: label, delaySeconds: delay, value: value)
             : nil
+        var stored: StoredPredictionReference?
+        if reference == nil, entry.row != 0, let holders = state.waitingInRow[entry.row] {
+            stored = StoredPredictionReference(row: entry.row, position: entry.position, label: label, delaySeconds: delay, value: value)
+            state.waitingInRow[entry.row] = holders + 1
+        }
         outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value),
-                           reference))
+                           reference, stored))
         result.labeled.append(JoinedExample(
             prediction: prediction, label: label, labelSource: source, labelDelaySeconds: delay, value: value))
     }
@@ -1072,14 +1164,15 @@ private struct BatchApplication {
         for (example, row) in zip(result.labeled, outboxRows) {
             result.outbox.append(OutboxEntry(
                 sequence: state.nextOutboxSequence, partition: row.partition, requestId: example.requestId,
-                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference))
+                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference,
+                storedPrediction: row.stored))
             state.nextOutboxSequence += 1
         }
         if !result.outbox.isEmpty {
             // A referenced example is stored without its bytes; recovery splices them again.
             let stored = result.outbox.map { entry in
                 var entry = entry
-                if entry.reference != nil { entry.bytes = [] }
+                if entry.reference != nil || entry.storedPrediction != nil { entry.bytes = [] }
                 return entry
             }
             try JoinStore.insertOutboxBatch(stored, first: first, last: state.nextOutboxSequence - 1, connection)
@@ -1092,18 +1185,20 @@ private struct BatchApplication {
     /// wait for a label go into one `pending_batches` row per partition, every resolution into one
     /// `resolved_batches` row per partition; emptied and purged rows are deleted.
     private mutating func storePredictions(_ connection: Connection) throws {
-        var waiting: [Int32: (row: Int64, entries: [UInt8])] = [:]
+        var waiting: [Int32: (row: Int64, count: Int32, entries: [UInt8])] = [:]
         var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
         for id in changedPredictions {
             // A purged prediction released its row in `expire`.
             guard var entry = state.retained[id] else { continue }
             if entry.batch == number, entry.state != .labeled, let served = entry.served {
                 if waiting[entry.partition] == nil {
-                    waiting[entry.partition] = (state.nextPendingRow, [])
+                    waiting[entry.partition] = (state.nextPendingRow, 0, [])
                     state.nextPendingRow += 1
                 }
                 PendingCodec.encode(deadlineMs: entry.deadlineMs, served: served.bytes, into: &waiting[entry.partition]!.entries)
                 entry.row = waiting[entry.partition]!.row
+                entry.position = waiting[entry.partition]!.count
+                waiting[entry.partition]!.count += 1
                 state.waitingInRow[entry.row, default: 0] += 1
                 state.retained[id] = entry
             }

@@ -6,7 +6,8 @@ import Contracts
 /// Per entry, little-endian: sequence (Int64), partition (Int32), label source, request id and
 /// entity (each a UInt32 length and UTF-8), then a flag byte: 1 for a ``PredictionReference``
 /// (partition Int32, offset Int64, label UInt8, delay Float64 bits, value flag UInt8 and Float64
-/// bits), 0 for the example's own bytes (UInt32 length and bytes).
+/// bits), 2 for a ``StoredPredictionReference`` (row Int64, position Int32, then as for 1), 0 for
+/// the example's own bytes (UInt32 length and bytes).
 enum OutboxCodec {
     /// Appends `entries` to `output`.
     static func encode(_ entries: some Collection<OutboxEntry>, into output: inout [UInt8]) {
@@ -24,6 +25,14 @@ enum OutboxCodec {
                 appendInteger(reference.delaySeconds.bitPattern, to: &output)
                 output.append(reference.value == nil ? 0 : 1)
                 appendInteger((reference.value ?? 0).bitPattern, to: &output)
+            } else if let stored = entry.storedPrediction {
+                output.append(2)
+                appendInteger(stored.row, to: &output)
+                appendInteger(stored.position, to: &output)
+                output.append(stored.label ? 1 : 0)
+                appendInteger(stored.delaySeconds.bitPattern, to: &output)
+                output.append(stored.value == nil ? 0 : 1)
+                appendInteger((stored.value ?? 0).bitPattern, to: &output)
             } else {
                 output.append(0)
                 appendInteger(UInt32(entry.bytes.count), to: &output)
@@ -32,7 +41,7 @@ enum OutboxCodec {
         }
     }
 
-    /// The entries `bytes` holds; entries stored as a reference come back with empty bytes.
+    /// The entries `bytes` holds; entries stored as a reference of either kind come back with empty bytes.
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(FeedbackError) -> [OutboxEntry] {
         var reader = Reader(bytes: bytes)
         var entries: [OutboxEntry] = []
@@ -47,7 +56,17 @@ enum OutboxCodec {
             let entity = try reader.text()
             var entry = OutboxEntry(
                 sequence: sequence, partition: partition, requestId: requestId, labelSource: source, entity: entity, bytes: [])
-            if try reader.byte() == 1 {
+            let kind = try reader.byte()
+            if kind == 2 {
+                let row: Int64 = try reader.integer()
+                let position: Int32 = try reader.integer()
+                let label = try reader.byte() != 0
+                let delay = Double(bitPattern: try reader.integer())
+                let hasValue = try reader.byte() != 0
+                let value = Double(bitPattern: try reader.integer())
+                entry.storedPrediction = StoredPredictionReference(
+                    row: row, position: position, label: label, delaySeconds: delay, value: hasValue ? value : nil)
+            } else if kind == 1 {
                 let referencePartition: Int32 = try reader.integer()
                 let offset: Int64 = try reader.integer()
                 let label = try reader.byte() != 0
@@ -56,9 +75,11 @@ enum OutboxCodec {
                 let value = Double(bitPattern: try reader.integer())
                 entry.reference = PredictionReference(
                     partition: referencePartition, offset: offset, label: label, delaySeconds: delay, value: hasValue ? value : nil)
-            } else {
+            } else if kind == 0 {
                 let count: UInt32 = try reader.integer()
                 entry.bytes = Array(try reader.bytes(Int(count)))
+            } else {
+                throw FeedbackError(.storage, "outbox entry \(sequence) has an unknown kind \(kind)")
             }
             entries.append(entry)
         }
