@@ -8,10 +8,12 @@ import Synchronization
 // loop-bench feedback: joined prediction/outcome pairs per second through the feedback service's
 // data path, with quality, drift and label-free estimates updating.
 //
-//   loop-bench feedback [--pairs 200000] [--batch 2000] [--features 16] [--lag 0]
+//   loop-bench feedback [--pairs 200000] [--batch 2000] [--features 16] [--lag 1500]
 //
-// `--lag N` puts each outcome N predictions after its own (0: right after it), so with N near the
-// batch size most outcomes are joined in a later batch than their prediction, as in production.
+// `--lag N` puts each outcome N predictions after its own. The default, 1500 with batches of 2000,
+// joins most outcomes in a later batch than their prediction, as in production, where labels
+// arrive minutes to days after the score: the waiting prediction is stored and read back. `--lag 0`
+// puts each outcome right after its prediction, so nearly every pair is joined within one batch.
 //
 // The service's JoinPipeline over batches already consumed: decode records (Prediction JSON,
 // binary-mode CloudEvent outcomes), apply them to the SQLite join store (file, WAL) in one
@@ -24,14 +26,14 @@ struct FeedbackBenchOptions {
     var pairs = 200_000
     var batch = 2000
     var features = 16
-    var lag = 0
+    var lag = 1500
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.makeIterator()
         while let argument = iterator.next() {
-            func value() throws -> Int {
-                guard let text = iterator.next(), let number = Int(text), number > 0 else {
-                    throw BenchError(description: "\(argument) needs a positive integer")
+            func value(minimum: Int = 1) throws -> Int {
+                guard let text = iterator.next(), let number = Int(text), number >= minimum else {
+                    throw BenchError(description: "\(argument) needs an integer of at least \(minimum)")
                 }
                 return number
             }
@@ -39,7 +41,7 @@ struct FeedbackBenchOptions {
             case "--pairs": pairs = try value()
             case "--batch": batch = try value()
             case "--features": features = try value()
-            case "--lag": lag = try value()
+            case "--lag": lag = try value(minimum: 0)
             default: throw BenchError(description: "unknown option \(argument)")
             }
         }
