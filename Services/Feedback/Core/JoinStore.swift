@@ -150,11 +150,10 @@ public struct PendingPrediction: Sendable, Hashable {
 
 /// The join state: an in-memory index of retained predictions, outcomes waiting for their
 /// prediction, deadlines and per-partition event-time clocks, with SQLite as the durable copy.
-/// Each batch is joined in memory, then its net changes (a row per partition for the predictions
-/// it leaves waiting, one for its resolutions), the
-/// outbox of labeled examples (one row for the batch), the counters and the input offsets are
-/// stored in one transaction. Records before a partition's stored offset are skipped: a batch
-/// fetched again after a seek is not applied twice.
+/// Each batch is joined in memory, then its net changes (per partition, one row of the predictions
+/// it leaves waiting and one of its resolutions), the outbox of labeled examples (one row for the
+/// batch), the counters and the input offsets are stored in one transaction. Records before a
+/// partition's stored offset are skipped: a batch fetched again after a seek is not applied twice.
 ///
 /// Because input offsets are stored in the same transaction as the state they produced, a restart
 /// (even after `kill -9`) reloads the index from SQLite and resumes exactly after the last applied
