@@ -154,6 +154,8 @@ public struct PendingPrediction: Sendable, Hashable {
 /// it leaves waiting and one of its resolutions), the outbox of labeled examples (one row for the
 /// batch), the counters and the input offsets are stored in one transaction. Records before a
 /// partition's stored offset are skipped: a batch fetched again after a seek is not applied twice.
+/// A row of waiting predictions most of whose served records nobody needs any more is compacted in
+/// the transaction that released them (see ``PendingRow``), so disk use follows the records still needed.
 ///
 /// Because input offsets are stored in the same transaction as the state they produced, a restart
 /// (even after `kill -9`) reloads the index from SQLite and resumes exactly after the last applied
@@ -330,6 +332,22 @@ public final class JoinStore: Sendable {
         case expiredDefaulted = 3
     }
 
+    /// Rewrites `pending_batches` row `row` without the served records `isNeeded` rejects (see
+    /// ``PendingCodec/compact(_:keeping:)``); the number of records left, or `nil` when the row is gone.
+    static func compactPendingRow(_ row: Int64, keeping isNeeded: (Int32) -> Bool, _ connection: Connection) throws -> Int? {
+        let read = try connection.statement("SELECT entries FROM pending_batches WHERE id = ?1")
+        try read.bind(row, at: 1)
+        guard try read.step() else { return nil }
+        let compacted = try read.withBlob(at: 0) { blob throws -> (entries: [UInt8], records: Int) in
+            try blob.map { blob throws in try PendingCodec.compact(blob, keeping: isNeeded) } ?? ([], 0)
+        }
+        let update = try connection.statement("UPDATE pending_batches SET entries = ?2 WHERE id = ?1")
+        try update.bind(row, at: 1)
+        try update.bind(compacted.entries, at: 2)
+        try update.run()
+        return compacted.records
+    }
+
     // MARK: - Reading
 
     /// The counters now.
@@ -460,41 +478,72 @@ public final class JoinStore: Sendable {
     // MARK: - Delivery bookkeeping
 
     /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended; a
-    /// `pending_batches` row none of whose predictions is needed any more is deleted. Call it in the
-    /// order the batches were applied.
+    /// `pending_batches` row none of whose predictions is needed any more is deleted, and one whose
+    /// holders fell to at most a quarter of its records is compacted (see ``PendingRow``). Call it
+    /// in the order the batches were applied.
     public func confirmDelivered(_ entries: [OutboxEntry], reports: [DeliveryReport]) throws(FeedbackError) {
         guard !entries.isEmpty else { return }
         let confirmed = entries.map(\.sequence).sorted()
+        var released: [Int64: [Int32]] = [:]
+        for entry in entries {
+            if let stored = entry.storedPrediction { released[stored.row, default: []].append(stored.position) }
+        }
         // The rows' holders are counted down under the state lock, which is not held while the
         // transaction runs (the join of the next batch goes on); a failed transaction restores them.
-        var released: [Int64: Int] = [:]
-        for entry in entries {
-            if let row = entry.storedPrediction?.row { released[row, default: 0] += 1 }
-        }
-        let emptied = state.withLock { state in
-            var emptied: [Int64] = []
-            for (row, count) in released {
-                guard let holders = state.waitingInRow[row] else { continue }
-                if holders > count {
-                    state.waitingInRow[row] = holders - count
-                } else {
-                    state.waitingInRow[row] = nil
-                    emptied.append(row)
+        // The positions are let go only once it committed, so a batch compacting a row meanwhile
+        // keeps the records the outbox entries still refer to on disk.
+        let (emptied, compactions) = state.withLock { state in
+            var emptied: [Int64: PendingRow] = [:]
+            var compactions: [(row: Int64, holders: PendingRow)] = []
+            for (row, positions) in released {
+                guard var holders = state.pendingRows[row] else { continue }
+                holders.holders -= positions.count
+                if holders.holders <= 0 {
+                    state.pendingRows[row] = nil
+                    emptied[row] = holders
+                    continue
+                }
+                state.pendingRows[row] = holders
+                if holders.isWorthCompacting {
+                    for position in positions { holders.forget(position) }
+                    compactions.append((row, holders))
                 }
             }
-            return emptied
+            return (emptied, compactions)
         }
+        let records: [(row: Int64, records: Int?)]
         do {
-            try confirm(confirmed, emptiedRows: emptied, reports: reports)
+            records = try confirm(confirmed, emptiedRows: Array(emptied.keys), compactions: compactions, reports: reports)
         } catch {
             state.withLock { state in
-                for (row, count) in released { state.waitingInRow[row, default: 0] += count }
+                for (row, positions) in released {
+                    if let holders = emptied[row] {
+                        state.pendingRows[row] = holders
+                        state.pendingRows[row]?.holders += positions.count
+                    } else {
+                        state.pendingRows[row]?.holders += positions.count
+                    }
+                }
             }
             throw error
         }
+        state.withLock { state in
+            for (row, positions) in released where state.pendingRows[row] != nil {
+                for position in positions { state.pendingRows[row]?.forget(position) }
+            }
+            for (row, count) in records {
+                guard let count, let stored = state.pendingRows[row]?.records else { continue }
+                state.pendingRows[row]?.records = min(stored, count)
+            }
+        }
     }
 
-    private func confirm(_ confirmed: [Int64], emptiedRows: [Int64], reports: [DeliveryReport]) throws(FeedbackError) {
+    /// Stores a confirmation: removes the entries from the outbox, deletes `emptiedRows` and
+    /// compacts each row of `compactions` to the positions its holders hold; the records left in each.
+    private func confirm(
+        _ confirmed: [Int64], emptiedRows: [Int64], compactions: [(row: Int64, holders: PendingRow)], reports: [DeliveryReport]
+    ) throws(FeedbackError) -> [(row: Int64, records: Int?)] {
+        var records: [(row: Int64, records: Int?)] = []
         try write { connection in
             try Self.removeFromOutbox(confirmed, connection)
             let delete = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
@@ -502,6 +551,9 @@ public final class JoinStore: Sendable {
                 delete.reset()
                 try delete.bind(row, at: 1)
                 try delete.run()
+            }
+            records = try compactions.map { compaction throws in
+                (compaction.row, try Self.compactPendingRow(compaction.row, keeping: compaction.holders.isHeld, connection))
             }
             var ends: [Int32: Int64] = [:]
             for report in reports { ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1) }
@@ -516,6 +568,7 @@ public final class JoinStore: Sendable {
                 try upsert.run()
             }
         }
+        return records
     }
 
     /// Removes the entries with sequences `confirmed` (sorted) from the stored batches: a batch
@@ -740,9 +793,9 @@ struct JoinState: Sendable {
     /// The sequence number of the next outbox entry.
     var nextOutboxSequence: Int64 = 0
     var retained: [String: RetainedPrediction] = [:]
-    /// The number of holders of each `pending_batches` row: retained predictions whose served
-    /// record it stores, and unconfirmed outbox entries referring to it; and the id of the next row.
-    var waitingInRow: [Int64: Int] = [:]
+    /// The holders of each `pending_batches` row (retained predictions whose served record it
+    /// stores, and unconfirmed outbox entries referring to it), and the id of the next row.
+    var pendingRows: [Int64: PendingRow] = [:]
     var nextPendingRow: Int64 = 1
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
@@ -790,7 +843,7 @@ struct JoinState: Sendable {
         if try outbox.step() { state.nextOutboxSequence = outbox.int64(at: 0) + 1 }
         // An unconfirmed example whose prediction waited in a row holds that row.
         for entry in try JoinStore.storedOutbox(connection) {
-            if let row = entry.storedPrediction?.row { state.waitingInRow[row, default: 0] += 1 }
+            if let stored = entry.storedPrediction { state.pendingRows[stored.row, default: PendingRow()].hold(stored.position) }
         }
         var names = FeatureNameCache()
         let waiting = try connection.statement("SELECT id, partition, entries FROM pending_batches")
@@ -801,8 +854,9 @@ struct JoinState: Sendable {
             state.nextPendingRow = max(state.nextPendingRow, row + 1)
             try waiting.withBlob(at: 2) { blob throws in
                 guard let blob else { return }
-                for (position, (deadlineMs, bytes)) in try PendingCodec.decode(blob).enumerated()
-                where deadlineMs + policy.retentionMs > clock {
+                for (position, (deadlineMs, bytes)) in try PendingCodec.decode(blob).enumerated() where !bytes.isEmpty {
+                    state.pendingRows[row, default: PendingRow()].records += 1
+                    guard deadlineMs + policy.retentionMs > clock else { continue }
                     let served: ServedPrediction
                     do {
                         served = try ServedPrediction(bytes: bytes, names: &names)
@@ -815,7 +869,7 @@ struct JoinState: Sendable {
                     entry.row = row
                     entry.position = Int32(position)
                     state.retained[served.requestId] = entry
-                    state.waitingInRow[row, default: 0] += 1
+                    state.pendingRows[row, default: PendingRow()].hold(Int32(position))
                 }
             }
         }
@@ -837,7 +891,7 @@ struct JoinState: Sendable {
                     entry.labelSource = resolution.labelSource
                     if entry.state == .labeled {
                         entry.served = nil
-                        state.waitingInRow[entry.row, default: 1] -= 1
+                        state.pendingRows[entry.row]?.release(entry.position)
                         entry.row = 0
                     }
                     state.retained[id] = entry
@@ -887,8 +941,10 @@ private struct BatchApplication {
     /// The join clock each expired partition reached: stored batches of resolved predictions all
     /// purged by then are deleted.
     private var purgedUpTo: [Int32: Int64] = [:]
-    /// `pending_batches` rows none of whose predictions still needs its served record: deleted.
+    /// `pending_batches` rows none of whose predictions still needs its served record: deleted;
+    /// and rows that lost holders otherwise: compacted if worth it (see ``PendingRow``).
     private var emptiedRows: [Int64] = []
+    private var releasedRows: Set<Int64> = []
     /// Outbox rows to insert: the partition, bytes and reference (to a prediction of this batch, or
     /// one stored in a `pending_batches` row) of each example of `result.labeled`, in order.
     private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?, stored: StoredPredictionReference?)] = []
@@ -1004,13 +1060,15 @@ private struct BatchApplication {
     }
 
     /// Notes that `entry` no longer needs the served record its `pending_batches` row stores (it is
-    /// labeled or purged); the row is deleted when none of its predictions does.
+    /// labeled or purged); the row is deleted when nothing holds it any more.
     private mutating func release(_ entry: RetainedPrediction) {
-        guard entry.row != 0, let waiting = state.waitingInRow[entry.row] else { return }
-        if waiting > 1 {
-            state.waitingInRow[entry.row] = waiting - 1
+        guard entry.row != 0, var holders = state.pendingRows[entry.row] else { return }
+        holders.release(entry.position)
+        if holders.holders > 0 {
+            state.pendingRows[entry.row] = holders
+            releasedRows.insert(entry.row)
         } else {
-            state.waitingInRow[entry.row] = nil
+            state.pendingRows[entry.row] = nil
             emptiedRows.append(entry.row)
         }
     }
@@ -1142,9 +1200,9 @@ private struct BatchApplication {
             ? PredictionReference(partition: entry.partition, offset: entry.offset, label: label, delaySeconds: delay, value: value)
             : nil
         var stored: StoredPredictionReference?
-        if reference == nil, entry.row != 0, let holders = state.waitingInRow[entry.row] {
+        if reference == nil, entry.row != 0, state.pendingRows[entry.row] != nil {
             stored = StoredPredictionReference(row: entry.row, position: entry.position, label: label, delaySeconds: delay, value: value)
-            state.waitingInRow[entry.row] = holders + 1
+            state.pendingRows[entry.row]?.hold(entry.position)
         }
         outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value),
                            reference, stored))
@@ -1182,7 +1240,8 @@ private struct BatchApplication {
 
     /// Writes the changed predictions: the served records of this batch's predictions that still
     /// wait for a label go into one `pending_batches` row per partition, every resolution into one
-    /// `resolved_batches` row per partition; emptied and purged rows are deleted.
+    /// `resolved_batches` row per partition; emptied and purged rows are deleted, rows
+    /// that lost most of their holders compacted.
     private mutating func storePredictions(_ connection: Connection) throws {
         var waiting: [Int32: (row: Int64, count: Int32, entries: [UInt8])] = [:]
         var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
@@ -1198,7 +1257,8 @@ private struct BatchApplication {
                 entry.row = waiting[entry.partition]!.row
                 entry.position = waiting[entry.partition]!.count
                 waiting[entry.partition]!.count += 1
-                state.waitingInRow[entry.row, default: 0] += 1
+                state.pendingRows[entry.row, default: PendingRow()].hold(entry.position)
+                state.pendingRows[entry.row]?.records += 1
                 state.retained[id] = entry
             }
             if entry.state != .pending {
@@ -1221,6 +1281,12 @@ private struct BatchApplication {
             deleteWaiting.reset()
             try deleteWaiting.bind(row, at: 1)
             try deleteWaiting.run()
+        }
+        for row in releasedRows {
+            guard let holders = state.pendingRows[row], holders.isWorthCompacting,
+                  let records = try JoinStore.compactPendingRow(row, keeping: holders.isHeld, connection)
+            else { continue }
+            state.pendingRows[row]?.records = records
         }
         let insert = try connection.statement("INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
         for (partition, batch) in resolved {

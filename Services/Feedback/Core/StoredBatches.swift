@@ -92,8 +92,11 @@ enum OutboxCodec {
 /// `pending_batches` row per batch and input partition holds their served records, so a waiting
 /// prediction costs a slice of one blob rather than a row (and a B-tree insert) of its own. A row
 /// is deleted once none of its predictions still needs its served record (each is labeled or purged).
+/// A row most of whose records are no longer needed is compacted (see ``PendingRow``): each record
+/// dropped leaves an empty slot, so every position (held in memory and by outbox references) stays valid.
 ///
-/// Per prediction, little-endian: deadline (Int64 ms), then the served record (UInt32 length and bytes).
+/// Per prediction, little-endian: deadline (Int64 ms), then the served record (UInt32 length and
+/// bytes; length 0 for a slot compacted away).
 enum PendingCodec {
     /// Appends a waiting prediction to `output`.
     static func encode(deadlineMs: Int64, served: [UInt8], into output: inout [UInt8]) {
@@ -112,6 +115,64 @@ enum PendingCodec {
             entries.append((deadlineMs, Array(try reader.bytes(Int(count)))))
         }
         return entries
+    }
+
+    /// `bytes` with the served record of every position `isNeeded` rejects dropped (its slot left
+    /// empty), and the number of records that remain.
+    static func compact(_ bytes: UnsafeRawBufferPointer, keeping isNeeded: (Int32) -> Bool) throws(FeedbackError) -> (entries: [UInt8], records: Int) {
+        var output: [UInt8] = []
+        var records = 0
+        for (position, entry) in try decode(bytes).enumerated() {
+            let kept = !entry.served.isEmpty && isNeeded(Int32(position))
+            encode(deadlineMs: entry.deadlineMs, served: kept ? entry.served : [], into: &output)
+            if kept { records += 1 }
+        }
+        return (output, records)
+    }
+}
+
+/// Who still needs the served records of one `pending_batches` row: the retained predictions they
+/// belong to, until labeled or purged, and the unconfirmed outbox entries referring to them.
+///
+/// Compaction rule: once the row's holders are at most a quarter of the records it stores, the
+/// records nobody holds are dropped (in the transaction that released the holders). The stored row
+/// thus never keeps more than four times the records still needed (plus 12 bytes per empty slot),
+/// and each compaction at least quarters a row, so rewriting costs at most a third of its first write.
+struct PendingRow: Sendable {
+    /// The holders of each position.
+    private(set) var holdersAt: [Int32] = []
+    /// The holders of all positions; ``JoinStore/confirmDelivered(_:reports:)`` counts it down
+    /// before its transaction and the positions (``forget(_:)``) only once it committed.
+    var holders = 0
+    /// The served records the stored row still holds.
+    var records = 0
+
+    /// Notes one more holder of `position`.
+    mutating func hold(_ position: Int32) {
+        let index = Int(position)
+        if index >= holdersAt.count { holdersAt.append(contentsOf: repeatElement(0, count: index + 1 - holdersAt.count)) }
+        holdersAt[index] += 1
+        holders += 1
+    }
+
+    /// Notes that one holder of `position` let go.
+    mutating func release(_ position: Int32) {
+        holders -= 1
+        forget(position)
+    }
+
+    /// Notes that one holder of `position`, already subtracted from ``holders``, let go.
+    mutating func forget(_ position: Int32) {
+        let index = Int(position)
+        if holdersAt.indices.contains(index), holdersAt[index] > 0 { holdersAt[index] -= 1 }
+    }
+
+    /// Whether the row is due for compaction: held, but by at most a quarter of its records.
+    var isWorthCompacting: Bool { holders > 0 && holders * 4 <= records }
+
+    /// Whether some holder still needs the record at `position`.
+    func isHeld(_ position: Int32) -> Bool {
+        holdersAt.indices.contains(Int(position)) && holdersAt[Int(position)] > 0
     }
 }
 
