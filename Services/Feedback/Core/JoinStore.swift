@@ -498,11 +498,12 @@ public final class JoinStore: Sendable {
             for (row, positions) in released {
                 guard var holders = state.pendingRows[row] else { continue }
                 holders.holders -= positions.count
-                if holders.holders <= 0 {
+                if holders.holders <= 0, holders.releasing == 0 {
                     state.pendingRows[row] = nil
                     emptied[row] = holders
                     continue
                 }
+                holders.releasing += positions.count
                 state.pendingRows[row] = holders
                 if holders.isWorthCompacting {
                     for position in positions { holders.forget(position) }
@@ -519,17 +520,25 @@ public final class JoinStore: Sendable {
                 for (row, positions) in released {
                     if let holders = emptied[row] {
                         state.pendingRows[row] = holders
-                        state.pendingRows[row]?.holders += positions.count
                     } else {
-                        state.pendingRows[row]?.holders += positions.count
+                        state.pendingRows[row]?.releasing -= positions.count
                     }
+                    state.pendingRows[row]?.holders += positions.count
                 }
             }
             throw error
         }
         state.withLock { state in
-            for (row, positions) in released where state.pendingRows[row] != nil {
-                for position in positions { state.pendingRows[row]?.forget(position) }
+            for (row, positions) in released where emptied[row] == nil {
+                guard var holders = state.pendingRows[row] else { continue }
+                holders.releasing -= positions.count
+                for position in positions { holders.forget(position) }
+                if holders.holders <= 0, holders.releasing == 0 {
+                    state.pendingRows[row] = nil
+                    state.unheldRows.insert(row)
+                } else {
+                    state.pendingRows[row] = holders
+                }
             }
             for (row, count) in records {
                 guard let count, let stored = state.pendingRows[row]?.records else { continue }
@@ -796,6 +805,9 @@ struct JoinState: Sendable {
     /// The holders of each `pending_batches` row (retained predictions whose served record it
     /// stores, and unconfirmed outbox entries referring to it), and the id of the next row.
     var pendingRows: [Int64: PendingRow] = [:]
+    /// Rows nothing holds any more whose deletion waits for the next batch: a confirmation let go
+    /// of their last holders while a batch's own release left them to it, or they were loaded so.
+    var unheldRows: Set<Int64> = []
     var nextPendingRow: Int64 = 1
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
@@ -897,6 +909,10 @@ struct JoinState: Sendable {
                     state.retained[id] = entry
                 }
             }
+        }
+        for (row, holders) in state.pendingRows where holders.holders <= 0 {
+            state.pendingRows[row] = nil
+            state.unheldRows.insert(row)
         }
         for (id, entry) in state.retained {
             if entry.state == .pending {
@@ -1060,11 +1076,12 @@ private struct BatchApplication {
     }
 
     /// Notes that `entry` no longer needs the served record its `pending_batches` row stores (it is
-    /// labeled or purged); the row is deleted when nothing holds it any more.
+    /// labeled or purged); the row is deleted with the batch once nothing holds it, or by a later batch
+    /// when a confirmation still in flight lets go of its last holders.
     private mutating func release(_ entry: RetainedPrediction) {
         guard entry.row != 0, var holders = state.pendingRows[entry.row] else { return }
         holders.release(entry.position)
-        if holders.holders > 0 {
+        if holders.holders > 0 || holders.releasing > 0 {
             state.pendingRows[entry.row] = holders
             releasedRows.insert(entry.row)
         } else {
@@ -1277,11 +1294,12 @@ private struct BatchApplication {
             try insertWaiting.run()
         }
         let deleteWaiting = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
-        for row in emptiedRows {
+        for row in emptiedRows + state.unheldRows {
             deleteWaiting.reset()
             try deleteWaiting.bind(row, at: 1)
             try deleteWaiting.run()
         }
+        state.unheldRows = []
         for row in releasedRows {
             guard let holders = state.pendingRows[row], holders.isWorthCompacting,
                   let records = try JoinStore.compactPendingRow(row, keeping: holders.isHeld, connection)

@@ -144,6 +144,9 @@ struct PendingRow: Sendable {
     /// The holders of all positions; ``JoinStore/confirmDelivered(_:reports:)`` counts it down
     /// before its transaction and the positions (``forget(_:)``) only once it committed.
     var holders = 0
+    /// Holders let go by confirmations whose transaction has not committed yet: while any is in
+    /// flight a batch never deletes the row (a crash would leave their outbox entries without it).
+    var releasing = 0
     /// The served records the stored row still holds.
     var records = 0
 
