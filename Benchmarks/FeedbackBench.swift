@@ -3,28 +3,37 @@ import Feedback
 import Foundation
 import Kafka
 import Learning
+import Synchronization
 
 // loop-bench feedback: joined prediction/outcome pairs per second through the feedback service's
 // data path, with quality, drift and label-free estimates updating.
 //
-//   loop-bench feedback [--pairs 200000] [--batch 2000] [--features 16]
+//   loop-bench feedback [--pairs 200000] [--batch 2000] [--features 16] [--lag 1500]
 //
-// Per batch: decode consumed records (Prediction JSON, binary-mode CloudEvent outcomes), apply
-// them to the SQLite join store (file, WAL) in one transaction with offsets and outbox, confirm the
-// outbox as a delivery would, and feed the monitor (champion + one shadow, drift on every feature
-// against a registered artifact). Kafka itself is not in the loop: `loop-bench kafka` measures it.
+// `--lag N` puts each outcome N predictions after its own. The default, 1500 with batches of 2000,
+// joins most outcomes in a later batch than their prediction, as in production, where labels
+// arrive minutes to days after the score: the waiting prediction is stored and read back. `--lag 0`
+// puts each outcome right after its prediction, so nearly every pair is joined within one batch.
+//
+// The service's JoinPipeline over batches already consumed: decode records (Prediction JSON,
+// binary-mode CloudEvent outcomes), apply them to the SQLite join store (file, WAL) in one
+// transaction with offsets and outbox, feed the monitor (champion + one shadow, drift on every
+// feature against a registered artifact) and confirm the outbox as an immediate acknowledgement
+// would. The stages run on tasks of their own, as in the service. Kafka itself is not in the loop:
+// `loop-bench kafka` measures it.
 
 struct FeedbackBenchOptions {
     var pairs = 200_000
     var batch = 2000
     var features = 16
+    var lag = 1500
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.makeIterator()
         while let argument = iterator.next() {
-            func value() throws -> Int {
-                guard let text = iterator.next(), let number = Int(text), number > 0 else {
-                    throw BenchError(description: "\(argument) needs a positive integer")
+            func value(minimum: Int = 1) throws -> Int {
+                guard let text = iterator.next(), let number = Int(text), number >= minimum else {
+                    throw BenchError(description: "\(argument) needs an integer of at least \(minimum)")
                 }
                 return number
             }
@@ -32,6 +41,7 @@ struct FeedbackBenchOptions {
             case "--pairs": pairs = try value()
             case "--batch": batch = try value()
             case "--features": features = try value()
+            case "--lag": lag = try value(minimum: 0)
             default: throw BenchError(description: "unknown option \(argument)")
             }
         }
@@ -62,6 +72,9 @@ func runFeedbackBench(_ arguments: [String]) async throws {
     records.reserveCapacity(options.pairs * 2)
     var random = SystemRandomNumberGenerator()
     let start: Int64 = 1_700_000_000_000
+    var predictions: [ConsumedRecord] = []
+    var outcomes: [ConsumedRecord] = []
+    let delayMs = max(60_000, Int64(options.lag) * 100)
     for i in 0..<options.pairs {
         let entity = "e\(i % 64)"
         let timeMs = start + Int64(i) * 100
@@ -71,60 +84,84 @@ func runFeedbackBench(_ arguments: [String]) async throws {
             decision: score >= 0.5, route: .auto,
             features: names.map { FeatureValue(name: $0, value: (Double.random(in: 0...1, using: &random) * 1e6).rounded() / 1e6) },
             challengers: [ChallengerScore(modelVersion: 2, role: .shadow, score: Double.random(in: 0...1, using: &random))])
-        records.append(ConsumedRecord(topic: "loop.predictions", partition: 0, offset: Int64(i), key: Array(entity.utf8),
-                                      value: prediction.bytes))
-        let outcomeTime = Timestamp(seconds: (timeMs + 60_000) / 1000, nanoseconds: Int32((timeMs + 60_000) % 1000) * 1_000_000)
+        predictions.append(ConsumedRecord(topic: "loop.predictions", partition: 0, offset: Int64(i), key: Array(entity.utf8),
+                                          value: prediction.bytes))
+        let outcomeMs = timeMs + delayMs
+        let outcomeTime = Timestamp(seconds: outcomeMs / 1000, nanoseconds: Int32(outcomeMs % 1000) * 1_000_000)
         let event = CloudEvent(
             id: "o\(i)", source: "bench", type: EventType.outcome.description, subject: entity, time: outcomeTime,
             data: .json(["requestId": .string("req-\(i)"), "label": .string(Bool.random(using: &random) ? "1" : "0")]))
         let message = KafkaBinding.encode(event, mode: .binary, key: .subject)
-        records.append(ConsumedRecord(
+        outcomes.append(ConsumedRecord(
             topic: "loop.events", partition: 0, offset: Int64(i), key: message.key, value: message.value,
             headers: message.headers.map { KafkaHeader(key: $0.name, value: $0.value) }))
     }
+    for step in 0..<options.pairs + options.lag {
+        if step < options.pairs { records.append(predictions[step]) }
+        if step >= options.lag { records.append(outcomes[step - options.lag]) }
+    }
+    predictions = []
+    outcomes = []
 
-    let clock = ContinuousClock()
-    var stages = (decode: Duration.zero, store: Duration.zero, confirm: Duration.zero, monitor: Duration.zero)
-    let began = clock.now
-    let cpuBegan = processCPUSeconds()
-    var joined = 0
+    var batches: [[ConsumedRecord]] = []
     var index = 0
     while index < records.count {
-        let batch = Array(records[index..<min(index + options.batch, records.count)])
+        batches.append(Array(records[index..<min(index + options.batch, records.count)]))
         index += options.batch
-        var mark = clock.now
-        func lap() -> Duration {
-            let now = clock.now
-            defer { mark = now }
-            return now - mark
-        }
-        let inputs = decoder.decode(batch)
-        stages.decode += lap()
-        let result = try store.apply(inputs)
-        stages.store += lap()
-        try store.confirmDelivered(result.outbox, reports: result.outbox.map {
-            DeliveryReport(topic: "loop.labeled", partition: $0.partition, offset: $0.sequence)
-        })
-        stages.confirm += lap()
-        monitor.observe(predictions: result.predictions)
-        monitor.observe(labeled: result.labeled)
-        stages.monitor += lap()
-        joined += result.labeled.count
     }
+    records = []
+
+    let pipeline = JoinPipeline(decoder: decoder, store: store, monitor: monitor)
+    let output = BenchJoinOutput()
+    let clock = ContinuousClock()
+    let began = clock.now
+    let cpuBegan = processCPUSeconds()
+    try await pipeline.run(BatchSequence(batches: batches), output: output)
+    let joined = output.joined.withLock { $0 }
     let snapshot = monitor.snapshot(counters: store.counters, reviewQueue: 0)
     let elapsed = clock.now - began
     let cpu = processCPUSeconds() - cpuBegan
     let total = seconds(elapsed)
     let champion = snapshot.versions.first { $0.version == 1 }
-    print(String(format: "feedback: %d joined pairs in %.2f s = %.0f pairs/s (batch %d, %d features, 2 versions)",
-                 joined, total, Double(joined) / total, options.batch, options.features))
+    print(String(format: "feedback: %d joined pairs in %.2f s = %.0f pairs/s (batch %d, %d features, 2 versions, outcome lag %d)",
+                 joined, total, Double(joined) / total, options.batch, options.features, options.lag))
     print(String(format: "feedback: process CPU time %.2f s (user + system) = %.0f pairs per CPU-second",
                  cpu, Double(joined) / cpu))
-    let perPair = { (duration: Duration) in seconds(duration) * 1e6 / Double(max(1, joined)) }
-    print(String(format: "feedback: per pair (µs): decode %.2f, join+store %.2f, outbox confirm %.2f, monitor %.2f",
-                 perPair(stages.decode), perPair(stages.store), perPair(stages.confirm), perPair(stages.monitor)))
+    let stages = pipeline.stageTimes.current
+    let perPair = { (seconds: Double) in seconds * 1e6 / Double(max(1, joined)) }
+    print(String(format: "feedback: thread CPU per pair (µs): decode %.2f, join+store %.2f, outbox confirm %.2f, monitor %.2f",
+                 perPair(stages.decode), perPair(stages.apply), perPair(stages.confirm), perPair(stages.monitor)))
+    print("feedback: load average \(loadAverage())")
     print(String(format: "feedback: champion count-window AUC %.3f, max feature PSI %.4f, snapshot records %d",
                  champion?.countWindow.auc ?? .nan, champion?.drift.map(\.psi).max() ?? .nan, snapshot.records.count))
+}
+
+/// The consumer's batches, already fetched.
+struct BatchSequence: AsyncSequence, Sendable {
+    let batches: [[ConsumedRecord]]
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rest: ArraySlice<[ConsumedRecord]>
+
+        mutating func next() async -> [ConsumedRecord]? { rest.popFirst() }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: batches[...]) }
+}
+
+/// Acknowledges every labeled example at once, as a broker would (offsets are the outbox sequence numbers).
+final class BenchJoinOutput: JoinOutput {
+    let joined = Mutex(0)
+
+    func send(_ outbox: [OutboxEntry]) async throws -> [DeliveryReport] {
+        outbox.map { DeliveryReport(topic: "loop.labeled", partition: $0.partition, offset: $0.sequence) }
+    }
+
+    func applied(_ result: JoinBatchResult) { joined.withLock { $0 += result.labeled.count } }
+
+    func processed(_ records: [ConsumedRecord]) {}
+
+    func stop() async {}
 }
 
 /// A registered model version whose training baseline is uniform deciles for every feature.

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Contracts
-import Feedback
+@testable import Feedback
 import Foundation
 import Kafka
 import ServiceKit
@@ -36,7 +36,7 @@ struct DeliveryTests {
             return InputRecord(topic: "events", partition: 1, offset: eventOffset, input: outcome("r\(i)", i % 2 == 0, at: 10))
         }
         // Batch 1: the six predictions and the outcomes of r0…r2 (stored as references to the predictions);
-        // batch 2: the outcomes of r3…r5 (their predictions were stored, so the examples are stored whole).
+        // batch 2: the outcomes of r3…r5 (references to their predictions as the join store keeps them).
         let first = try store.apply(zip(served, reports).map { served, report in
             InputRecord(topic: predictions, partition: 1, offset: report.offset, input: .prediction(served))
         } + (0..<3).map(outcomeRecord))
@@ -44,9 +44,12 @@ struct DeliveryTests {
         let outbox = first.outbox + second.outbox
         #expect(outbox.count == 6)
         #expect(first.outbox.allSatisfy { $0.reference != nil } && second.outbox.allSatisfy { $0.reference == nil })
-        #expect(try store.outbox().map(\.bytes.isEmpty) == [true, true, true, false, false, false])
+        #expect(second.outbox.allSatisfy { $0.storedPrediction != nil })
+        #expect(try store.outbox().map(\.bytes.isEmpty) == [true, true, true, false, false, false],
+                "Kafka references are spliced by the publisher, stored ones by the store")
+        #expect(try store.outbox().suffix(3).map(\.bytes) == second.outbox.map(\.bytes))
 
-        // The crashed run: r0, r1 (references) and r3, r4 (whole) reached the broker, the confirmation never happened.
+        // The crashed run: r0, r1 (Kafka references) and r3, r4 (stored references) reached the broker, the confirmation never happened.
         _ = try await producer.send([outbox[0], outbox[1], outbox[3], outbox[4]].map { entry in
             OutgoingRecord(
                 topic: labeled, key: Array(entry.entity.utf8), value: entry.bytes,

@@ -127,58 +127,17 @@ public struct FeedbackService: LoopService, Service {
         }
     }
 
-    /// Batches whose labeled examples may be in flight to `loop.labeled` at once.
+    /// Batches decoded, applied or waiting for their labeled examples' acknowledgements at once.
     static let maxBatchesInFlight = 4
 
-    /// The join loop: decode and apply batch N+1 while batch N's labeled examples are being
-    /// acknowledged. A second task confirms deliveries in the order the batches were applied
-    /// (removing them from the outbox), then marks their inputs processed; at most
-    /// ``maxBatchesInFlight`` batches wait for acknowledgements.
+    /// The join loop: the consumer's batches through ``JoinPipeline`` (decode, join and store,
+    /// monitor and confirm on tasks of their own), their labeled examples to `loop.labeled`, their
+    /// offsets marked once the examples are confirmed.
     func join(_ consumer: KafkaConsumer) async throws {
-        struct InFlight: Sendable {
-            var delivery: Task<[DeliveryReport], any Error>
-            var outbox: [OutboxEntry]
-            var batch: [ConsumedRecord]
-        }
-        let (deliveries, delivered) = AsyncStream.makeStream(of: InFlight.self)
-        let (slots, freed) = AsyncStream.makeStream(of: Void.self)
-        for _ in 0..<Self.maxBatchesInFlight { freed.yield() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                defer { freed.finish() }
-                do {
-                    for await item in deliveries {
-                        let reports = try await item.delivery.value
-                        try store.confirmDelivered(item.outbox, reports: reports)
-                        consumer.markProcessed(item.batch)
-                        freed.yield()
-                    }
-                } catch {
-                    // End the batches too, so the failure surfaces now rather than at the next batch.
-                    await consumer.close()
-                    throw error
-                }
-            }
-            var slot = slots.makeAsyncIterator()
-            do {
-                for try await batch in consumer.batches(maxRecords: batchSize, maxWait: .milliseconds(50)) {
-                    guard await slot.next() != nil else { break }
-                    let result = try store.apply(decoder.decode(batch))
-                    let outbox = result.outbox
-                    let delivery = Task { try await publisher.send(outbox) }
-                    delivered.yield(InFlight(delivery: delivery, outbox: outbox, batch: batch))
-                    monitor.observe(predictions: result.predictions)
-                    monitor.observe(labeled: result.labeled)
-                    if let time = result.maxEventTimeMs { monitor.advance(to: time) }
-                    metrics.update(counters: result.counters)
-                }
-            } catch {
-                delivered.finish()
-                throw error
-            }
-            delivered.finish()
-            try await group.waitForAll()
-        }
+        let pipeline = JoinPipeline(decoder: decoder, store: store, monitor: monitor, batchesInFlight: Self.maxBatchesInFlight)
+        try await pipeline.run(
+            consumer.batches(maxRecords: batchSize, maxWait: .milliseconds(50)),
+            output: ConsumedJoinOutput(publisher: publisher, consumer: consumer, metrics: metrics))
     }
 
     /// Follows `loop.models`: training baselines for drift, reference AUCs and promotions.
@@ -228,6 +187,22 @@ public struct FeedbackService: LoopService, Service {
         _ = try await producer.send(records)
         if !snapshot.alertChanges.isEmpty { try store.saveOpenAlerts(snapshot.openAlerts) }
     }
+}
+
+/// The service's end of the join pipeline: labeled examples go to `loop.labeled`, counters to the
+/// metrics, and confirmed batches are marked processed in the consumer.
+struct ConsumedJoinOutput: JoinOutput {
+    let publisher: LabeledPublisher
+    let consumer: KafkaConsumer
+    let metrics: FeedbackMetrics
+
+    func send(_ outbox: [OutboxEntry]) async throws -> [DeliveryReport] { try await publisher.send(outbox) }
+
+    func applied(_ result: JoinBatchResult) { metrics.update(counters: result.counters) }
+
+    func processed(_ records: [ConsumedRecord]) { consumer.markProcessed(records) }
+
+    func stop() async { await consumer.close() }
 }
 
 /// Seeks every assigned partition to the offset stored with the join state.

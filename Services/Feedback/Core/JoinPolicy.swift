@@ -142,6 +142,12 @@ public struct InputDecoder: Sendable {
 
     static let outcomeType = Array(EventType.outcome.description.utf8)
     static let structuredPrefix = Array("application/cloudevents".utf8)
+    /// The header names the decoder reads, as bytes (compared without building or hashing strings).
+    static let cePrefix = Array("ce_".utf8)
+    static let typeHeader = Array("ce_type".utf8)
+    static let timeHeader = Array("ce_time".utf8)
+    static let idHeader = Array("ce_id".utf8)
+    static let contentTypeHeader = Array("content-type".utf8)
 
     /// Decodes one record: a prediction straight from its bytes; an event by its `ce_type` header,
     /// then (outcomes and reviews only) binary mode straight from the `ce_time` header and the JSON
@@ -160,12 +166,19 @@ public struct InputDecoder: Sendable {
         var idBytes: [UInt8]?
         var structured = false
         for header in record.headers {
-            switch header.key {
-            case "ce_type": typeBytes = header.value
-            case "ce_time": timeBytes = header.value
-            case "ce_id": idBytes = header.value
-            case "content-type": structured = header.value?.starts(with: Self.structuredPrefix) ?? false
-            default: continue
+            var key = header.key
+            key.withUTF8 { key in
+                if key.count == 7, key.starts(with: Self.cePrefix) {
+                    if key.elementsEqual(Self.typeHeader) {
+                        typeBytes = header.value
+                    } else if key.elementsEqual(Self.timeHeader) {
+                        timeBytes = header.value
+                    }
+                } else if key.elementsEqual(Self.idHeader) {
+                    idBytes = header.value
+                } else if key.elementsEqual(Self.contentTypeHeader) {
+                    structured = header.value?.starts(with: Self.structuredPrefix) ?? false
+                }
             }
         }
         if structured { return decodeStructured(record) }

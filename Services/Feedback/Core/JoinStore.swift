@@ -49,6 +49,7 @@ public struct JoinCounters: Sendable, Equatable {
 
 /// A labeled example waiting to be acknowledged by `loop.labeled`.
 public struct OutboxEntry: Sendable, Hashable {
+    /// The entry's number, increasing in the order entries were stored.
     public var sequence: Int64
     /// The input partition; the example goes to the same partition of `loop.labeled` (co-partitioned).
     public var partition: Int32
@@ -61,6 +62,9 @@ public struct OutboxEntry: Sendable, Hashable {
     /// Set when the example's prediction was consumed in the same batch as its label: the store
     /// then keeps this reference instead of the bytes (see ``PredictionReference``).
     public var reference: PredictionReference?
+    /// Set when the example's prediction waited in a `pending_batches` row: the store keeps this
+    /// reference instead of the bytes, and holds the row until the entry is confirmed delivered.
+    var storedPrediction: StoredPredictionReference?
 
     /// The identity of one output: a request is emitted at most once per label source.
     public var outputKey: String { Self.outputKey(requestId: requestId, labelSource: labelSource.rawValue) }
@@ -82,6 +86,16 @@ public struct PredictionReference: Sendable, Hashable {
     public var label: Bool
     public var delaySeconds: Double
     public var value: Double?
+}
+
+/// Where a labeled example's prediction sits in the join store (a `pending_batches` row and its
+/// position there), and what the label adds to it: ``JoinStore/outbox()`` splices the example again.
+struct StoredPredictionReference: Sendable, Hashable {
+    var row: Int64
+    var position: Int32
+    var label: Bool
+    var delaySeconds: Double
+    var value: Double?
 }
 
 /// What one applied batch produced.
@@ -136,8 +150,12 @@ public struct PendingPrediction: Sendable, Hashable {
 
 /// The join state: an in-memory index of retained predictions, outcomes waiting for their
 /// prediction, deadlines and per-partition event-time clocks, with SQLite as the durable copy.
-/// Each batch is joined in memory, then its net changes (one row write per changed request), the
-/// outbox of labeled examples, the counters and the input offsets are stored in one transaction.
+/// Each batch is joined in memory, then its net changes (per partition, one row of the predictions
+/// it leaves waiting and one of its resolutions), the outbox of labeled examples (one row for the
+/// batch), the counters and the input offsets are stored in one transaction. Records before a
+/// partition's stored offset are skipped: a batch fetched again after a seek is not applied twice.
+/// A row of waiting predictions most of whose served records nobody needs any more is compacted in
+/// the transaction that released them (see ``PendingRow``), so disk use follows the records still needed.
 ///
 /// Because input offsets are stored in the same transaction as the state they produced, a restart
 /// (even after `kill -9`) reloads the index from SQLite and resumes exactly after the last applied
@@ -212,7 +230,99 @@ public final class JoinStore: Sendable {
             ALTER TABLE outbox ADD COLUMN label_delay_seconds REAL;
             ALTER TABLE outbox ADD COLUMN value REAL;
             """),
+        // The outbox holds one row per applied batch (its entries encoded by OutboxCodec) instead of
+        // one row per example; pending examples move over unchanged.
+        Migration("outbox batches") { connection in
+            try connection.execute(
+                "CREATE TABLE outbox_batches (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, entries BLOB NOT NULL)")
+            let rows = try connection.statement("""
+                SELECT seq, partition, request_id, label_source, entity, body,
+                       prediction_partition, prediction_offset, label, label_delay_seconds, value
+                FROM outbox ORDER BY seq
+                """)
+            var entries: [OutboxEntry] = []
+            while try rows.step() {
+                let reference = rows.isNull(at: 7) ? nil : PredictionReference(
+                    partition: Int32(rows.int64(at: 6)), offset: rows.int64(at: 7), label: rows.int64(at: 8) != 0,
+                    delaySeconds: rows.double(at: 9), value: rows.isNull(at: 10) ? nil : rows.double(at: 10))
+                entries.append(OutboxEntry(
+                    sequence: rows.int64(at: 0), partition: Int32(rows.int64(at: 1)), requestId: rows.string(at: 2) ?? "",
+                    labelSource: LabelSource(rawValue: rows.string(at: 3) ?? "") ?? .outcome,
+                    entity: rows.string(at: 4) ?? "", bytes: reference == nil ? rows.blob(at: 5) ?? [] : [], reference: reference))
+            }
+            if let first = entries.first, let last = entries.last {
+                try insertOutboxBatch(entries, first: first.sequence, last: last.sequence, connection)
+            }
+            try connection.execute("DROP TABLE outbox")
+        },
+        // Predictions labeled in the batch that brought them are stored as one row per batch and
+        // input partition (encoded by ResolvedCodec), deleted once all of them are past their purge time.
+        Migration("resolved batches", sql: """
+            CREATE TABLE resolved_batches (
+                id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, purge_ms INTEGER NOT NULL, entries BLOB NOT NULL);
+            CREATE INDEX resolved_batches_purge ON resolved_batches(partition, purge_ms);
+            """),
+        // Predictions waiting for a label are stored as one row per batch and input partition
+        // (encoded by PendingCodec) and resolutions as resolved_batches rows, replacing the row per
+        // prediction; stored predictions move over unchanged.
+        Migration("pending batches") { connection in
+            try connection.execute(
+                "CREATE TABLE pending_batches (id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, entries BLOB NOT NULL)")
+            let rows = try connection.statement("""
+                SELECT request_id, partition, entity, event_time_ms, deadline_ms, purge_ms, state, route, score, label,
+                       label_source, body
+                FROM predictions ORDER BY rowid
+                """)
+            var waiting: [Int32: [UInt8]] = [:]
+            var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
+            while try rows.step() {
+                let partition = Int32(rows.int64(at: 1))
+                let entry = RetainedPrediction(
+                    partition: partition, entity: rows.string(at: 2) ?? "", eventTimeMs: rows.int64(at: 3),
+                    deadlineMs: rows.int64(at: 4), state: State(rawValue: rows.int64(at: 6)) ?? .labeled,
+                    route: Route(rawValue: rows.string(at: 7) ?? "") ?? .auto, score: rows.double(at: 8),
+                    label: rows.isNull(at: 9) ? nil : rows.int64(at: 9) != 0,
+                    labelSource: rows.string(at: 10).flatMap(LabelSource.init(rawValue:)), served: nil)
+                if entry.state != .labeled, let body = rows.blob(at: 11) {
+                    PendingCodec.encode(deadlineMs: entry.deadlineMs, served: body, into: &waiting[partition, default: []])
+                }
+                if entry.state != .pending {
+                    let purgeMs = rows.int64(at: 5)
+                    ResolvedCodec.encode(id: rows.string(at: 0) ?? "", entry, into: &resolved[partition, default: (purgeMs, [])].entries)
+                    let latest = max(resolved[partition]?.purgeMs ?? purgeMs, purgeMs)
+                    resolved[partition]?.purgeMs = latest
+                }
+            }
+            let insertWaiting = try connection.statement("INSERT INTO pending_batches(partition, entries) VALUES (?1, ?2)")
+            for (partition, entries) in waiting.sorted(by: { $0.key < $1.key }) {
+                insertWaiting.reset()
+                try insertWaiting.bind(Int64(partition), at: 1)
+                try insertWaiting.bind(entries, at: 2)
+                try insertWaiting.run()
+            }
+            let insertResolved = try connection.statement(
+                "INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
+            for (partition, batch) in resolved.sorted(by: { $0.key < $1.key }) {
+                insertResolved.reset()
+                try insertResolved.bind(Int64(partition), at: 1)
+                try insertResolved.bind(batch.purgeMs, at: 2)
+                try insertResolved.bind(batch.entries, at: 3)
+                try insertResolved.run()
+            }
+            try connection.execute("DROP TABLE predictions")
+        },
     ]
+
+    /// Stores one batch's outbox entries (sequences `first...last`) as one row.
+    static func insertOutboxBatch(_ entries: [OutboxEntry], first: Int64, last: Int64, _ connection: Connection) throws {
+        var blob: [UInt8] = []
+        OutboxCodec.encode(entries, into: &blob)
+        let insert = try connection.statement("INSERT INTO outbox_batches(first_seq, last_seq, entries) VALUES (?1, ?2, ?3)")
+        try insert.bind(first, at: 1)
+        try insert.bind(last, at: 2)
+        try insert.bind(blob, at: 3)
+        try insert.run()
+    }
 
     /// Prediction states, as stored.
     enum State: Int64 {
@@ -220,6 +330,22 @@ public final class JoinStore: Sendable {
         case labeled = 1
         case expiredUnlabeled = 2
         case expiredDefaulted = 3
+    }
+
+    /// Rewrites `pending_batches` row `row` without the served records `isNeeded` rejects (see
+    /// ``PendingCodec/compact(_:keeping:)``); the number of records left, or `nil` when the row is gone.
+    static func compactPendingRow(_ row: Int64, keeping isNeeded: (Int32) -> Bool, _ connection: Connection) throws -> Int? {
+        let read = try connection.statement("SELECT entries FROM pending_batches WHERE id = ?1")
+        try read.bind(row, at: 1)
+        guard try read.step() else { return nil }
+        let compacted = try read.withBlob(at: 0) { blob throws -> (entries: [UInt8], records: Int) in
+            try blob.map { blob throws in try PendingCodec.compact(blob, keeping: isNeeded) } ?? ([], 0)
+        }
+        let update = try connection.statement("UPDATE pending_batches SET entries = ?2 WHERE id = ?1")
+        try update.bind(row, at: 1)
+        try update.bind(compacted.entries, at: 2)
+        try update.run()
+        return compacted.records
     }
 
     // MARK: - Reading
@@ -246,28 +372,46 @@ public final class JoinStore: Sendable {
     }
 
     /// Labeled examples stored but not yet confirmed delivered, oldest first. Entries stored as a
-    /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``.
+    /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``; those whose prediction
+    /// waited in the store come back with their bytes spliced again from it.
     public func outbox() throws(FeedbackError) -> [OutboxEntry] {
         try read { connection in
-            let statement = try connection.statement("""
-                SELECT seq, partition, request_id, label_source, entity, body,
-                       prediction_partition, prediction_offset, label, label_delay_seconds, value
-                FROM outbox ORDER BY seq
-                """)
-            var entries: [OutboxEntry] = []
-            while try statement.step() {
-                let reference = statement.isNull(at: 7) ? nil : PredictionReference(
-                    partition: Int32(statement.int64(at: 6)), offset: statement.int64(at: 7), label: statement.int64(at: 8) != 0,
-                    delaySeconds: statement.double(at: 9), value: statement.isNull(at: 10) ? nil : statement.double(at: 10))
-                entries.append(OutboxEntry(
-                    sequence: statement.int64(at: 0), partition: Int32(statement.int64(at: 1)),
-                    requestId: statement.string(at: 2) ?? "",
-                    labelSource: LabelSource(rawValue: statement.string(at: 3) ?? "") ?? .outcome,
-                    entity: statement.string(at: 4) ?? "", bytes: reference == nil ? statement.blob(at: 5) ?? [] : [],
-                    reference: reference))
+            var entries = try Self.storedOutbox(connection)
+            let rows = try connection.statement("SELECT entries FROM pending_batches WHERE id = ?1")
+            var served: [Int64: [(deadlineMs: Int64, served: [UInt8])]] = [:]
+            for index in entries.indices {
+                guard let stored = entries[index].storedPrediction else { continue }
+                if served[stored.row] == nil {
+                    rows.reset()
+                    try rows.bind(stored.row, at: 1)
+                    served[stored.row] = try rows.step() ? rows.withBlob(at: 0) { blob throws in
+                        try blob.map { blob throws in try PendingCodec.decode(blob) } ?? []
+                    } : []
+                }
+                let entry = entries[index]
+                guard let records = served[stored.row], records.indices.contains(Int(stored.position)),
+                      let prediction = try? ServedPrediction(bytes: records[Int(stored.position)].served),
+                      prediction.requestId == entry.requestId
+                else {
+                    throw FeedbackError(.storage, "the stored prediction of \(entry.requestId) is missing from row \(stored.row)")
+                }
+                entries[index].bytes = prediction.labeledExampleBytes(
+                    label: stored.label, source: entry.labelSource, delaySeconds: stored.delaySeconds, value: stored.value)
             }
             return entries
         }
+    }
+
+    /// The outbox entries as stored (references without bytes).
+    static func storedOutbox(_ connection: Connection) throws -> [OutboxEntry] {
+        let statement = try connection.statement("SELECT entries FROM outbox_batches ORDER BY first_seq")
+        var entries: [OutboxEntry] = []
+        while try statement.step() {
+            try statement.withBlob(at: 0) { blob throws in
+                if let blob { entries.append(contentsOf: try OutboxCodec.decode(blob)) }
+            }
+        }
+        return entries
     }
 
     /// The next offset of `loop.labeled` partition `partition` after the last confirmed delivery.
@@ -333,25 +477,92 @@ public final class JoinStore: Sendable {
 
     // MARK: - Delivery bookkeeping
 
-    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended. Call it
+    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended; a
+    /// `pending_batches` row none of whose predictions is needed any more is deleted, and one whose
+    /// holders fell to at most a quarter of its records is compacted (see ``PendingRow``). Call it
     /// in the order the batches were applied.
     public func confirmDelivered(_ entries: [OutboxEntry], reports: [DeliveryReport]) throws(FeedbackError) {
         guard !entries.isEmpty else { return }
-        try write { connection in
-            let first = entries[0].sequence
-            let last = entries[entries.count - 1].sequence
-            if last - first + 1 == Int64(entries.count), entries.indices.allSatisfy({ entries[$0].sequence == first + Int64($0) }) {
-                let delete = try connection.statement("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")
-                try delete.bind(first, at: 1)
-                try delete.bind(last, at: 2)
-                try delete.run()
-            } else {
-                let delete = try connection.statement("DELETE FROM outbox WHERE seq = ?")
-                for entry in entries {
-                    delete.reset()
-                    try delete.bind(entry.sequence, at: 1)
-                    try delete.run()
+        let confirmed = entries.map(\.sequence).sorted()
+        var released: [Int64: [Int32]] = [:]
+        for entry in entries {
+            if let stored = entry.storedPrediction { released[stored.row, default: []].append(stored.position) }
+        }
+        // The rows' holders are counted down under the state lock, which is not held while the
+        // transaction runs (the join of the next batch goes on); a failed transaction restores them.
+        // The positions are let go only once it committed, so a batch compacting a row meanwhile
+        // keeps the records the outbox entries still refer to on disk.
+        let (emptied, compactions) = state.withLock { state in
+            var emptied: [Int64: PendingRow] = [:]
+            var compactions: [(row: Int64, holders: PendingRow)] = []
+            for (row, positions) in released {
+                guard var holders = state.pendingRows[row] else { continue }
+                holders.holders -= positions.count
+                if holders.holders <= 0, holders.releasing == 0 {
+                    state.pendingRows[row] = nil
+                    emptied[row] = holders
+                    continue
                 }
+                holders.releasing += positions.count
+                state.pendingRows[row] = holders
+                if holders.isWorthCompacting {
+                    for position in positions { holders.forget(position) }
+                    compactions.append((row, holders))
+                }
+            }
+            return (emptied, compactions)
+        }
+        let records: [(row: Int64, records: Int?)]
+        do {
+            records = try confirm(confirmed, emptiedRows: Array(emptied.keys), compactions: compactions, reports: reports)
+        } catch {
+            state.withLock { state in
+                for (row, positions) in released {
+                    if let holders = emptied[row] {
+                        state.pendingRows[row] = holders
+                    } else {
+                        state.pendingRows[row]?.releasing -= positions.count
+                    }
+                    state.pendingRows[row]?.holders += positions.count
+                }
+            }
+            throw error
+        }
+        state.withLock { state in
+            for (row, positions) in released where emptied[row] == nil {
+                guard var holders = state.pendingRows[row] else { continue }
+                holders.releasing -= positions.count
+                for position in positions { holders.forget(position) }
+                if holders.holders <= 0, holders.releasing == 0 {
+                    state.pendingRows[row] = nil
+                    state.unheldRows.insert(row)
+                } else {
+                    state.pendingRows[row] = holders
+                }
+            }
+            for (row, count) in records {
+                guard let count, let stored = state.pendingRows[row]?.records else { continue }
+                state.pendingRows[row]?.records = min(stored, count)
+            }
+        }
+    }
+
+    /// Stores a confirmation: removes the entries from the outbox, deletes `emptiedRows` and
+    /// compacts each row of `compactions` to the positions its holders hold; the records left in each.
+    private func confirm(
+        _ confirmed: [Int64], emptiedRows: [Int64], compactions: [(row: Int64, holders: PendingRow)], reports: [DeliveryReport]
+    ) throws(FeedbackError) -> [(row: Int64, records: Int?)] {
+        var records: [(row: Int64, records: Int?)] = []
+        try write { connection in
+            try Self.removeFromOutbox(confirmed, connection)
+            let delete = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
+            for row in emptiedRows {
+                delete.reset()
+                try delete.bind(row, at: 1)
+                try delete.run()
+            }
+            records = try compactions.map { compaction throws in
+                (compaction.row, try Self.compactPendingRow(compaction.row, keeping: compaction.holders.isHeld, connection))
             }
             var ends: [Int32: Int64] = [:]
             for report in reports { ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1) }
@@ -366,6 +577,56 @@ public final class JoinStore: Sendable {
                 try upsert.run()
             }
         }
+        return records
+    }
+
+    /// Removes the entries with sequences `confirmed` (sorted) from the stored batches: a batch
+    /// whose remaining entries are all confirmed loses its row; one confirmed in part is rewritten.
+    private static func removeFromOutbox(_ confirmed: [Int64], _ connection: Connection) throws {
+        guard let low = confirmed.first, let high = confirmed.last else { return }
+        let contiguous = high - low + 1 == Int64(confirmed.count)
+        let overlapping = try connection.statement(
+            "SELECT first_seq, last_seq FROM outbox_batches WHERE last_seq >= ?1 AND first_seq <= ?2 ORDER BY first_seq")
+        try overlapping.bind(low, at: 1)
+        try overlapping.bind(high, at: 2)
+        var rows: [(first: Int64, last: Int64)] = []
+        while try overlapping.step() { rows.append((overlapping.int64(at: 0), overlapping.int64(at: 1))) }
+        let delete = try connection.statement("DELETE FROM outbox_batches WHERE first_seq = ?1")
+        for row in rows {
+            var remaining: [OutboxEntry] = []
+            if !(contiguous && row.first >= low && row.last <= high) {
+                let read = try connection.statement("SELECT entries FROM outbox_batches WHERE first_seq = ?1")
+                try read.bind(row.first, at: 1)
+                guard try read.step() else { continue }
+                let stored = try read.withBlob(at: 0) { blob throws -> [OutboxEntry] in
+                    guard let blob else { return [] }
+                    return try OutboxCodec.decode(blob)
+                }
+                remaining = stored.filter { !Self.contains(confirmed, $0.sequence) }
+            }
+            if remaining.isEmpty {
+                delete.reset()
+                try delete.bind(row.first, at: 1)
+                try delete.run()
+            } else {
+                var blob: [UInt8] = []
+                OutboxCodec.encode(remaining, into: &blob)
+                let update = try connection.statement("UPDATE outbox_batches SET entries = ?2 WHERE first_seq = ?1")
+                try update.bind(row.first, at: 1)
+                try update.bind(blob, at: 2)
+                try update.run()
+            }
+        }
+    }
+
+    /// Whether the sorted `sequences` hold `sequence`.
+    private static func contains(_ sequences: [Int64], _ sequence: Int64) -> Bool {
+        var (low, high) = (0, sequences.count)
+        while low < high {
+            let middle = (low + high) / 2
+            if sequences[middle] < sequence { low = middle + 1 } else { high = middle }
+        }
+        return low < sequences.count && sequences[low] == sequence
     }
 
     // MARK: - Applying a batch
@@ -427,6 +688,15 @@ struct RetainedPrediction: Sendable {
     var score: Double
     var label: Bool?
     var labelSource: LabelSource?
+    /// The `pending_batches` row that stores its served record while it is still needed (0: none,
+    /// as for a prediction new in the batch being applied, or one labeled).
+    var row: Int64 = 0
+    /// Its position in that row.
+    var position: Int32 = 0
+    /// The number of the batch that brought it (0: loaded from the store) and its offset in
+    /// `loop.predictions`: while that batch is applied, its example can be stored as a reference.
+    var batch: UInt64 = 0
+    var offset: Int64 = -1
     /// The served record, kept until a label arrives (a late outcome is still emitted after the
     /// deadline). Held by reference, so moving a retained prediction (the index growing, an
     /// update) copies one pointer rather than the record's fields.
@@ -525,7 +795,20 @@ struct JoinState: Sendable {
     var eventClocks: [Int32: Int64] = [:]
     var predictionClocks: [Int32: Int64] = [:]
     var counters = JoinCounters()
+    /// The next offset to apply of each input partition (records before it are skipped).
+    var inputOffsets: [TopicPartition: Int64] = [:]
+    /// Batches applied since the state was loaded.
+    var batches: UInt64 = 0
+    /// The sequence number of the next outbox entry.
+    var nextOutboxSequence: Int64 = 0
     var retained: [String: RetainedPrediction] = [:]
+    /// The holders of each `pending_batches` row (retained predictions whose served record it
+    /// stores, and unconfirmed outbox entries referring to it), and the id of the next row.
+    var pendingRows: [Int64: PendingRow] = [:]
+    /// Rows nothing holds any more whose deletion waits for the next batch: a confirmation let go
+    /// of their last holders while a batch's own release left them to it, or they were loaded so.
+    var unheldRows: Set<Int64> = []
+    var nextPendingRow: Int64 = 1
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
     var reviewPending: Set<String> = []
@@ -564,22 +847,74 @@ struct JoinState: Sendable {
                 state.counters[keyPath: field.path] = Int(counters.int64(at: 1))
             }
         }
+        let offsets = try connection.statement("SELECT topic, partition, next_offset FROM input_offsets")
+        while try offsets.step() {
+            state.inputOffsets[TopicPartition(topic: offsets.string(at: 0) ?? "", partition: Int32(offsets.int64(at: 1)))] = offsets.int64(at: 2)
+        }
+        let outbox = try connection.statement("SELECT last_seq FROM outbox_batches ORDER BY first_seq DESC LIMIT 1")
+        if try outbox.step() { state.nextOutboxSequence = outbox.int64(at: 0) + 1 }
+        // An unconfirmed example whose prediction waited in a row holds that row.
+        for entry in try JoinStore.storedOutbox(connection) {
+            if let stored = entry.storedPrediction { state.pendingRows[stored.row, default: PendingRow()].hold(stored.position) }
+        }
         var names = FeatureNameCache()
-        let predictions = try connection.statement("""
-            SELECT request_id, partition, entity, event_time_ms, deadline_ms, state, route, score, label, label_source, body
-            FROM predictions
-            """)
-        while try predictions.step() {
-            let id = predictions.string(at: 0) ?? ""
-            let served = predictions.blob(at: 10).flatMap { try? ServedPrediction(bytes: $0, names: &names) }
-            let entry = RetainedPrediction(
-                partition: Int32(predictions.int64(at: 1)), entity: predictions.string(at: 2) ?? "",
-                eventTimeMs: predictions.int64(at: 3), deadlineMs: predictions.int64(at: 4),
-                state: JoinStore.State(rawValue: predictions.int64(at: 5)) ?? .labeled,
-                route: Route(rawValue: predictions.string(at: 6) ?? "") ?? .auto, score: predictions.double(at: 7),
-                label: predictions.isNull(at: 8) ? nil : predictions.int64(at: 8) != 0,
-                labelSource: predictions.string(at: 9).flatMap(LabelSource.init(rawValue:)), served: served)
-            state.retained[id] = entry
+        let waiting = try connection.statement("SELECT id, partition, entries FROM pending_batches")
+        while try waiting.step() {
+            let row = waiting.int64(at: 0)
+            let partition = Int32(waiting.int64(at: 1))
+            let clock = state.clock(partition) ?? Int64.min
+            state.nextPendingRow = max(state.nextPendingRow, row + 1)
+            try waiting.withBlob(at: 2) { blob throws in
+                guard let blob else { return }
+                for (position, (deadlineMs, bytes)) in try PendingCodec.decode(blob).enumerated() where !bytes.isEmpty {
+                    state.pendingRows[row, default: PendingRow()].records += 1
+                    guard deadlineMs + policy.retentionMs > clock else { continue }
+                    let served: ServedPrediction
+                    do {
+                        served = try ServedPrediction(bytes: bytes, names: &names)
+                    } catch {
+                        throw FeedbackError(.storage, "a stored prediction of row \(row) cannot be read: \(error)")
+                    }
+                    var entry = RetainedPrediction(
+                        partition: partition, entity: served.entity, eventTimeMs: served.eventTimeMs, deadlineMs: deadlineMs,
+                        state: .pending, route: served.route, score: served.score, served: served)
+                    entry.row = row
+                    entry.position = Int32(position)
+                    state.retained[served.requestId] = entry
+                    state.pendingRows[row, default: PendingRow()].hold(Int32(position))
+                }
+            }
+        }
+        // Resolutions in the order they were stored: a later one (a late outcome) supersedes an earlier one.
+        let resolved = try connection.statement("SELECT partition, entries FROM resolved_batches ORDER BY id")
+        while try resolved.step() {
+            let partition = Int32(resolved.int64(at: 0))
+            let clock = state.clock(partition) ?? Int64.min
+            try resolved.withBlob(at: 1) { blob throws in
+                guard let blob else { return }
+                for (id, resolution) in try ResolvedCodec.decode(blob, partition: partition)
+                where resolution.deadlineMs + policy.retentionMs > clock {
+                    guard var entry = state.retained[id], entry.row != 0 else {
+                        state.retained[id] = resolution
+                        continue
+                    }
+                    entry.state = resolution.state
+                    entry.label = resolution.label
+                    entry.labelSource = resolution.labelSource
+                    if entry.state == .labeled {
+                        entry.served = nil
+                        state.pendingRows[entry.row]?.release(entry.position)
+                        entry.row = 0
+                    }
+                    state.retained[id] = entry
+                }
+            }
+        }
+        for (row, holders) in state.pendingRows where holders.holders <= 0 {
+            state.pendingRows[row] = nil
+            state.unheldRows.insert(row)
+        }
+        for (id, entry) in state.retained {
             if entry.state == .pending {
                 state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id)
                 if entry.route == .review { state.reviewPending.insert(id) }
@@ -613,15 +948,22 @@ private struct BatchApplication {
     var result = JoinBatchResult()
     private var touched: Set<Int32> = []
     private var offsets: [TopicPartition: Int64] = [:]
-    /// Requests whose prediction row or held outcome changed in this batch, and those that did not exist before it.
+    /// Requests whose prediction or held outcome changed in this batch, and held outcomes new in it.
     private var changedPredictions: Set<String> = []
     private var changedHeld: Set<String> = []
     private var newHeld: Set<String> = []
-    /// The predictions new in this batch, and where each sits in `loop.predictions`.
-    private var predictionOffsets: [String: Int64] = [:]
-    /// Outbox rows to insert: the partition, bytes and (for a prediction of this batch) the
-    /// reference of each example of `result.labeled`, in order.
-    private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?)] = []
+    /// This batch's number (``RetainedPrediction/batch`` of the predictions it brings).
+    private var number: UInt64 = 0
+    /// The join clock each expired partition reached: stored batches of resolved predictions all
+    /// purged by then are deleted.
+    private var purgedUpTo: [Int32: Int64] = [:]
+    /// `pending_batches` rows none of whose predictions still needs its served record: deleted;
+    /// and rows that lost holders otherwise: compacted if worth it (see ``PendingRow``).
+    private var emptiedRows: [Int64] = []
+    private var releasedRows: Set<Int64> = []
+    /// Outbox rows to insert: the partition, bytes and reference (to a prediction of this batch, or
+    /// one stored in a `pending_batches` row) of each example of `result.labeled`, in order.
+    private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?, stored: StoredPredictionReference?)] = []
 
     init(policy: JoinPolicy, state: JoinState) {
         self.policy = policy
@@ -629,10 +971,22 @@ private struct BatchApplication {
     }
 
     mutating func apply(_ records: [InputRecord]) {
+        state.batches += 1
+        number = state.batches
+        // Records come in runs of one input partition: its next offset is looked up once per run.
+        var run: TopicPartition?
+        var next = Int64.min
         for record in records {
-            let tp = TopicPartition(topic: record.topic, partition: record.partition)
-            offsets[tp] = max(offsets[tp] ?? Int64.min, record.offset + 1)
-            touched.insert(record.partition)
+            if run?.partition != record.partition || run?.topic != record.topic {
+                if let run { saveOffset(run, next) }
+                let partition = TopicPartition(topic: record.topic, partition: record.partition)
+                run = partition
+                next = state.inputOffsets[partition] ?? Int64.min
+                touched.insert(record.partition)
+            }
+            // A record before the stored offset is already applied (a batch fetched again after a seek).
+            guard record.offset >= next else { continue }
+            next = record.offset + 1
             switch record.input {
             case .prediction(let prediction):
                 advancePredictions(record.partition, to: prediction.eventTimeMs)
@@ -649,9 +1003,16 @@ private struct BatchApplication {
                 break
             }
         }
+        if let run { saveOffset(run, next) }
         for partition in touched.sorted() { expire(partition) }
         result.counters = state.counters
         result.maxEventTimeMs = touched.compactMap { state.clock($0) }.max()
+    }
+
+    private mutating func saveOffset(_ partition: TopicPartition, _ next: Int64) {
+        guard next > state.inputOffsets[partition] ?? Int64.min else { return }
+        state.inputOffsets[partition] = next
+        offsets[partition] = next
     }
 
     private mutating func advance(_ partition: Int32, to time: Int64) {
@@ -676,9 +1037,11 @@ private struct BatchApplication {
         var entry = RetainedPrediction(
             partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
             state: .pending, route: prediction.route, score: prediction.score, served: prediction)
+        entry.batch = number
+        entry.offset = offset
         changedPredictions.insert(id)
-        predictionOffsets[id] = offset
-        if let held = state.held.removeValue(forKey: id) {
+        // (An empty table is not searched: hashing the id is most of a lookup's cost.)
+        if !state.held.isEmpty, let held = state.held.removeValue(forKey: id) {
             changedHeld.insert(id)
             let outcome = held.outcome
             if outcome.eventTimeMs > deadline {
@@ -689,7 +1052,7 @@ private struct BatchApplication {
             }
             resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
             state.retained[id] = entry
-            emit(prediction, id: id, partition: partition, label: outcome.label, source: outcome.source,
+            emit(prediction, of: entry, partition: partition, label: outcome.label, source: outcome.source,
                  delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
@@ -703,9 +1066,28 @@ private struct BatchApplication {
         entry.state = resolved
         entry.label = label
         entry.labelSource = source
-        if resolved == .labeled { entry.served = nil }
-        state.reviewPending.remove(id)
+        if resolved == .labeled {
+            entry.served = nil
+            release(entry)
+            entry.row = 0
+        }
+        if !state.reviewPending.isEmpty { state.reviewPending.remove(id) }
         state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+    }
+
+    /// Notes that `entry` no longer needs the served record its `pending_batches` row stores (it is
+    /// labeled or purged); the row is deleted with the batch once nothing holds it, or by a later batch
+    /// when a confirmation still in flight lets go of its last holders.
+    private mutating func release(_ entry: RetainedPrediction) {
+        guard entry.row != 0, var holders = state.pendingRows[entry.row] else { return }
+        holders.release(entry.position)
+        if holders.holders > 0 || holders.releasing > 0 {
+            state.pendingRows[entry.row] = holders
+            releasedRows.insert(entry.row)
+        } else {
+            state.pendingRows[entry.row] = nil
+            emptiedRows.append(entry.row)
+        }
     }
 
     // MARK: Outcomes
@@ -735,6 +1117,9 @@ private struct BatchApplication {
             state.counters.malformed += 1
             return
         }
+        // Emitted before the label releases the prediction's row, so the example can hold the row instead.
+        emit(served, of: entry, partition: partition, label: outcome.label, source: outcome.source,
+             delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
         if entry.state == .pending {
             resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
         } else {
@@ -742,11 +1127,12 @@ private struct BatchApplication {
             entry.label = outcome.label
             entry.labelSource = outcome.source
             entry.served = nil
+            release(entry)
+            entry.row = 0
         }
         state.retained[id] = entry
-        changedPredictions.insert(id)
-        emit(served, id: id, partition: partition, label: outcome.label, source: outcome.source,
-             delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
+        // A prediction of this batch is in the set already.
+        if entry.batch != number { changedPredictions.insert(id) }
     }
 
     /// A second label for a labeled prediction: a duplicate, or ground truth judging a review verdict.
@@ -789,7 +1175,7 @@ private struct BatchApplication {
                 resolve(&entry, id: id, state: .expiredDefaulted, label: label, source: .default)
                 state.retained[id] = entry
                 state.counters.defaulted += 1
-                emit(served, id: id, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
+                emit(served, of: entry, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
             } else {
                 resolve(&entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
                 state.retained[id] = entry
@@ -813,24 +1199,30 @@ private struct BatchApplication {
                   entry.deadlineMs + policy.retentionMs == time
             else { continue }
             state.retained[id] = nil
-            changedPredictions.insert(id)
+            release(entry)
         }
         state.purges[partition] = purges
+        purgedUpTo[partition] = clock
     }
 
     // MARK: Output
 
-    /// Emits the example of prediction `id` (retained in partition `partition`'s join state).
+    /// Emits the example of `prediction` (retained as `entry`) to `loop.labeled` partition `partition`.
     private mutating func emit(
-        _ prediction: ServedPrediction, id: String, partition: Int32, label: Bool, source: LabelSource, delayMs: Int64,
-        value: Double?
+        _ prediction: ServedPrediction, of entry: RetainedPrediction, partition: Int32, label: Bool, source: LabelSource,
+        delayMs: Int64, value: Double?
     ) {
         let delay = Double(max(0, delayMs)) / 1000
-        let reference = predictionOffsets[id].flatMap { offset in
-            state.retained[id].map { PredictionReference(partition: $0.partition, offset: offset, label: label, delaySeconds: delay, value: value) }
+        let reference = entry.batch == number
+            ? PredictionReference(partition: entry.partition, offset: entry.offset, label: label, delaySeconds: delay, value: value)
+            : nil
+        var stored: StoredPredictionReference?
+        if reference == nil, entry.row != 0, state.pendingRows[entry.row] != nil {
+            stored = StoredPredictionReference(row: entry.row, position: entry.position, label: label, delaySeconds: delay, value: value)
+            state.pendingRows[entry.row]?.hold(entry.position)
         }
         outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value),
-                           reference))
+                           reference, stored))
         result.labeled.append(JoinedExample(
             prediction: prediction, label: label, labelSource: source, labelDelaySeconds: delay, value: value))
     }
@@ -841,70 +1233,93 @@ private struct BatchApplication {
     mutating func store(in connection: Connection) throws {
         try storePredictions(connection)
         try storeHeld(connection)
-        let insert = try connection.statement("""
-            INSERT INTO outbox(partition, request_id, label_source, entity, body, prediction_partition, prediction_offset,
-                               label, label_delay_seconds, value)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-            """)
         result.outbox.reserveCapacity(outboxRows.count)
+        let first = state.nextOutboxSequence
         for (example, row) in zip(result.labeled, outboxRows) {
-            insert.reset()
-            try insert.bind(Int64(row.partition), at: 1)
-            try insert.bind(example.requestId, at: 2)
-            try insert.bind(example.labelSource.rawValue, at: 3)
-            try insert.bind(example.entity, at: 4)
-            if let reference = row.reference {
-                try insert.bind([], at: 5)
-                try insert.bind(Int64(reference.partition), at: 6)
-                try insert.bind(reference.offset, at: 7)
-                try insert.bind(Int64(reference.label ? 1 : 0), at: 8)
-                try insert.bind(reference.delaySeconds, at: 9)
-                if let value = reference.value { try insert.bind(value, at: 10) } else { try insert.bindNull(at: 10) }
-            } else {
-                try insert.bind(row.bytes, at: 5)
-                for parameter in Int32(6)...10 { try insert.bindNull(at: parameter) }
-            }
-            try insert.run()
             result.outbox.append(OutboxEntry(
-                sequence: connection.lastInsertRowID, partition: row.partition, requestId: example.requestId,
-                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference))
+                sequence: state.nextOutboxSequence, partition: row.partition, requestId: example.requestId,
+                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference,
+                storedPrediction: row.stored))
+            state.nextOutboxSequence += 1
+        }
+        if !result.outbox.isEmpty {
+            // A referenced example is stored without its bytes; recovery splices them again.
+            let stored = result.outbox.map { entry in
+                var entry = entry
+                if entry.reference != nil || entry.storedPrediction != nil { entry.bytes = [] }
+                return entry
+            }
+            try JoinStore.insertOutboxBatch(stored, first: first, last: state.nextOutboxSequence - 1, connection)
         }
         try saveOffsets(connection)
         try saveClocksAndCounters(connection)
     }
 
-    private func storePredictions(_ connection: Connection) throws {
-        let upsert = try connection.statement("""
-            INSERT INTO predictions(request_id, partition, entity, event_time_ms, deadline_ms, purge_ms, state,
-                                    route, score, label, label_source, body)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-            ON CONFLICT(request_id) DO UPDATE SET state = excluded.state, label = excluded.label,
-                label_source = excluded.label_source, body = excluded.body
-            """)
-        let delete = try connection.statement("DELETE FROM predictions WHERE request_id = ?")
+    /// Writes the changed predictions: the served records of this batch's predictions that still
+    /// wait for a label go into one `pending_batches` row per partition, every resolution into one
+    /// `resolved_batches` row per partition; emptied and purged rows are deleted, rows
+    /// that lost most of their holders compacted.
+    private mutating func storePredictions(_ connection: Connection) throws {
+        var waiting: [Int32: (row: Int64, count: Int32, entries: [UInt8])] = [:]
+        var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
         for id in changedPredictions {
-            guard let entry = state.retained[id] else {
-                if predictionOffsets[id] == nil {
-                    delete.reset()
-                    try delete.bind(id, at: 1)
-                    try delete.run()
+            // A purged prediction released its row in `expire`.
+            guard var entry = state.retained[id] else { continue }
+            if entry.batch == number, entry.state != .labeled, let served = entry.served {
+                if waiting[entry.partition] == nil {
+                    waiting[entry.partition] = (state.nextPendingRow, 0, [])
+                    state.nextPendingRow += 1
                 }
-                continue
+                PendingCodec.encode(deadlineMs: entry.deadlineMs, served: served.bytes, into: &waiting[entry.partition]!.entries)
+                entry.row = waiting[entry.partition]!.row
+                entry.position = waiting[entry.partition]!.count
+                waiting[entry.partition]!.count += 1
+                state.pendingRows[entry.row, default: PendingRow()].hold(entry.position)
+                state.pendingRows[entry.row]?.records += 1
+                state.retained[id] = entry
             }
-            upsert.reset()
-            try upsert.bind(id, at: 1)
-            try upsert.bind(Int64(entry.partition), at: 2)
-            try upsert.bind(entry.entity, at: 3)
-            try upsert.bind(entry.eventTimeMs, at: 4)
-            try upsert.bind(entry.deadlineMs, at: 5)
-            try upsert.bind(entry.deadlineMs + policy.retentionMs, at: 6)
-            try upsert.bind(entry.state.rawValue, at: 7)
-            try upsert.bind(entry.route.rawValue, at: 8)
-            try upsert.bind(entry.score, at: 9)
-            if let label = entry.label { try upsert.bind(Int64(label ? 1 : 0), at: 10) } else { try upsert.bindNull(at: 10) }
-            if let source = entry.labelSource { try upsert.bind(source.rawValue, at: 11) } else { try upsert.bindNull(at: 11) }
-            if let served = entry.served { try upsert.bind(served.bytes, at: 12) } else { try upsert.bindNull(at: 12) }
-            try upsert.run()
+            if entry.state != .pending {
+                let purgeMs = entry.deadlineMs + policy.retentionMs
+                ResolvedCodec.encode(id: id, entry, into: &resolved[entry.partition, default: (purgeMs, [])].entries)
+                let latest = max(resolved[entry.partition]?.purgeMs ?? purgeMs, purgeMs)
+                resolved[entry.partition]?.purgeMs = latest
+            }
+        }
+        let insertWaiting = try connection.statement("INSERT INTO pending_batches(id, partition, entries) VALUES (?1, ?2, ?3)")
+        for (partition, batch) in waiting {
+            insertWaiting.reset()
+            try insertWaiting.bind(batch.row, at: 1)
+            try insertWaiting.bind(Int64(partition), at: 2)
+            try insertWaiting.bind(batch.entries, at: 3)
+            try insertWaiting.run()
+        }
+        let deleteWaiting = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
+        for row in emptiedRows + state.unheldRows {
+            deleteWaiting.reset()
+            try deleteWaiting.bind(row, at: 1)
+            try deleteWaiting.run()
+        }
+        state.unheldRows = []
+        for row in releasedRows {
+            guard let holders = state.pendingRows[row], holders.isWorthCompacting,
+                  let records = try JoinStore.compactPendingRow(row, keeping: holders.isHeld, connection)
+            else { continue }
+            state.pendingRows[row]?.records = records
+        }
+        let insert = try connection.statement("INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
+        for (partition, batch) in resolved {
+            insert.reset()
+            try insert.bind(Int64(partition), at: 1)
+            try insert.bind(batch.purgeMs, at: 2)
+            try insert.bind(batch.entries, at: 3)
+            try insert.run()
+        }
+        let purge = try connection.statement("DELETE FROM resolved_batches WHERE partition = ?1 AND purge_ms <= ?2")
+        for (partition, clock) in purgedUpTo {
+            purge.reset()
+            try purge.bind(Int64(partition), at: 1)
+            try purge.bind(clock, at: 2)
+            try purge.run()
         }
     }
 

@@ -74,6 +74,9 @@ public struct ServedPrediction: Sendable {
 
     // MARK: - Labeled example bytes
 
+    /// `LabeledExample.schemaVersion` as JSON digits.
+    private static let labeledSchemaVersion = Array(String(LabeledExample.schemaVersion.number).utf8)
+
     /// The canonical bytes of the ``LabeledExample`` this prediction makes with `label`, spliced from
     /// the prediction's own bytes (byte-identical to `LabeledExample(prediction:…).bytes` when the
     /// prediction bytes are canonical, as the scorer writes them).
@@ -100,7 +103,7 @@ public struct ServedPrediction: Sendable {
             copy(",\"role\":", spans.role)
             copy(",\"route\":", spans.route)
             append(",\"schemaVersion\":", to: &output)
-            output.append(contentsOf: String(LabeledExample.schemaVersion.number).utf8)
+            output.append(contentsOf: Self.labeledSchemaVersion)
             copy(",\"score\":", spans.score)
             append(",\"value\":", to: &output)
             if let value { appendDouble(value, to: &output) } else { append("null", to: &output) }
