@@ -34,7 +34,7 @@ final class FeedbackMetrics: Sendable {
 
     private func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
         registry.makeGauge(
-            descriptor: MetricNameDescriptor(namespace: "loop", subsystem: "feedback", metricName: name, helpText: help),
+            descriptor: MetricNameDescriptor(namespace: "loop", subsystem: "feedback", metricName: name, unitName: "", helpText: help),
             labels: labels)
     }
 
