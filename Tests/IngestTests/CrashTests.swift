@@ -23,15 +23,13 @@ struct CrashTests {
             logDirectory: logDirectory)
     }
 
-    @Test("SIGKILL of the ingest process mid-way through 100k raw events, then a restart: every raw event exactly once in loop.events or the DLQ")
+    @Test("SIGKILL of the ingest process mid-way through 50k raw events arriving while it runs, then a restart: every raw event exactly once in loop.events or the DLQ")
     func killAndRestart() async throws {
         let deployment = try await Deployment()
         let logger = Logger(label: "crash-test")
         try await TopicLayout(config: deployment.config).ensureTopics(kafka: deployment.kafka, logger: logger)
         let admin = try KafkaAdmin(config: deployment.kafka, logger: logger)
-        // Enough events that the kill, sent as soon as the first 2,000 are written, lands mid-way even
-        // though ingest writes tens of thousands per second and each poll of the counts takes a while.
-        let total = 100_000
+        let total = 50_000
         let raw = deployment.names.rawEvents
         let ids = (0..<total).map { "c-\($0)" }
         let invalid = Set(stride(from: 7, to: total, by: 20).map { ids[$0] })
@@ -40,7 +38,14 @@ struct CrashTests {
             if invalid.contains(id) { data["dow"] = 9 }
             return binaryRecord(topic: raw, id: id, subject: "entity-\(index % 97)", data: data)
         }
-        try await deployment.produceRaw(records)
+        // The raw events arrive while ingest runs, in 50 chunks 200 ms apart, so the kill (at the
+        // first 2,000 written) always lands before the last of them is even produced.
+        let producing = Task {
+            for start in stride(from: 0, to: total, by: 1_000) {
+                try await deployment.produceRaw(Array(records[start..<min(start + 1_000, total)]))
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
 
         func written() async throws -> Int64 {
             try await deployment.recordCount(deployment.names.events, admin: admin)
@@ -59,6 +64,8 @@ struct CrashTests {
         #expect(started, "ingest wrote \(atKill) records in 60 s; log: \(first.logFile.path)")
         #expect(first.termination == .signalled(SIGKILL))
         #expect(atKill < Int64(total), "the kill came after everything was written (\(atKill)); it did not test a crash mid-way")
+
+        try await producing.value
 
         let second = try Self.launch(deployment, name: "second", logDirectory: logs)
         defer { second.kill() }
