@@ -227,7 +227,7 @@ struct ReportTests {
         ) { seen.append($0) }
         #expect(count == 55, "gives up at the timeout with what the topic holds")
         #expect(!seen.isEmpty && seen.allSatisfy { $0 == 55 }, "polls until the deadline, reporting each count")
-        #expect(clock.now - started < .seconds(10))
+        #expect(clock.now - started < .seconds(30), "gives up near its 1 s timeout, not waiting for the 56th record (the bound leaves room for a loaded CI machine)")
         #expect(try await TopicCount.records(in: fixture.topics.prefix + ".missing", reader: reader) == 0)
     }
 
