@@ -7,16 +7,9 @@ import Prometheus
 import ServiceKit
 import Testing
 
-/// The raw path's pipeline: how a consumed batch is split, validated and tied to its input offsets,
+/// The raw path's pipeline: how a consumed batch is tied to its input offsets,
 /// and the writer keeping the order in which submissions were enqueued.
 @Suite struct PipelineTests {
-    static func intake() throws -> Intake {
-        let yaml = try String(contentsOf: packageRoot.appendingPathComponent("examples/elec2/loop.yaml"), encoding: .utf8)
-        let config = try LoopConfig.parse(yaml: yaml, file: "loop.yaml")
-        return Intake(
-            validator: try EventValidator(config: config, piiKey: Array(Deployment.piiKey.utf8)), deadLetterTopic: config.topics.names.deadLetters)
-    }
-
     /// Raw records over two partitions, offsets interleaved; every seventh is invalid (no subject).
     static func rawBatch(count: Int) -> [ConsumedRecord] {
         (0..<count).map { index in
@@ -28,32 +21,7 @@ import Testing
         }
     }
 
-    /// What an item says about its input, for comparing two validations of the same records.
-    static func summary(_ item: WriteItem) -> String {
-        switch item {
-        case .event(let event): "event \(event.id) \(String(decoding: event.record.value ?? [], as: UTF8.self))"
-        case .rejected(let rejection, _, let position): "rejected \(rejection.reason) \(rejection.field ?? "") \(position.map { "\($0.offset)" } ?? "")"
-        }
-    }
-
-    @Test("a large batch is validated in two halves that cover it in order and validate exactly like the whole batch")
-    func halves() async throws {
-        let intake = try Self.intake()
-        let batch = Self.rawBatch(count: 1201)
-        let parts = await RawConsumer.validate(batch, intake: intake)
-        #expect(parts.count == 2)
-        #expect(parts.flatMap { $0.records.map(\.offset) } == batch.map(\.offset))
-        for part in parts { #expect(part.items.count == part.records.count) }
-        let whole = intake.items(from: batch).map(Self.summary)
-        #expect(parts.flatMap { $0.items.map(Self.summary) } == whole)
-        #expect(whole.contains { $0.hasPrefix("rejected missingAttribute subject") })
-
-        let small = await RawConsumer.validate(Array(batch.prefix(999)), intake: intake)
-        #expect(small.count == 1)
-        #expect(small[0].records.count == 999)
-    }
-
-    @Test("each part carries the next offset of every partition it read and the time of its oldest record")
+    @Test("a slice of a batch carries the next offset of every partition it read and the time of its oldest record")
     func positions() {
         let batch = Self.rawBatch(count: 1000)
         let (firstHalf, secondHalf) = (batch[..<500], batch[500...])

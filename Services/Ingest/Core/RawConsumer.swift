@@ -2,9 +2,9 @@ import Foundation
 import Kafka
 import Logging
 
-/// Consumes the raw topic in a consumer group: validates each batch (in two halves on two tasks)
-/// while the writer handles the previous ones, and marks a batch processed only after its outputs
-/// are acknowledged and persisted.
+/// Consumes the raw topic in a consumer group: validates batches concurrently while the writer
+/// handles earlier ones, enqueues them to the writer in order, and marks a batch processed only
+/// after its outputs are acknowledged and persisted.
 struct RawConsumer: Sendable {
     let consumer: KafkaConsumer
     let intake: Intake
@@ -33,22 +33,6 @@ struct RawConsumer: Sendable {
         func revoked(_ partitions: [TopicPartition]) async {}
     }
 
-    /// A validated part of a batch: its records (a slice sharing the batch's storage) and their items.
-    struct Part {
-        var records: ArraySlice<ConsumedRecord>
-        var items: [WriteItem]
-    }
-
-    /// Validates a batch, in two halves on two tasks when it is large enough to be worth it.
-    static func validate(_ batch: [ConsumedRecord], intake: Intake) async -> [Part] {
-        guard batch.count >= 1000 else { return [Part(records: batch[...], items: intake.items(from: batch[...]))] }
-        let middle = batch.count / 2
-        let (firstHalf, secondHalf) = (batch[..<middle], batch[middle...])
-        async let first = intake.items(from: firstHalf)
-        let second = intake.items(from: secondHalf)
-        return [Part(records: firstHalf, items: await first), Part(records: secondHalf, items: second)]
-    }
-
     /// The next offset per input partition after `records`, and when the oldest of them was written.
     static func positions(of records: ArraySlice<ConsumedRecord>) -> (next: [TopicPartition: Int64], oldest: Date) {
         // The few partitions of a batch, searched linearly: cheaper per record than hashing the topic.
@@ -67,37 +51,41 @@ struct RawConsumer: Sendable {
         return (next, oldest)
     }
 
-    /// Consumes, validates and enqueues batches to the writer (in order, each half as a submission
-    /// with its own input offsets), keeping up to `depth` batches in flight. Each batch is marked
-    /// processed as soon as it and every earlier one are written, not when a later batch arrives,
-    /// so the last batches are committed while the input is idle too.
+    /// Consumes batches and keeps up to `depth` of them in flight, each through three stages:
+    /// validation (batches validate concurrently, so both cores work while the writer is busy),
+    /// enqueueing to the writer (strictly in consumption order, with the batch's input offsets),
+    /// and marking processed once it and every earlier batch are written. A batch is marked as soon
+    /// as it is written, not when a later batch arrives, so the last batches are committed while
+    /// the input is idle too.
     func run() async throws {
         var inFlight: [Task<Void, any Error>] = []
-        var previous: Task<Void, any Error>?
+        var previousEnqueued: Task<(submission: EventWriter.Submission, next: [TopicPartition: Int64]), Never>?
+        var previousWritten: Task<Void, any Error>?
         for try await batch in consumer.batches(maxRecords: batchSize, maxWait: .milliseconds(20)) {
-            var submissions: [EventWriter.Submission] = []
-            var ends: [TopicPartition: Int64] = [:]
-            for part in await Self.validate(batch, intake: intake) {
-                let (next, oldest) = Self.positions(of: part.records)
-                submissions.append(writer.enqueue(part.items, inputOffsets: next, receivedAt: oldest))
-                ends.merge(next, uniquingKeysWith: max)
+            let validation = Task { [intake] in intake.items(from: batch) }
+            let enqueued = Task { [writer, previousEnqueued] in
+                _ = await previousEnqueued?.value
+                let items = await validation.value
+                let (next, oldest) = Self.positions(of: batch[...])
+                return (submission: writer.enqueue(items, inputOffsets: next, receivedAt: oldest), next: next)
             }
-            let consumer = self.consumer
-            let completion = Task { [previous, submissions, ends] in
-                try await previous?.value
-                for submission in submissions { _ = try await submission.outcomes() }
+            let written = Task { [consumer, previousWritten] in
+                try await previousWritten?.value
+                let (submission, ends) = await enqueued.value
+                _ = try await submission.outcomes()
                 for (partition, next) in ends {
                     consumer.markProcessed(topic: partition.topic, partition: partition.partition, offset: next - 1)
                 }
             }
-            previous = completion
-            inFlight.append(completion)
+            previousEnqueued = enqueued
+            previousWritten = written
+            inFlight.append(written)
             while inFlight.count >= depth {
                 try await inFlight.removeFirst().value
             }
         }
-        for completion in inFlight {
-            try await completion.value
+        for written in inFlight {
+            try await written.value
         }
     }
 }
