@@ -101,6 +101,7 @@ public struct FeedbackService: LoopService, Service {
     public func run() async throws {
         try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
         try await publisher.recover()
+        try await publisher.restoreWaiting()
         let consumer = try KafkaConsumer(config: kafka, groupID: groupID, logger: logger)
         try consumer.subscribe(
             topics: [topics.predictions, topics.events],
