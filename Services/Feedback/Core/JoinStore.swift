@@ -500,11 +500,10 @@ public final class JoinStore: Sendable {
         return state.withLock { state in
             var restored = 0
             for (partition, offset, prediction) in served {
-                guard var entry = state.retained[prediction.requestId], entry.partition == partition, entry.offset == offset,
+                guard let entry = state.retained[prediction.requestId], entry.partition == partition, entry.offset == offset,
                       entry.state != .labeled, entry.served == nil
                 else { continue }
                 entry.served = prediction
-                state.retained[prediction.requestId] = entry
                 restored += 1
             }
             return restored
@@ -660,7 +659,12 @@ public final class JoinStore: Sendable {
 
 /// A prediction the join retains: pending, or resolved and kept until its purge time so late and
 /// duplicate outcomes are recognised.
-struct RetainedPrediction: Sendable {
+///
+/// A reference: the index's buckets hold a pointer (growing the index moves 8 bytes per entry,
+/// not the entry), and a batch updates an entry in place after one lookup. Entries are only read
+/// or changed under the join store's lock (as part of its ``JoinState``); a batch whose
+/// transaction fails reloads the whole state, so changes it made in place never outlive it.
+final class RetainedPrediction: @unchecked Sendable {
     var partition: Int32
     var entity: String
     var eventTimeMs: Int64
@@ -679,13 +683,8 @@ struct RetainedPrediction: Sendable {
     var offset: Int64 = -1
     /// The served record, kept until a label arrives (a late outcome is still emitted after the
     /// deadline); after a restart it is read back from `loop.predictions` (see
-    /// ``JoinStore/restoreServed(from:)``). Held by reference, so moving a retained prediction
-    /// (the index growing, an update) copies one pointer rather than the record's fields.
-    var served: ServedPrediction? {
-        get { box?.prediction }
-        set { box = newValue.map(ServedBox.init) }
-    }
-    private var box: ServedBox?
+    /// ``JoinStore/restoreServed(from:)``).
+    var served: ServedPrediction?
 
     init(
         partition: Int32, entity: String, eventTimeMs: Int64, deadlineMs: Int64, state: JoinStore.State, route: Route,
@@ -700,7 +699,7 @@ struct RetainedPrediction: Sendable {
         self.score = score
         self.label = label
         self.labelSource = labelSource
-        box = served.map(ServedBox.init)
+        self.served = served
     }
 
     func listing(requestId: String) -> PendingPrediction {
@@ -710,14 +709,6 @@ struct RetainedPrediction: Sendable {
     }
 }
 
-/// A served record behind a reference (see ``RetainedPrediction/served``).
-final class ServedBox: Sendable {
-    let prediction: ServedPrediction
-
-    init(_ prediction: ServedPrediction) {
-        self.prediction = prediction
-    }
-}
 
 /// An outcome waiting for its prediction.
 struct HeldOutcome: Sendable {
@@ -843,7 +834,7 @@ struct JoinState: Sendable {
                             throw FeedbackError(.storage, "the stored prediction \(stored.requestId) cannot be read: \(error)")
                         }
                     }
-                    var entry = RetainedPrediction(
+                    let entry = RetainedPrediction(
                         partition: partition, entity: stored.entity, eventTimeMs: stored.eventTimeMs, deadlineMs: stored.deadlineMs,
                         state: .pending, route: stored.route, score: stored.score, served: served)
                     entry.offset = stored.offset
@@ -860,7 +851,7 @@ struct JoinState: Sendable {
                 guard let blob else { return }
                 for (id, resolution) in try ResolvedCodec.decode(blob, partition: partition)
                 where resolution.deadlineMs + policy.retentionMs > clock {
-                    guard var entry = state.retained[id] else {
+                    guard let entry = state.retained[id] else {
                         state.retained[id] = resolution
                         continue
                     }
@@ -868,7 +859,6 @@ struct JoinState: Sendable {
                     entry.label = resolution.label
                     entry.labelSource = resolution.labelSource
                     if entry.state == .labeled { entry.served = nil }
-                    state.retained[id] = entry
                 }
             }
         }
@@ -982,20 +972,21 @@ private struct BatchApplication {
 
     private mutating func accept(_ prediction: ServedPrediction, partition: Int32, offset: Int64) {
         let id = prediction.requestId
-        if state.retained[id] != nil {
+        let deadline = prediction.eventTimeMs + policy.deadlineMs
+        let entry = RetainedPrediction(
+            partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
+            state: .pending, route: prediction.route, score: prediction.score, served: prediction)
+        entry.batch = number
+        entry.offset = offset
+        // One lookup inserts a new prediction; a known one is put back.
+        if let known = state.retained.updateValue(entry, forKey: id) {
+            state.retained[id] = known
             state.counters.duplicatePredictions += 1
             return
         }
         state.counters.predictions += 1
         result.predictions.append(prediction)
-        let deadline = prediction.eventTimeMs + policy.deadlineMs
-        var entry = RetainedPrediction(
-            partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
-            state: .pending, route: prediction.route, score: prediction.score, served: prediction)
-        entry.batch = number
-        entry.offset = offset
-        entry.changed = number
-        changedPredictions.append(id)
+        noteChange(entry, id: id)
         // (An empty table is not searched: hashing the id is most of a lookup's cost.)
         if !state.held.isEmpty, let held = state.held.removeValue(forKey: id) {
             changedHeld.insert(id)
@@ -1006,19 +997,17 @@ private struct BatchApplication {
             } else {
                 state.counters.joined += 1
             }
-            resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
-            state.retained[id] = entry
+            resolve(entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
             emit(prediction, of: entry, partition: partition, label: outcome.label, source: outcome.source,
                  delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
-        state.retained[id] = entry
         state.deadlines[partition, default: TimeQueue()].push(deadline, id)
         if entry.route == .review { state.reviewPending.insert(id) }
     }
 
     /// Gives a retained prediction its final state and schedules its purge.
-    private mutating func resolve(_ entry: inout RetainedPrediction, id: String, state resolved: JoinStore.State, label: Bool?, source: LabelSource?) {
+    private mutating func resolve(_ entry: RetainedPrediction, id: String, state resolved: JoinStore.State, label: Bool?, source: LabelSource?) {
         entry.state = resolved
         entry.label = label
         entry.labelSource = source
@@ -1031,7 +1020,7 @@ private struct BatchApplication {
 
     private mutating func accept(_ outcome: Outcome, partition: Int32) {
         let id = outcome.requestId
-        guard var entry = state.retained[id] else {
+        guard let entry = state.retained[id] else {
             hold(outcome, partition: partition)
             return
         }
@@ -1053,19 +1042,18 @@ private struct BatchApplication {
         emit(served, of: entry, partition: partition, label: outcome.label, source: outcome.source,
              delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
         if entry.state == .pending {
-            resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
+            resolve(entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
         } else {
             entry.state = .labeled
             entry.label = outcome.label
             entry.labelSource = outcome.source
             entry.served = nil
         }
-        noteChange(&entry, id: id)
-        state.retained[id] = entry
+        noteChange(entry, id: id)
     }
 
     /// Lists `entry` among the batch's changed predictions unless it is already.
-    private mutating func noteChange(_ entry: inout RetainedPrediction, id: String) {
+    private mutating func noteChange(_ entry: RetainedPrediction, id: String) {
         guard entry.changed != number else { return }
         entry.changed = number
         changedPredictions.append(id)
@@ -1104,17 +1092,15 @@ private struct BatchApplication {
         guard let clock = state.clock(partition) else { return }
         var deadlines = state.deadlines.removeValue(forKey: partition) ?? TimeQueue()
         while let (time, id) = deadlines.pop(dueBy: clock) {
-            guard var entry = state.retained[id], entry.state == .pending, entry.partition == partition, entry.deadlineMs == time
+            guard let entry = state.retained[id], entry.state == .pending, entry.partition == partition, entry.deadlineMs == time
             else { continue }
-            noteChange(&entry, id: id)
+            noteChange(entry, id: id)
             if let label = policy.defaultLabel, let served = entry.served {
-                resolve(&entry, id: id, state: .expiredDefaulted, label: label, source: .default)
-                state.retained[id] = entry
+                resolve(entry, id: id, state: .expiredDefaulted, label: label, source: .default)
                 state.counters.defaulted += 1
                 emit(served, of: entry, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
             } else {
-                resolve(&entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
-                state.retained[id] = entry
+                resolve(entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
                 state.counters.unlabeled += 1
             }
         }

@@ -9,7 +9,10 @@ import Darwin
 /// A `loop.predictions` record as the join and the monitor need it, read straight from its bytes
 /// without building a JSON tree. The original bytes are kept: the labeled example is spliced from
 /// them, so its feature vector is byte for byte the one served.
-public struct ServedPrediction: Sendable {
+///
+/// Immutable and shared by reference: handing it from the decoder to the join, the monitor and
+/// the labeled examples retains one object rather than copying its fields.
+public final class ServedPrediction: Sendable {
     /// The record bytes exactly as consumed.
     public let bytes: [UInt8]
     public let requestId: String
@@ -44,7 +47,7 @@ public struct ServedPrediction: Sendable {
 
     /// Reads a prediction record, checking its `schemaVersion` and the fields the join relies on;
     /// the other fields are checked to be well-formed JSON.
-    public init(bytes: [UInt8]) throws(RecordError) {
+    public convenience init(bytes: [UInt8]) throws(RecordError) {
         var names = FeatureNameCache()
         try self.init(bytes: bytes, names: &names)
     }
