@@ -1,6 +1,7 @@
 import Contracts
 @testable import Feedback
 import Kafka
+import Storage
 import Synchronization
 import Testing
 
@@ -10,6 +11,31 @@ struct PipelineTests {
     static func pairs(_ range: Range<Int>, driver: inout JoinDriver) -> [InputRecord] {
         range.map { driver.record(.prediction(prediction("r\($0)", at: Int64($0) * 1000))) }
             + range.map { driver.record(outcome("r\($0)", $0 % 2 == 0, at: Int64($0) * 1000 + 500)) }
+    }
+
+    @Test("a batch whose transaction fails changes nothing: the reloaded state keeps the served records SQLite does not hold, so the batch applied again emits the same examples")
+    func failedTransactionKeepsServedRecords() throws {
+        let path = try temporaryDirectory("failed-batch") + "/join.sqlite"
+        var driver = try JoinDriver(path: path)
+        let served = [prediction("a", at: 0), prediction("b", at: 0)]
+        try driver.apply(served.map { .prediction($0) })
+        let outcomes = [driver.record(outcome("a", true, at: 10)), driver.record(outcome("b", false, at: 10))]
+        // Storing the outbox fails; reading the store still works.
+        try Database(path: path).withConnection { connection in
+            try connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox_batches BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        }
+        #expect(throws: FeedbackError.self) { try driver.store.apply(outcomes) }
+        #expect(try driver.store.prediction(requestId: "a")?.isPending == true)
+        #expect(driver.store.counters.joined == 0)
+
+        try Database(path: path).withConnection { try $0.execute("DROP TRIGGER refuse") }
+        let again = try driver.store.apply(outcomes)
+        #expect(again.labeled.map(\.requestId) == ["a", "b"] && again.counters.joined == 2 && again.counters.malformed == 0)
+        let expected = try zip(served, [true, false]).map { prediction, label in
+            try ServedPrediction(bytes: prediction.bytes)
+                .labeledExampleBytes(label: label, source: .outcome, delaySeconds: 0.01, value: nil)
+        }
+        #expect(again.outbox.map(\.bytes) == expected)
     }
 
     @Test("a batch's outbox is one stored row: confirming part of it keeps exactly the rest across a reopen")

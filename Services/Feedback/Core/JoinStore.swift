@@ -618,7 +618,8 @@ public final class JoinStore: Sendable {
         let policy = self.policy
         return try state.withLock { current throws(FeedbackError) in
             // The batch works on the state itself (moved out, so its tables are never copied); if
-            // the transaction fails, the state is reloaded from what SQLite kept.
+            // the transaction fails, the state is reloaded from what SQLite kept, with the served
+            // records (which SQLite does not keep) taken over from memory.
             var batch = BatchApplication(policy: policy, state: JoinState())
             swap(&batch.state, &current)
             batch.apply(records)
@@ -631,8 +632,10 @@ public final class JoinStore: Sendable {
                 } catch {
                     throw FeedbackError(.storage, reason + "; reloading the join state failed too: \(error)")
                 }
+                current.takeServed(from: batch.state)
                 throw FeedbackError(.storage, reason, isRetryable: true)
             }
+            batch.releaseServed()
             swap(&batch.state, &current)
             return batch.result
         }
@@ -796,6 +799,14 @@ struct JoinState: Sendable {
         return min(predictions, events)
     }
 
+    /// Gives the retained predictions that still need their served record and lack it the record
+    /// `previous` holds (the state a failed batch worked on: SQLite keeps no served records).
+    mutating func takeServed(from previous: JoinState) {
+        for (id, entry) in retained where entry.state != .labeled && entry.served == nil {
+            entry.served = previous.retained[id]?.served
+        }
+    }
+
     /// Reads the durable copy.
     static func load(from connection: Connection, policy: JoinPolicy) throws -> JoinState {
         var state = JoinState()
@@ -906,6 +917,9 @@ private struct BatchApplication {
     /// The join clock each expired partition reached: stored batches of waiting and resolved
     /// predictions all purged by then are deleted.
     private var purgedUpTo: [Int32: Int64] = [:]
+    /// Predictions labeled in this batch: their served records are let go once it is stored (until
+    /// then a failed transaction can give them back to the reloaded state).
+    private var labeled: [RetainedPrediction] = []
     /// Outbox rows to insert: the partition, bytes and prediction reference of each example of
     /// `result.labeled`, in order.
     private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?)] = []
@@ -1011,7 +1025,7 @@ private struct BatchApplication {
         entry.state = resolved
         entry.label = label
         entry.labelSource = source
-        if resolved == .labeled { entry.served = nil }
+        if resolved == .labeled { labeled.append(entry) }
         if !state.reviewPending.isEmpty { state.reviewPending.remove(id) }
         state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
     }
@@ -1047,7 +1061,7 @@ private struct BatchApplication {
             entry.state = .labeled
             entry.label = outcome.label
             entry.labelSource = outcome.source
-            entry.served = nil
+            labeled.append(entry)
         }
         noteChange(entry, id: id)
     }
@@ -1141,6 +1155,11 @@ private struct BatchApplication {
                            reference))
         result.labeled.append(JoinedExample(
             prediction: prediction, label: label, labelSource: source, labelDelaySeconds: delay, value: value))
+    }
+
+    /// Lets go of the served records of the predictions this batch labeled (after it was stored).
+    func releaseServed() {
+        for entry in labeled { entry.served = nil }
     }
 
     // MARK: Storing
