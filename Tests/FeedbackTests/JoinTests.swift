@@ -152,6 +152,7 @@ struct JoinTests {
         #expect(try reopened.store.outbox().map(\.requestId) == ["a"], "unconfirmed output stays in the outbox")
         var continued = reopened
         continued.offsets = driver.offsets
+        #expect(continued.store.restoreServed(from: driver.predictionRecords) == 1, "b's served record is read back")
         #expect(try continued.apply([outcome("b", false, at: 6)]).labeled.map(\.requestId) == ["b"])
     }
 
@@ -165,6 +166,7 @@ struct JoinTests {
         ])
         var reopened = try JoinDriver(path: path, deadlineMs: 2 * hour, defaultLabel: false)
         reopened.offsets = driver.offsets
+        #expect(reopened.store.restoreServed(from: driver.predictionRecords) == 1, "the pending prediction's record is read back")
         #expect(try reopened.store.reviewQueue(threshold: 0.5, limit: 10).map(\.requestId) == ["pending"])
         #expect(reopened.store.clocks[0] == 0, "the join clock (the lesser of both inputs) is restored")
         let joined = try reopened.apply([.prediction(prediction("early", at: 5)), outcome("done", true, at: 40)])

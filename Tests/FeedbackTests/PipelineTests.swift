@@ -1,6 +1,7 @@
 import Contracts
 @testable import Feedback
 import Kafka
+import Storage
 import Synchronization
 import Testing
 
@@ -10,6 +11,31 @@ struct PipelineTests {
     static func pairs(_ range: Range<Int>, driver: inout JoinDriver) -> [InputRecord] {
         range.map { driver.record(.prediction(prediction("r\($0)", at: Int64($0) * 1000))) }
             + range.map { driver.record(outcome("r\($0)", $0 % 2 == 0, at: Int64($0) * 1000 + 500)) }
+    }
+
+    @Test("a batch whose transaction fails changes nothing: the reloaded state keeps the served records SQLite does not hold, so the batch applied again emits the same examples")
+    func failedTransactionKeepsServedRecords() throws {
+        let path = try temporaryDirectory("failed-batch") + "/join.sqlite"
+        var driver = try JoinDriver(path: path)
+        let served = [prediction("a", at: 0), prediction("b", at: 0)]
+        try driver.apply(served.map { .prediction($0) })
+        let outcomes = [driver.record(outcome("a", true, at: 10)), driver.record(outcome("b", false, at: 10))]
+        // Storing the outbox fails; reading the store still works.
+        try Database(path: path).withConnection { connection in
+            try connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox_batches BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        }
+        #expect(throws: FeedbackError.self) { try driver.store.apply(outcomes) }
+        #expect(try driver.store.prediction(requestId: "a")?.isPending == true)
+        #expect(driver.store.counters.joined == 0)
+
+        try Database(path: path).withConnection { try $0.execute("DROP TRIGGER refuse") }
+        let again = try driver.store.apply(outcomes)
+        #expect(again.labeled.map(\.requestId) == ["a", "b"] && again.counters.joined == 2 && again.counters.malformed == 0)
+        let expected = try zip(served, [true, false]).map { prediction, label in
+            try ServedPrediction(bytes: prediction.bytes)
+                .labeledExampleBytes(label: label, source: .outcome, delaySeconds: 0.01, value: nil)
+        }
+        #expect(again.outbox.map(\.bytes) == expected)
     }
 
     @Test("a batch's outbox is one stored row: confirming part of it keeps exactly the rest across a reopen")
@@ -29,7 +55,8 @@ struct PipelineTests {
         #expect(pending.map(\.requestId) == ["r1", "r3", "late"])
         #expect(pending.map(\.sequence) == [1, 3, 4])
         #expect(pending[0].reference == entries[1].reference && pending[0].bytes.isEmpty, "a reference is stored without bytes")
-        #expect(pending[2].reference == nil && pending[2].bytes == entries[4].bytes, "a whole example keeps its bytes")
+        #expect(pending[2].reference == entries[4].reference && pending[2].bytes.isEmpty,
+                "an example whose prediction waited in an earlier batch is a reference too")
 
         try reopened.confirmDelivered(Array(pending.prefix(2)), reports: [])
         #expect(try reopened.outbox().map(\.requestId) == ["late"])
@@ -47,8 +74,6 @@ struct PipelineTests {
                         reference: PredictionReference(partition: 1, offset: 42, label: true, delaySeconds: 1.5, value: -2.25)),
             OutboxEntry(sequence: 9, partition: 0, requestId: "r3", labelSource: .default, entity: "v", bytes: [],
                         reference: PredictionReference(partition: 1, offset: 43, label: false, delaySeconds: 0, value: nil)),
-            OutboxEntry(sequence: 10, partition: 2, requestId: "r4", labelSource: .outcome, entity: "w", bytes: [],
-                        storedPrediction: StoredPredictionReference(row: 77, position: 5, label: true, delaySeconds: 60, value: 3.5)),
         ]
         var blob: [UInt8] = []
         OutboxCodec.encode(entries, into: &blob)
@@ -158,7 +183,7 @@ struct InputOffsetTests {
         let again = try driver.store.apply(batch)
         #expect(again.labeled.isEmpty && again.predictions.isEmpty)
         #expect(again.counters == first.counters, "no duplicate counted for a record already applied")
-        let reopened = try JoinStore(path: path, policy: driver.store.policy)
+        let reopened = try driver.reopen()
         let overlapping = try reopened.apply(Array(batch.suffix(1)) + [driver.record(outcome("b", false, at: 6))])
         #expect(overlapping.labeled.map(\.requestId) == ["b"], "after a restart too; the new record still applies")
         #expect(overlapping.counters.duplicates == 0 && overlapping.counters.joined == 2)

@@ -1,6 +1,7 @@
 import Contracts
 import Feedback
 import Foundation
+import Kafka
 import Testing
 
 @Suite("served prediction bytes")
@@ -33,6 +34,43 @@ struct ServedPredictionTests {
             #expect(served.featureNames == original.features.map(\.name))
             #expect(served.featureValues == original.features.map(\.value), "seed \(seed)")
         }
+    }
+
+    @Test("a batch reads every prediction as a prediction read alone does, whether it repeats the first one's feature layout byte for byte or departs from it anywhere in the array")
+    func batchLayoutCache() throws {
+        let canonical = (0..<20 as Range<UInt64>).map { Self.full(seed: $0).bytes }
+        func variant(_ seed: UInt64, _ edit: (String) -> String) -> [UInt8] {
+            Array(edit(String(decoding: Self.full(seed: seed).bytes, as: UTF8.self)).utf8)
+        }
+        let variants = [
+            variant(100) { $0.replacingOccurrences(of: #"{"name":"f4","#, with: #"{ "name":"f4","#) },
+            variant(101) { $0.replacingOccurrences(of: #""name":"f7""#, with: #""name":"g7""#) },
+            variant(102) { $0.replacingOccurrences(of: #"{"name":"f11","#, with: #"{"unit":"kW","name":"f11","#) },
+            variant(103) { $0.replacingOccurrences(of: #"{"name":"f2","value":"#, with: #"{"name":"f2","value":null,"was":"#) },
+            variant(104) { $0.replacingOccurrences(of: #"{"name":"f11","#, with: #"{"name":"f11","value":1},{"name":"f12","#) },
+            variant(105) { $0.replacingOccurrences(of: #"{"name":"f6","value":"#, with: #"{"name":"f6","value":+"#) },
+            variant(106) { $0.replacingOccurrences(of: #"{"name":"f0","#, with: #"{"name":"f\u0030","#) },
+        ]
+        let batch = canonical.prefix(10) + variants + canonical.suffix(10)
+        let decoder = InputDecoder(
+            predictionsTopic: "p", policy: try JoinPolicy(deadlineMs: hour, retentionMs: hour, positiveLabel: "1"))
+        let inputs = decoder.decode(batch.enumerated().map { offset, bytes in
+            ConsumedRecord(topic: "p", partition: 0, offset: Int64(offset), key: nil, value: bytes)
+        })
+        var malformed = 0
+        for (bytes, input) in zip(batch, inputs) {
+            let alone = Result { () throws(RecordError) in try ServedPrediction(bytes: bytes) }
+            switch (input.input, alone) {
+            case (.prediction(let read), .success(let expected)):
+                #expect(read.featureNames == expected.featureNames && read.featureValues == expected.featureValues)
+                #expect(read.requestId == expected.requestId && read.score == expected.score)
+            case (.malformed, .failure):
+                malformed += 1
+            default:
+                Issue.record("read differently in a batch: \(input.input) against \(alone)")
+            }
+        }
+        #expect(malformed == 1, "only the value with a plus sign is invalid")
     }
 
     @Test("the spliced labeled example is byte-identical to LabeledExample.bytes")

@@ -25,12 +25,16 @@ func prediction(
 /// Feeds inputs to a join store one record at a time, as the consumer would, with increasing offsets.
 struct JoinDriver {
     let store: JoinStore
+    let path: String
     var offsets: [String: Int64] = [:]
+    /// The prediction records fed so far, as `loop.predictions` holds them.
+    var predictionRecords: [ConsumedRecord] = []
 
     static let predictions = "test.predictions"
     static let events = "test.events"
 
     init(path: String = ":memory:", deadlineMs: Int64 = 2 * hour, defaultLabel: Bool? = nil, retentionMs: Int64 = 24 * hour) throws {
+        self.path = path
         store = try JoinStore(path: path, policy: JoinPolicy(
             deadlineMs: deadlineMs, defaultLabel: defaultLabel, retentionMs: retentionMs, positiveLabel: "1"))
     }
@@ -39,7 +43,19 @@ struct JoinDriver {
         let topic: String = if case .prediction = input { Self.predictions } else { Self.events }
         let offset = offsets[topic, default: 0]
         offsets[topic] = offset + 1
+        if case .prediction(let served) = input {
+            predictionRecords.append(ConsumedRecord(topic: topic, partition: partition, offset: offset, key: nil, value: served.bytes))
+        }
         return InputRecord(topic: topic, partition: partition, offset: offset, input: input)
+    }
+
+    /// The store opened again from its file, as after a restart, with the served records it asks
+    /// for read back from ``predictionRecords`` (as the service reads them from `loop.predictions`).
+    func reopen() throws -> JoinStore {
+        let reopened = try JoinStore(path: path, policy: store.policy)
+        let wanted = reopened.predictionsToRestore()
+        reopened.restoreServed(from: predictionRecords.filter { wanted[$0.partition]?.contains($0.offset) == true })
+        return reopened
     }
 
     @discardableResult

@@ -13,6 +13,8 @@ import ServiceLifecycle
 /// batch is applied to the SQLite join store in one transaction together with its input offsets and
 /// the labeled examples it produced (the outbox); the examples are then sent and acknowledged
 /// before the consumer's offsets are marked. On assignment the consumer seeks to the stored offsets.
+/// The store keeps predictions as references to `loop.predictions`: on start, the outbox is
+/// reconciled and the served records of predictions still waiting are read back from that topic.
 public struct FeedbackService: LoopService, Service {
     public static let name = "feedback"
     public static let summary = "joins predictions with outcomes into loop.labeled and watches quality and drift"
@@ -25,7 +27,7 @@ public struct FeedbackService: LoopService, Service {
         help: "Consumer group of the feedback instances (they share the partitions); empty means `<topic prefix>.feedback`.")
     static let retentionSetting = Setting.integer(
         "late-retention-seconds", default: 604_800, range: 0...31_536_000, valueName: "<seconds>",
-        help: "Event time a prediction is kept after its join deadline, so late outcomes are still emitted and duplicates recognised.")
+        help: "Event time a prediction is kept after its join deadline, so late outcomes are still emitted and duplicates recognised. After a restart the served records are read back from loop.predictions, whose retention should cover the deadline plus this.")
     static let chunkSetting = Setting.integer(
         "estimation-chunk-seconds", default: 3600, range: 1...31_536_000, valueName: "<seconds>",
         help: "Event-time length of the chunks that label-free performance estimates (CBPE) are made for.")
@@ -69,6 +71,12 @@ public struct FeedbackService: LoopService, Service {
         groupID = settings[Self.groupSetting].isEmpty ? "\(config.topics.prefix).feedback" : settings[Self.groupSetting]
         batchSize = settings[Self.batchSetting]
         let policy = try JoinPolicy(config: config, retentionSeconds: Double(settings[Self.retentionSetting]))
+        if config.topics.retention.seconds * 1000 < Double(policy.deadlineMs + policy.retentionMs) {
+            logger.warning("loop.predictions may delete records the join still needs after a restart", metadata: [
+                "feedback.topic_retention_seconds": "\(config.topics.retention.seconds)",
+                "feedback.deadline_plus_late_retention_seconds": "\((policy.deadlineMs + policy.retentionMs) / 1000)",
+            ])
+        }
         try FileManager.default.createDirectory(atPath: environment.stateDirectory, withIntermediateDirectories: true)
         store = try JoinStore(path: environment.stateDirectory + "/feedback.sqlite", policy: policy)
         monitor = try Monitor(
@@ -101,6 +109,7 @@ public struct FeedbackService: LoopService, Service {
     public func run() async throws {
         try await TopicLayout(config: config).ensureTopics(kafka: kafka, logger: logger)
         try await publisher.recover()
+        try await publisher.restoreWaiting()
         let consumer = try KafkaConsumer(config: kafka, groupID: groupID, logger: logger)
         try consumer.subscribe(
             topics: [topics.predictions, topics.events],

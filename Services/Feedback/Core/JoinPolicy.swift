@@ -192,7 +192,8 @@ public struct InputDecoder: Sendable {
             guard let timeBytes, let eventTimeMs = try? Timestamp.epochMilliseconds(rfc3339: timeBytes) else { return .ignored }
             return .clock(eventTimeMs: eventTimeMs)
         }
-        let id = idBytes.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.topic)[\(record.partition)]@\(record.offset)"
+        // The event's id names it in reasons; built only off the fast path.
+        var id: String { idBytes.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.topic)[\(record.partition)]@\(record.offset)" }
         let typeName = kind == .review ? "review" : "outcome"
         guard let timeBytes, let time = try? Timestamp.epochMilliseconds(rfc3339: timeBytes) else {
             return .malformed(reason: "\(typeName) \(id) has no valid time", eventTimeMs: nil)

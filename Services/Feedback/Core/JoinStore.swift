@@ -59,11 +59,12 @@ public struct OutboxEntry: Sendable, Hashable {
     /// The example's bytes; empty for an entry read back from the store with a ``reference``
     /// until ``LabeledPublisher/recover()`` splices it again.
     public var bytes: [UInt8]
-    /// Set when the example's prediction was consumed in the same batch as its label: the store
-    /// then keeps this reference instead of the bytes (see ``PredictionReference``).
+    /// Set when the example's prediction is in `loop.predictions` at a known offset (always, except
+    /// for predictions moved over from stores that kept their records): the store then keeps this
+    /// reference instead of the bytes (see ``PredictionReference``).
     public var reference: PredictionReference?
-    /// Set when the example's prediction waited in a `pending_batches` row: the store keeps this
-    /// reference instead of the bytes, and holds the row until the entry is confirmed delivered.
+    /// Set only on an entry read from a store of an earlier layout, whose example refers to a
+    /// `pending_batches` row; the "waiting references" migration replaces it by the example's bytes.
     var storedPrediction: StoredPredictionReference?
 
     /// The identity of one output: a request is emitted at most once per label source.
@@ -74,10 +75,9 @@ public struct OutboxEntry: Sendable, Hashable {
 
 /// Where a labeled example's prediction sits in `loop.predictions`, and what the label adds to it.
 ///
-/// An example whose prediction arrived in the same batch as its label is stored in the outbox as
-/// this reference rather than as a copy of the served record (about 1 KB per example): the
-/// prediction's offset is at or after the input offset stored before that batch, so it is still in
-/// `loop.predictions` when a restart re-reads it, and ``ServedPrediction/labeledExampleBytes(label:source:delaySeconds:value:)``
+/// A labeled example is stored in the outbox as this reference rather than as a copy of the served
+/// record (about 1 KB per example): the prediction stays in `loop.predictions` for the topic's
+/// retention, so a restart re-reads it there, and ``ServedPrediction/labeledExampleBytes(label:source:delaySeconds:value:)``
 /// splices the same bytes from it again.
 public struct PredictionReference: Sendable, Hashable {
     /// The partition and offset of the prediction record in `loop.predictions`.
@@ -88,8 +88,8 @@ public struct PredictionReference: Sendable, Hashable {
     public var value: Double?
 }
 
-/// Where a labeled example's prediction sits in the join store (a `pending_batches` row and its
-/// position there), and what the label adds to it: ``JoinStore/outbox()`` splices the example again.
+/// Where a labeled example's prediction sat in a store of an earlier layout (a `pending_batches`
+/// row and its position there), and what the label adds to it; read only by the migration.
 struct StoredPredictionReference: Sendable, Hashable {
     var row: Int64
     var position: Int32
@@ -154,8 +154,9 @@ public struct PendingPrediction: Sendable, Hashable {
 /// it leaves waiting and one of its resolutions), the outbox of labeled examples (one row for the
 /// batch), the counters and the input offsets are stored in one transaction. Records before a
 /// partition's stored offset are skipped: a batch fetched again after a seek is not applied twice.
-/// A row of waiting predictions most of whose served records nobody needs any more is compacted in
-/// the transaction that released them (see ``PendingRow``), so disk use follows the records still needed.
+/// Served records are not stored: waiting predictions and outbox entries refer to their offsets in
+/// `loop.predictions`, and the records of predictions still waiting are read back from there after
+/// a restart (``predictionsToRestore()``, ``restoreServed(from:)``).
 ///
 /// Because input offsets are stored in the same transaction as the state they produced, a restart
 /// (even after `kill -9`) reloads the index from SQLite and resumes exactly after the last applied
@@ -263,7 +264,7 @@ public final class JoinStore: Sendable {
             CREATE INDEX resolved_batches_purge ON resolved_batches(partition, purge_ms);
             """),
         // Predictions waiting for a label are stored as one row per batch and input partition
-        // (encoded by PendingCodec) and resolutions as resolved_batches rows, replacing the row per
+        // (in the layout WaitingCodec.decodeRecords reads) and resolutions as resolved_batches rows, replacing the row per
         // prediction; stored predictions move over unchanged.
         Migration("pending batches") { connection in
             try connection.execute(
@@ -284,7 +285,7 @@ public final class JoinStore: Sendable {
                     label: rows.isNull(at: 9) ? nil : rows.int64(at: 9) != 0,
                     labelSource: rows.string(at: 10).flatMap(LabelSource.init(rawValue:)), served: nil)
                 if entry.state != .labeled, let body = rows.blob(at: 11) {
-                    PendingCodec.encode(deadlineMs: entry.deadlineMs, served: body, into: &waiting[partition, default: []])
+                    WaitingCodec.encodeRecord(deadlineMs: entry.deadlineMs, served: body, into: &waiting[partition, default: []])
                 }
                 if entry.state != .pending {
                     let purgeMs = rows.int64(at: 5)
@@ -311,6 +312,71 @@ public final class JoinStore: Sendable {
             }
             try connection.execute("DROP TABLE predictions")
         },
+        // Waiting predictions are stored as references to loop.predictions (encoded by WaitingCodec)
+        // without their served records, one waiting_batches row per batch and partition, deleted once
+        // all its predictions are past their purge time. Rows of pending_batches move over with their
+        // records inline; outbox entries referring to such a row get their example's bytes.
+        Migration("waiting references") { connection in
+            try connection.execute("""
+                CREATE TABLE waiting_batches (
+                    id INTEGER PRIMARY KEY, partition INTEGER NOT NULL, last_deadline_ms INTEGER NOT NULL, entries BLOB NOT NULL);
+                CREATE INDEX waiting_batches_purge ON waiting_batches(partition, last_deadline_ms);
+                """)
+            var records: [Int64: [(deadlineMs: Int64, served: [UInt8])]] = [:]
+            let insert = try connection.statement(
+                "INSERT INTO waiting_batches(partition, last_deadline_ms, entries) VALUES (?1, ?2, ?3)")
+            let rows = try connection.statement("SELECT id, partition, entries FROM pending_batches ORDER BY id")
+            while try rows.step() {
+                let stored = try rows.withBlob(at: 2) { blob throws in
+                    try blob.map { blob throws in try WaitingCodec.decodeRecords(blob) } ?? []
+                }
+                records[rows.int64(at: 0)] = stored
+                var entries: [UInt8] = []
+                var lastDeadline = Int64.min
+                for (deadlineMs, served) in stored where !served.isEmpty {
+                    let prediction = try ServedPrediction(bytes: served)
+                    WaitingCodec.encode(WaitingCodec.Entry(
+                        deadlineMs: deadlineMs, offset: -1, requestId: prediction.requestId, entity: prediction.entity,
+                        eventTimeMs: prediction.eventTimeMs, route: prediction.route, score: prediction.score, served: served),
+                        into: &entries)
+                    lastDeadline = max(lastDeadline, deadlineMs)
+                }
+                guard !entries.isEmpty else { continue }
+                insert.reset()
+                try insert.bind(rows.int64(at: 1), at: 1)
+                try insert.bind(lastDeadline, at: 2)
+                try insert.bind(entries, at: 3)
+                try insert.run()
+            }
+            let batches = try connection.statement("SELECT first_seq, entries FROM outbox_batches")
+            var rewritten: [(first: Int64, entries: [UInt8])] = []
+            while try batches.step() {
+                var entries = try batches.withBlob(at: 1) { blob throws in try blob.map { blob throws in try OutboxCodec.decode(blob) } ?? [] }
+                guard entries.contains(where: { $0.storedPrediction != nil }) else { continue }
+                for index in entries.indices {
+                    guard let stored = entries[index].storedPrediction else { continue }
+                    guard let row = records[stored.row], row.indices.contains(Int(stored.position)),
+                          let prediction = try? ServedPrediction(bytes: row[Int(stored.position)].served)
+                    else {
+                        throw FeedbackError(.storage, "the stored prediction of \(entries[index].requestId) is missing from row \(stored.row)")
+                    }
+                    entries[index].bytes = prediction.labeledExampleBytes(
+                        label: stored.label, source: entries[index].labelSource, delaySeconds: stored.delaySeconds, value: stored.value)
+                    entries[index].storedPrediction = nil
+                }
+                var blob: [UInt8] = []
+                OutboxCodec.encode(entries, into: &blob)
+                rewritten.append((batches.int64(at: 0), blob))
+            }
+            let update = try connection.statement("UPDATE outbox_batches SET entries = ?2 WHERE first_seq = ?1")
+            for (first, entries) in rewritten {
+                update.reset()
+                try update.bind(first, at: 1)
+                try update.bind(entries, at: 2)
+                try update.run()
+            }
+            try connection.execute("DROP TABLE pending_batches")
+        },
     ]
 
     /// Stores one batch's outbox entries (sequences `first...last`) as one row.
@@ -330,22 +396,6 @@ public final class JoinStore: Sendable {
         case labeled = 1
         case expiredUnlabeled = 2
         case expiredDefaulted = 3
-    }
-
-    /// Rewrites `pending_batches` row `row` without the served records `isNeeded` rejects (see
-    /// ``PendingCodec/compact(_:keeping:)``); the number of records left, or `nil` when the row is gone.
-    static func compactPendingRow(_ row: Int64, keeping isNeeded: (Int32) -> Bool, _ connection: Connection) throws -> Int? {
-        let read = try connection.statement("SELECT entries FROM pending_batches WHERE id = ?1")
-        try read.bind(row, at: 1)
-        guard try read.step() else { return nil }
-        let compacted = try read.withBlob(at: 0) { blob throws -> (entries: [UInt8], records: Int) in
-            try blob.map { blob throws in try PendingCodec.compact(blob, keeping: isNeeded) } ?? ([], 0)
-        }
-        let update = try connection.statement("UPDATE pending_batches SET entries = ?2 WHERE id = ?1")
-        try update.bind(row, at: 1)
-        try update.bind(compacted.entries, at: 2)
-        try update.run()
-        return compacted.records
     }
 
     // MARK: - Reading
@@ -372,34 +422,9 @@ public final class JoinStore: Sendable {
     }
 
     /// Labeled examples stored but not yet confirmed delivered, oldest first. Entries stored as a
-    /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``; those whose prediction
-    /// waited in the store come back with their bytes spliced again from it.
+    /// ``PredictionReference`` come back with empty ``OutboxEntry/bytes``.
     public func outbox() throws(FeedbackError) -> [OutboxEntry] {
-        try read { connection in
-            var entries = try Self.storedOutbox(connection)
-            let rows = try connection.statement("SELECT entries FROM pending_batches WHERE id = ?1")
-            var served: [Int64: [(deadlineMs: Int64, served: [UInt8])]] = [:]
-            for index in entries.indices {
-                guard let stored = entries[index].storedPrediction else { continue }
-                if served[stored.row] == nil {
-                    rows.reset()
-                    try rows.bind(stored.row, at: 1)
-                    served[stored.row] = try rows.step() ? rows.withBlob(at: 0) { blob throws in
-                        try blob.map { blob throws in try PendingCodec.decode(blob) } ?? []
-                    } : []
-                }
-                let entry = entries[index]
-                guard let records = served[stored.row], records.indices.contains(Int(stored.position)),
-                      let prediction = try? ServedPrediction(bytes: records[Int(stored.position)].served),
-                      prediction.requestId == entry.requestId
-                else {
-                    throw FeedbackError(.storage, "the stored prediction of \(entry.requestId) is missing from row \(stored.row)")
-                }
-                entries[index].bytes = prediction.labeledExampleBytes(
-                    label: stored.label, source: entry.labelSource, delaySeconds: stored.delaySeconds, value: stored.value)
-            }
-            return entries
-        }
+        try read { connection in try Self.storedOutbox(connection) }
     }
 
     /// The outbox entries as stored (references without bytes).
@@ -447,6 +472,44 @@ public final class JoinStore: Sendable {
         state.withLock { $0.reviewPending.count }
     }
 
+    // MARK: - Restoring served records
+
+    /// Where the retained predictions whose served record is still needed (pending, or expired and
+    /// waiting for a late outcome) but not in memory sit in `loop.predictions`: partition → offsets,
+    /// ascending. After a restart these are every such prediction; read them back and hand them to
+    /// ``restoreServed(from:)`` before applying batches.
+    public func predictionsToRestore() -> [Int32: [Int64]] {
+        state.withLock { state in
+            var offsets: [Int32: [Int64]] = [:]
+            for entry in state.retained.values where entry.state != .labeled && entry.served == nil && entry.offset >= 0 {
+                offsets[entry.partition, default: []].append(entry.offset)
+            }
+            return offsets.mapValues { $0.sorted() }
+        }
+    }
+
+    /// Gives retained predictions their served records back from `records` of `loop.predictions`
+    /// (see ``predictionsToRestore()``); a record that is not the prediction stored at its partition
+    /// and offset is ignored. Returns how many predictions got their record.
+    @discardableResult
+    public func restoreServed(from records: [ConsumedRecord]) -> Int {
+        var names = FeatureNameCache()
+        let served = records.compactMap { record in
+            (try? ServedPrediction(bytes: record.value ?? [], names: &names)).map { (record.partition, record.offset, $0) }
+        }
+        return state.withLock { state in
+            var restored = 0
+            for (partition, offset, prediction) in served {
+                guard let entry = state.retained[prediction.requestId], entry.partition == partition, entry.offset == offset,
+                      entry.state != .labeled, entry.served == nil
+                else { continue }
+                entry.served = prediction
+                restored += 1
+            }
+            return restored
+        }
+    }
+
     // MARK: - Open alerts
 
     /// The open alerts, as stored by ``saveOpenAlerts(_:)``.
@@ -477,93 +540,12 @@ public final class JoinStore: Sendable {
 
     // MARK: - Delivery bookkeeping
 
-    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended; a
-    /// `pending_batches` row none of whose predictions is needed any more is deleted, and one whose
-    /// holders fell to at most a quarter of its records is compacted (see ``PendingRow``). Call it
-    /// in the order the batches were applied.
+    /// Removes delivered entries from the outbox and remembers where `loop.labeled` ended.
     public func confirmDelivered(_ entries: [OutboxEntry], reports: [DeliveryReport]) throws(FeedbackError) {
         guard !entries.isEmpty else { return }
         let confirmed = entries.map(\.sequence).sorted()
-        var released: [Int64: [Int32]] = [:]
-        for entry in entries {
-            if let stored = entry.storedPrediction { released[stored.row, default: []].append(stored.position) }
-        }
-        // The rows' holders are counted down under the state lock, which is not held while the
-        // transaction runs (the join of the next batch goes on); a failed transaction restores them.
-        // The positions are let go only once it committed, so a batch compacting a row meanwhile
-        // keeps the records the outbox entries still refer to on disk.
-        let (emptied, compactions) = state.withLock { state in
-            var emptied: [Int64: PendingRow] = [:]
-            var compactions: [(row: Int64, holders: PendingRow)] = []
-            for (row, positions) in released {
-                guard var holders = state.pendingRows[row] else { continue }
-                holders.holders -= positions.count
-                if holders.holders <= 0, holders.releasing == 0 {
-                    state.pendingRows[row] = nil
-                    emptied[row] = holders
-                    continue
-                }
-                holders.releasing += positions.count
-                state.pendingRows[row] = holders
-                if holders.isWorthCompacting {
-                    for position in positions { holders.forget(position) }
-                    compactions.append((row, holders))
-                }
-            }
-            return (emptied, compactions)
-        }
-        let records: [(row: Int64, records: Int?)]
-        do {
-            records = try confirm(confirmed, emptiedRows: Array(emptied.keys), compactions: compactions, reports: reports)
-        } catch {
-            state.withLock { state in
-                for (row, positions) in released {
-                    if let holders = emptied[row] {
-                        state.pendingRows[row] = holders
-                    } else {
-                        state.pendingRows[row]?.releasing -= positions.count
-                    }
-                    state.pendingRows[row]?.holders += positions.count
-                }
-            }
-            throw error
-        }
-        state.withLock { state in
-            for (row, positions) in released where emptied[row] == nil {
-                guard var holders = state.pendingRows[row] else { continue }
-                holders.releasing -= positions.count
-                for position in positions { holders.forget(position) }
-                if holders.holders <= 0, holders.releasing == 0 {
-                    state.pendingRows[row] = nil
-                    state.unheldRows.insert(row)
-                } else {
-                    state.pendingRows[row] = holders
-                }
-            }
-            for (row, count) in records {
-                guard let count, let stored = state.pendingRows[row]?.records else { continue }
-                state.pendingRows[row]?.records = min(stored, count)
-            }
-        }
-    }
-
-    /// Stores a confirmation: removes the entries from the outbox, deletes `emptiedRows` and
-    /// compacts each row of `compactions` to the positions its holders hold; the records left in each.
-    private func confirm(
-        _ confirmed: [Int64], emptiedRows: [Int64], compactions: [(row: Int64, holders: PendingRow)], reports: [DeliveryReport]
-    ) throws(FeedbackError) -> [(row: Int64, records: Int?)] {
-        var records: [(row: Int64, records: Int?)] = []
         try write { connection in
             try Self.removeFromOutbox(confirmed, connection)
-            let delete = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
-            for row in emptiedRows {
-                delete.reset()
-                try delete.bind(row, at: 1)
-                try delete.run()
-            }
-            records = try compactions.map { compaction throws in
-                (compaction.row, try Self.compactPendingRow(compaction.row, keeping: compaction.holders.isHeld, connection))
-            }
             var ends: [Int32: Int64] = [:]
             for report in reports { ends[report.partition] = max(ends[report.partition] ?? 0, report.offset + 1) }
             let upsert = try connection.statement("""
@@ -577,7 +559,6 @@ public final class JoinStore: Sendable {
                 try upsert.run()
             }
         }
-        return records
     }
 
     /// Removes the entries with sequences `confirmed` (sorted) from the stored batches: a batch
@@ -637,7 +618,8 @@ public final class JoinStore: Sendable {
         let policy = self.policy
         return try state.withLock { current throws(FeedbackError) in
             // The batch works on the state itself (moved out, so its tables are never copied); if
-            // the transaction fails, the state is reloaded from what SQLite kept.
+            // the transaction fails, the state is reloaded from what SQLite kept, with the served
+            // records (which SQLite does not keep) taken over from memory.
             var batch = BatchApplication(policy: policy, state: JoinState())
             swap(&batch.state, &current)
             batch.apply(records)
@@ -650,8 +632,10 @@ public final class JoinStore: Sendable {
                 } catch {
                     throw FeedbackError(.storage, reason + "; reloading the join state failed too: \(error)")
                 }
+                current.takeServed(from: batch.state)
                 throw FeedbackError(.storage, reason, isRetryable: true)
             }
+            batch.releaseServed()
             swap(&batch.state, &current)
             return batch.result
         }
@@ -678,7 +662,12 @@ public final class JoinStore: Sendable {
 
 /// A prediction the join retains: pending, or resolved and kept until its purge time so late and
 /// duplicate outcomes are recognised.
-struct RetainedPrediction: Sendable {
+///
+/// A reference: the index's buckets hold a pointer (growing the index moves 8 bytes per entry,
+/// not the entry), and a batch updates an entry in place after one lookup. Entries are only read
+/// or changed under the join store's lock (as part of its ``JoinState``); a batch whose
+/// transaction fails reloads the whole state, so changes it made in place never outlive it.
+final class RetainedPrediction: @unchecked Sendable {
     var partition: Int32
     var entity: String
     var eventTimeMs: Int64
@@ -688,23 +677,17 @@ struct RetainedPrediction: Sendable {
     var score: Double
     var label: Bool?
     var labelSource: LabelSource?
-    /// The `pending_batches` row that stores its served record while it is still needed (0: none,
-    /// as for a prediction new in the batch being applied, or one labeled).
-    var row: Int64 = 0
-    /// Its position in that row.
-    var position: Int32 = 0
-    /// The number of the batch that brought it (0: loaded from the store) and its offset in
-    /// `loop.predictions`: while that batch is applied, its example can be stored as a reference.
+    /// The number of the batch that brought it (0: loaded from the store).
     var batch: UInt64 = 0
+    /// The number of the last batch that changed it: a batch lists it among its changes once.
+    var changed: UInt64 = 0
+    /// Its offset in `loop.predictions` (-1: unknown, for a prediction moved over from a store
+    /// that kept its record): its example is stored in the outbox as a reference to it.
     var offset: Int64 = -1
     /// The served record, kept until a label arrives (a late outcome is still emitted after the
-    /// deadline). Held by reference, so moving a retained prediction (the index growing, an
-    /// update) copies one pointer rather than the record's fields.
-    var served: ServedPrediction? {
-        get { box?.prediction }
-        set { box = newValue.map(ServedBox.init) }
-    }
-    private var box: ServedBox?
+    /// deadline); after a restart it is read back from `loop.predictions` (see
+    /// ``JoinStore/restoreServed(from:)``).
+    var served: ServedPrediction?
 
     init(
         partition: Int32, entity: String, eventTimeMs: Int64, deadlineMs: Int64, state: JoinStore.State, route: Route,
@@ -719,7 +702,7 @@ struct RetainedPrediction: Sendable {
         self.score = score
         self.label = label
         self.labelSource = labelSource
-        box = served.map(ServedBox.init)
+        self.served = served
     }
 
     func listing(requestId: String) -> PendingPrediction {
@@ -729,14 +712,6 @@ struct RetainedPrediction: Sendable {
     }
 }
 
-/// A served record behind a reference (see ``RetainedPrediction/served``).
-final class ServedBox: Sendable {
-    let prediction: ServedPrediction
-
-    init(_ prediction: ServedPrediction) {
-        self.prediction = prediction
-    }
-}
 
 /// An outcome waiting for its prediction.
 struct HeldOutcome: Sendable {
@@ -802,13 +777,6 @@ struct JoinState: Sendable {
     /// The sequence number of the next outbox entry.
     var nextOutboxSequence: Int64 = 0
     var retained: [String: RetainedPrediction] = [:]
-    /// The holders of each `pending_batches` row (retained predictions whose served record it
-    /// stores, and unconfirmed outbox entries referring to it), and the id of the next row.
-    var pendingRows: [Int64: PendingRow] = [:]
-    /// Rows nothing holds any more whose deletion waits for the next batch: a confirmation let go
-    /// of their last holders while a batch's own release left them to it, or they were loaded so.
-    var unheldRows: Set<Int64> = []
-    var nextPendingRow: Int64 = 1
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
     var reviewPending: Set<String> = []
@@ -829,6 +797,14 @@ struct JoinState: Sendable {
     func clock(_ partition: Int32) -> Int64? {
         guard let predictions = predictionClocks[partition], let events = eventClocks[partition] else { return nil }
         return min(predictions, events)
+    }
+
+    /// Gives the retained predictions that still need their served record and lack it the record
+    /// `previous` holds (the state a failed batch worked on: SQLite keeps no served records).
+    mutating func takeServed(from previous: JoinState) {
+        for (id, entry) in retained where entry.state != .labeled && entry.served == nil {
+            entry.served = previous.retained[id]?.served
+        }
     }
 
     /// Reads the durable copy.
@@ -853,35 +829,27 @@ struct JoinState: Sendable {
         }
         let outbox = try connection.statement("SELECT last_seq FROM outbox_batches ORDER BY first_seq DESC LIMIT 1")
         if try outbox.step() { state.nextOutboxSequence = outbox.int64(at: 0) + 1 }
-        // An unconfirmed example whose prediction waited in a row holds that row.
-        for entry in try JoinStore.storedOutbox(connection) {
-            if let stored = entry.storedPrediction { state.pendingRows[stored.row, default: PendingRow()].hold(stored.position) }
-        }
         var names = FeatureNameCache()
-        let waiting = try connection.statement("SELECT id, partition, entries FROM pending_batches")
+        let waiting = try connection.statement("SELECT id, partition, entries FROM waiting_batches")
         while try waiting.step() {
-            let row = waiting.int64(at: 0)
             let partition = Int32(waiting.int64(at: 1))
             let clock = state.clock(partition) ?? Int64.min
-            state.nextPendingRow = max(state.nextPendingRow, row + 1)
             try waiting.withBlob(at: 2) { blob throws in
                 guard let blob else { return }
-                for (position, (deadlineMs, bytes)) in try PendingCodec.decode(blob).enumerated() where !bytes.isEmpty {
-                    state.pendingRows[row, default: PendingRow()].records += 1
-                    guard deadlineMs + policy.retentionMs > clock else { continue }
-                    let served: ServedPrediction
-                    do {
-                        served = try ServedPrediction(bytes: bytes, names: &names)
-                    } catch {
-                        throw FeedbackError(.storage, "a stored prediction of row \(row) cannot be read: \(error)")
+                for stored in try WaitingCodec.decode(blob) where stored.deadlineMs + policy.retentionMs > clock {
+                    var served: ServedPrediction?
+                    if !stored.served.isEmpty {
+                        do {
+                            served = try ServedPrediction(bytes: stored.served, names: &names)
+                        } catch {
+                            throw FeedbackError(.storage, "the stored prediction \(stored.requestId) cannot be read: \(error)")
+                        }
                     }
-                    var entry = RetainedPrediction(
-                        partition: partition, entity: served.entity, eventTimeMs: served.eventTimeMs, deadlineMs: deadlineMs,
-                        state: .pending, route: served.route, score: served.score, served: served)
-                    entry.row = row
-                    entry.position = Int32(position)
-                    state.retained[served.requestId] = entry
-                    state.pendingRows[row, default: PendingRow()].hold(Int32(position))
+                    let entry = RetainedPrediction(
+                        partition: partition, entity: stored.entity, eventTimeMs: stored.eventTimeMs, deadlineMs: stored.deadlineMs,
+                        state: .pending, route: stored.route, score: stored.score, served: served)
+                    entry.offset = stored.offset
+                    state.retained[stored.requestId] = entry
                 }
             }
         }
@@ -894,25 +862,16 @@ struct JoinState: Sendable {
                 guard let blob else { return }
                 for (id, resolution) in try ResolvedCodec.decode(blob, partition: partition)
                 where resolution.deadlineMs + policy.retentionMs > clock {
-                    guard var entry = state.retained[id], entry.row != 0 else {
+                    guard let entry = state.retained[id] else {
                         state.retained[id] = resolution
                         continue
                     }
                     entry.state = resolution.state
                     entry.label = resolution.label
                     entry.labelSource = resolution.labelSource
-                    if entry.state == .labeled {
-                        entry.served = nil
-                        state.pendingRows[entry.row]?.release(entry.position)
-                        entry.row = 0
-                    }
-                    state.retained[id] = entry
+                    if entry.state == .labeled { entry.served = nil }
                 }
             }
-        }
-        for (row, holders) in state.pendingRows where holders.holders <= 0 {
-            state.pendingRows[row] = nil
-            state.unheldRows.insert(row)
         }
         for (id, entry) in state.retained {
             if entry.state == .pending {
@@ -948,22 +907,22 @@ private struct BatchApplication {
     var result = JoinBatchResult()
     private var touched: Set<Int32> = []
     private var offsets: [TopicPartition: Int64] = [:]
-    /// Requests whose prediction or held outcome changed in this batch, and held outcomes new in it.
-    private var changedPredictions: Set<String> = []
+    /// Requests whose prediction changed in this batch, each once (see ``RetainedPrediction/changed``),
+    /// requests whose held outcome changed, and held outcomes new in it.
+    private var changedPredictions: [String] = []
     private var changedHeld: Set<String> = []
     private var newHeld: Set<String> = []
     /// This batch's number (``RetainedPrediction/batch`` of the predictions it brings).
     private var number: UInt64 = 0
-    /// The join clock each expired partition reached: stored batches of resolved predictions all
-    /// purged by then are deleted.
+    /// The join clock each expired partition reached: stored batches of waiting and resolved
+    /// predictions all purged by then are deleted.
     private var purgedUpTo: [Int32: Int64] = [:]
-    /// `pending_batches` rows none of whose predictions still needs its served record: deleted;
-    /// and rows that lost holders otherwise: compacted if worth it (see ``PendingRow``).
-    private var emptiedRows: [Int64] = []
-    private var releasedRows: Set<Int64> = []
-    /// Outbox rows to insert: the partition, bytes and reference (to a prediction of this batch, or
-    /// one stored in a `pending_batches` row) of each example of `result.labeled`, in order.
-    private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?, stored: StoredPredictionReference?)] = []
+    /// Predictions labeled in this batch: their served records are let go once it is stored (until
+    /// then a failed transaction can give them back to the reloaded state).
+    private var labeled: [RetainedPrediction] = []
+    /// Outbox rows to insert: the partition, bytes and prediction reference of each example of
+    /// `result.labeled`, in order.
+    private var outboxRows: [(partition: Int32, bytes: [UInt8], reference: PredictionReference?)] = []
 
     init(policy: JoinPolicy, state: JoinState) {
         self.policy = policy
@@ -1027,19 +986,21 @@ private struct BatchApplication {
 
     private mutating func accept(_ prediction: ServedPrediction, partition: Int32, offset: Int64) {
         let id = prediction.requestId
-        if state.retained[id] != nil {
+        let deadline = prediction.eventTimeMs + policy.deadlineMs
+        let entry = RetainedPrediction(
+            partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
+            state: .pending, route: prediction.route, score: prediction.score, served: prediction)
+        entry.batch = number
+        entry.offset = offset
+        // One lookup inserts a new prediction; a known one is put back.
+        if let known = state.retained.updateValue(entry, forKey: id) {
+            state.retained[id] = known
             state.counters.duplicatePredictions += 1
             return
         }
         state.counters.predictions += 1
         result.predictions.append(prediction)
-        let deadline = prediction.eventTimeMs + policy.deadlineMs
-        var entry = RetainedPrediction(
-            partition: partition, entity: prediction.entity, eventTimeMs: prediction.eventTimeMs, deadlineMs: deadline,
-            state: .pending, route: prediction.route, score: prediction.score, served: prediction)
-        entry.batch = number
-        entry.offset = offset
-        changedPredictions.insert(id)
+        noteChange(entry, id: id)
         // (An empty table is not searched: hashing the id is most of a lookup's cost.)
         if !state.held.isEmpty, let held = state.held.removeValue(forKey: id) {
             changedHeld.insert(id)
@@ -1050,89 +1011,66 @@ private struct BatchApplication {
             } else {
                 state.counters.joined += 1
             }
-            resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
-            state.retained[id] = entry
+            resolve(entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
             emit(prediction, of: entry, partition: partition, label: outcome.label, source: outcome.source,
                  delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
-        state.retained[id] = entry
         state.deadlines[partition, default: TimeQueue()].push(deadline, id)
         if entry.route == .review { state.reviewPending.insert(id) }
     }
 
     /// Gives a retained prediction its final state and schedules its purge.
-    private mutating func resolve(_ entry: inout RetainedPrediction, id: String, state resolved: JoinStore.State, label: Bool?, source: LabelSource?) {
+    private mutating func resolve(_ entry: RetainedPrediction, id: String, state resolved: JoinStore.State, label: Bool?, source: LabelSource?) {
         entry.state = resolved
         entry.label = label
         entry.labelSource = source
-        if resolved == .labeled {
-            entry.served = nil
-            release(entry)
-            entry.row = 0
-        }
+        if resolved == .labeled { labeled.append(entry) }
         if !state.reviewPending.isEmpty { state.reviewPending.remove(id) }
         state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
-    }
-
-    /// Notes that `entry` no longer needs the served record its `pending_batches` row stores (it is
-    /// labeled or purged); the row is deleted with the batch once nothing holds it, or by a later batch
-    /// when a confirmation still in flight lets go of its last holders.
-    private mutating func release(_ entry: RetainedPrediction) {
-        guard entry.row != 0, var holders = state.pendingRows[entry.row] else { return }
-        holders.release(entry.position)
-        if holders.holders > 0 || holders.releasing > 0 {
-            state.pendingRows[entry.row] = holders
-            releasedRows.insert(entry.row)
-        } else {
-            state.pendingRows[entry.row] = nil
-            emptiedRows.append(entry.row)
-        }
     }
 
     // MARK: Outcomes
 
     private mutating func accept(_ outcome: Outcome, partition: Int32) {
         let id = outcome.requestId
-        guard var entry = state.retained[id] else {
+        guard let entry = state.retained[id] else {
             hold(outcome, partition: partition)
             return
         }
-        switch entry.state {
-        case .labeled:
+        if entry.state == .labeled {
             compareWithReview(outcome, previousLabel: entry.label, previousSource: entry.labelSource)
             return
-        case .pending:
-            if outcome.eventTimeMs > entry.deadlineMs {
-                state.counters.late += 1
-                state.counters.lateEmitted += 1
-            } else {
-                state.counters.joined += 1
-            }
-        case .expiredUnlabeled, .expiredDefaulted:
-            state.counters.late += 1
-            state.counters.lateEmitted += 1
         }
+        // The record is missing only when a restart could not read it back from loop.predictions.
         guard let served = entry.served else {
             state.counters.malformed += 1
             return
         }
-        // Emitted before the label releases the prediction's row, so the example can hold the row instead.
+        if entry.state == .pending, outcome.eventTimeMs <= entry.deadlineMs {
+            state.counters.joined += 1
+        } else {
+            state.counters.late += 1
+            state.counters.lateEmitted += 1
+        }
         emit(served, of: entry, partition: partition, label: outcome.label, source: outcome.source,
              delayMs: outcome.eventTimeMs - served.eventTimeMs, value: outcome.value)
         if entry.state == .pending {
-            resolve(&entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
+            resolve(entry, id: id, state: .labeled, label: outcome.label, source: outcome.source)
         } else {
             entry.state = .labeled
             entry.label = outcome.label
             entry.labelSource = outcome.source
-            entry.served = nil
-            release(entry)
-            entry.row = 0
+            labeled.append(entry)
         }
-        state.retained[id] = entry
-        // A prediction of this batch is in the set already.
-        if entry.batch != number { changedPredictions.insert(id) }
+        noteChange(entry, id: id)
+    }
+
+    /// Lists `entry` among the batch's changed predictions unless it is already.
+    private mutating func noteChange(_ entry: RetainedPrediction, id: String) {
+        guard entry.changed != number else { return }
+        entry.changed = number
+        changedPredictions.append(id)
     }
 
     /// A second label for a labeled prediction: a duplicate, or ground truth judging a review verdict.
@@ -1168,17 +1106,15 @@ private struct BatchApplication {
         guard let clock = state.clock(partition) else { return }
         var deadlines = state.deadlines.removeValue(forKey: partition) ?? TimeQueue()
         while let (time, id) = deadlines.pop(dueBy: clock) {
-            guard var entry = state.retained[id], entry.state == .pending, entry.partition == partition, entry.deadlineMs == time
+            guard let entry = state.retained[id], entry.state == .pending, entry.partition == partition, entry.deadlineMs == time
             else { continue }
-            changedPredictions.insert(id)
+            noteChange(entry, id: id)
             if let label = policy.defaultLabel, let served = entry.served {
-                resolve(&entry, id: id, state: .expiredDefaulted, label: label, source: .default)
-                state.retained[id] = entry
+                resolve(entry, id: id, state: .expiredDefaulted, label: label, source: .default)
                 state.counters.defaulted += 1
                 emit(served, of: entry, partition: partition, label: label, source: .default, delayMs: policy.deadlineMs, value: nil)
             } else {
-                resolve(&entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
-                state.retained[id] = entry
+                resolve(entry, id: id, state: .expiredUnlabeled, label: nil, source: nil)
                 state.counters.unlabeled += 1
             }
         }
@@ -1199,7 +1135,6 @@ private struct BatchApplication {
                   entry.deadlineMs + policy.retentionMs == time
             else { continue }
             state.retained[id] = nil
-            release(entry)
         }
         state.purges[partition] = purges
         purgedUpTo[partition] = clock
@@ -1213,18 +1148,18 @@ private struct BatchApplication {
         delayMs: Int64, value: Double?
     ) {
         let delay = Double(max(0, delayMs)) / 1000
-        let reference = entry.batch == number
+        let reference = entry.offset >= 0
             ? PredictionReference(partition: entry.partition, offset: entry.offset, label: label, delaySeconds: delay, value: value)
             : nil
-        var stored: StoredPredictionReference?
-        if reference == nil, entry.row != 0, state.pendingRows[entry.row] != nil {
-            stored = StoredPredictionReference(row: entry.row, position: entry.position, label: label, delaySeconds: delay, value: value)
-            state.pendingRows[entry.row]?.hold(entry.position)
-        }
         outboxRows.append((partition, prediction.labeledExampleBytes(label: label, source: source, delaySeconds: delay, value: value),
-                           reference, stored))
+                           reference))
         result.labeled.append(JoinedExample(
             prediction: prediction, label: label, labelSource: source, labelDelaySeconds: delay, value: value))
+    }
+
+    /// Lets go of the served records of the predictions this batch labeled (after it was stored).
+    func releaseServed() {
+        for entry in labeled { entry.served = nil }
     }
 
     // MARK: Storing
@@ -1238,15 +1173,14 @@ private struct BatchApplication {
         for (example, row) in zip(result.labeled, outboxRows) {
             result.outbox.append(OutboxEntry(
                 sequence: state.nextOutboxSequence, partition: row.partition, requestId: example.requestId,
-                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference,
-                storedPrediction: row.stored))
+                labelSource: example.labelSource, entity: example.entity, bytes: row.bytes, reference: row.reference))
             state.nextOutboxSequence += 1
         }
         if !result.outbox.isEmpty {
             // A referenced example is stored without its bytes; recovery splices them again.
             let stored = result.outbox.map { entry in
                 var entry = entry
-                if entry.reference != nil || entry.storedPrediction != nil { entry.bytes = [] }
+                if entry.reference != nil { entry.bytes = [] }
                 return entry
             }
             try JoinStore.insertOutboxBatch(stored, first: first, last: state.nextOutboxSequence - 1, connection)
@@ -1255,28 +1189,24 @@ private struct BatchApplication {
         try saveClocksAndCounters(connection)
     }
 
-    /// Writes the changed predictions: the served records of this batch's predictions that still
-    /// wait for a label go into one `pending_batches` row per partition, every resolution into one
-    /// `resolved_batches` row per partition; emptied and purged rows are deleted, rows
-    /// that lost most of their holders compacted.
+    /// Writes the changed predictions: this batch's predictions that still wait for a label go into
+    /// one `waiting_batches` row per partition (as references to `loop.predictions`), every
+    /// resolution into one `resolved_batches` row per partition; rows all of whose predictions are
+    /// purged are deleted.
     private mutating func storePredictions(_ connection: Connection) throws {
-        var waiting: [Int32: (row: Int64, count: Int32, entries: [UInt8])] = [:]
+        var waiting: [Int32: (lastDeadlineMs: Int64, entries: [UInt8])] = [:]
         var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
         for id in changedPredictions {
-            // A purged prediction released its row in `expire`.
-            guard var entry = state.retained[id] else { continue }
-            if entry.batch == number, entry.state != .labeled, let served = entry.served {
-                if waiting[entry.partition] == nil {
-                    waiting[entry.partition] = (state.nextPendingRow, 0, [])
-                    state.nextPendingRow += 1
-                }
-                PendingCodec.encode(deadlineMs: entry.deadlineMs, served: served.bytes, into: &waiting[entry.partition]!.entries)
-                entry.row = waiting[entry.partition]!.row
-                entry.position = waiting[entry.partition]!.count
-                waiting[entry.partition]!.count += 1
-                state.pendingRows[entry.row, default: PendingRow()].hold(entry.position)
-                state.pendingRows[entry.row]?.records += 1
-                state.retained[id] = entry
+            // A purged prediction is gone.
+            guard let entry = state.retained[id] else { continue }
+            if entry.batch == number, entry.state != .labeled {
+                var row = waiting.removeValue(forKey: entry.partition) ?? (entry.deadlineMs, [])
+                WaitingCodec.encode(WaitingCodec.Entry(
+                    deadlineMs: entry.deadlineMs, offset: entry.offset, requestId: id, entity: entry.entity,
+                    eventTimeMs: entry.eventTimeMs, route: entry.route, score: entry.score, served: []),
+                    into: &row.entries)
+                row.lastDeadlineMs = max(row.lastDeadlineMs, entry.deadlineMs)
+                waiting[entry.partition] = row
             }
             if entry.state != .pending {
                 let purgeMs = entry.deadlineMs + policy.retentionMs
@@ -1285,26 +1215,23 @@ private struct BatchApplication {
                 resolved[entry.partition]?.purgeMs = latest
             }
         }
-        let insertWaiting = try connection.statement("INSERT INTO pending_batches(id, partition, entries) VALUES (?1, ?2, ?3)")
+        let insertWaiting = try connection.statement(
+            "INSERT INTO waiting_batches(partition, last_deadline_ms, entries) VALUES (?1, ?2, ?3)")
         for (partition, batch) in waiting {
             insertWaiting.reset()
-            try insertWaiting.bind(batch.row, at: 1)
-            try insertWaiting.bind(Int64(partition), at: 2)
+            try insertWaiting.bind(Int64(partition), at: 1)
+            try insertWaiting.bind(batch.lastDeadlineMs, at: 2)
             try insertWaiting.bind(batch.entries, at: 3)
             try insertWaiting.run()
         }
-        let deleteWaiting = try connection.statement("DELETE FROM pending_batches WHERE id = ?1")
-        for row in emptiedRows + state.unheldRows {
-            deleteWaiting.reset()
-            try deleteWaiting.bind(row, at: 1)
-            try deleteWaiting.run()
-        }
-        state.unheldRows = []
-        for row in releasedRows {
-            guard let holders = state.pendingRows[row], holders.isWorthCompacting,
-                  let records = try JoinStore.compactPendingRow(row, keeping: holders.isHeld, connection)
-            else { continue }
-            state.pendingRows[row]?.records = records
+        let purgeWaiting = try connection.statement("DELETE FROM waiting_batches WHERE partition = ?1 AND last_deadline_ms <= ?2")
+        for (partition, clock) in purgedUpTo {
+            purgeWaiting.reset()
+            try purgeWaiting.bind(Int64(partition), at: 1)
+            let (limit, overflow) = clock.subtractingReportingOverflow(policy.retentionMs)
+            guard !overflow else { continue }
+            try purgeWaiting.bind(limit, at: 2)
+            try purgeWaiting.run()
         }
         let insert = try connection.statement("INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
         for (partition, batch) in resolved {

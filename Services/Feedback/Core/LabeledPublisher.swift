@@ -110,36 +110,14 @@ public struct LabeledPublisher: Sendable {
     /// Fills in the bytes of entries stored as a ``PredictionReference`` from their predictions in
     /// `loop.predictions`; throws if one is no longer there.
     func splice(_ entries: [OutboxEntry]) async throws(FeedbackError) -> [OutboxEntry] {
-        var wanted: [TopicPartition: Set<Int64>] = [:]
+        var wanted: [Int32: Set<Int64>] = [:]
         for entry in entries {
-            if let reference = entry.reference, entry.bytes.isEmpty {
-                wanted[TopicPartition(topic: predictionsTopic, partition: reference.partition), default: []].insert(reference.offset)
-            }
+            if let reference = entry.reference, entry.bytes.isEmpty { wanted[reference.partition, default: []].insert(reference.offset) }
         }
         guard !wanted.isEmpty else { return entries }
         var found: [TopicPartition: [Int64: [UInt8]]] = [:]
-        do {
-            let reader = try PartitionReader(
-                config: kafka, partitions: wanted.keys.sorted { $0.partition < $1.partition },
-                offsets: wanted.mapValues { $0.min() ?? 0 }, logger: logger)
-            var remaining = wanted.values.reduce(0) { $0 + $1.count }
-            reading: for try await event in reader.events() {
-                switch event {
-                case .records(let records):
-                    for record in records {
-                        let partition = TopicPartition(topic: record.topic, partition: record.partition)
-                        guard wanted[partition]?.contains(record.offset) == true, found[partition]?[record.offset] == nil else { continue }
-                        found[partition, default: [:]][record.offset] = record.value ?? []
-                        remaining -= 1
-                    }
-                    if remaining == 0 { break reading }
-                case .caughtUp:
-                    break reading
-                }
-            }
-            await reader.close()
-        } catch {
-            throw FeedbackError(.delivery, "cannot read \(predictionsTopic) to splice the outbox: \(error)", isRetryable: true)
+        for record in try await readPredictions(at: wanted) {
+            found[TopicPartition(topic: record.topic, partition: record.partition), default: [:]][record.offset] = record.value ?? []
         }
         var spliced: [OutboxEntry] = []
         spliced.reserveCapacity(entries.count)
@@ -158,5 +136,53 @@ public struct LabeledPublisher: Sendable {
             spliced.append(entry)
         }
         return spliced
+    }
+
+    /// Reads back from `loop.predictions` the served records of the predictions the join store
+    /// still needs but does not hold in memory (after a restart: see
+    /// ``JoinStore/predictionsToRestore()``). Returns how many were restored; those no longer in
+    /// the topic are logged, and an outcome for one is counted as malformed.
+    @discardableResult
+    public func restoreWaiting() async throws(FeedbackError) -> Int {
+        let wanted = store.predictionsToRestore()
+        let count = wanted.values.reduce(0) { $0 + $1.count }
+        guard count > 0 else { return 0 }
+        let restored = store.restoreServed(from: try await readPredictions(at: wanted.mapValues(Set.init)))
+        if restored < count {
+            logger.warning("waiting predictions no longer in \(predictionsTopic)", metadata: ["feedback.restore.missing": "\(count - restored)"])
+        }
+        logger.info("waiting predictions restored", metadata: ["feedback.restore.count": "\(restored)"])
+        return restored
+    }
+
+    /// The records at `offsets` (partition → offsets) of `loop.predictions` that are still there,
+    /// reading each partition from its lowest wanted offset until all are found or it is caught up.
+    func readPredictions(at offsets: [Int32: Set<Int64>]) async throws(FeedbackError) -> [ConsumedRecord] {
+        let wanted = Dictionary(uniqueKeysWithValues: offsets.map { (TopicPartition(topic: predictionsTopic, partition: $0.key), $0.value) })
+        var found: [ConsumedRecord] = []
+        do {
+            let reader = try PartitionReader(
+                config: kafka, partitions: wanted.keys.sorted { $0.partition < $1.partition },
+                offsets: wanted.mapValues { $0.min() ?? 0 }, logger: logger)
+            var remaining = wanted
+            var left = remaining.values.reduce(0) { $0 + $1.count }
+            reading: for try await event in reader.events() {
+                switch event {
+                case .records(let records):
+                    for record in records
+                    where remaining[TopicPartition(topic: record.topic, partition: record.partition)]?.remove(record.offset) != nil {
+                        found.append(record)
+                        left -= 1
+                    }
+                    if left == 0 { break reading }
+                case .caughtUp:
+                    break reading
+                }
+            }
+            await reader.close()
+        } catch {
+            throw FeedbackError(.delivery, "cannot read \(predictionsTopic): \(error)", isRetryable: true)
+        }
+        return found
     }
 }

@@ -9,7 +9,10 @@ import Darwin
 /// A `loop.predictions` record as the join and the monitor need it, read straight from its bytes
 /// without building a JSON tree. The original bytes are kept: the labeled example is spliced from
 /// them, so its feature vector is byte for byte the one served.
-public struct ServedPrediction: Sendable {
+///
+/// Immutable and shared by reference: handing it from the decoder to the join, the monitor and
+/// the labeled examples retains one object rather than copying its fields.
+public final class ServedPrediction: Sendable {
     /// The record bytes exactly as consumed.
     public let bytes: [UInt8]
     public let requestId: String
@@ -44,7 +47,7 @@ public struct ServedPrediction: Sendable {
 
     /// Reads a prediction record, checking its `schemaVersion` and the fields the join relies on;
     /// the other fields are checked to be well-formed JSON.
-    public init(bytes: [UInt8]) throws(RecordError) {
+    public convenience init(bytes: [UInt8]) throws(RecordError) {
         var names = FeatureNameCache()
         try self.init(bytes: bytes, names: &names)
     }
@@ -129,6 +132,9 @@ private func appendDouble(_ value: Double, to output: inout [UInt8]) {
 struct FeatureNameCache {
     var names: [String] = []
     var ranges: [Range<Int>] = []
+    /// Per name, the bytes its member starts with in canonical JSON: `{"name":` and the name token
+    /// as read, then `,"value":`. A record of the same layout matches them byte for byte.
+    var members: [[UInt8]] = []
 }
 
 // MARK: - Scanner
@@ -282,6 +288,7 @@ struct RecordScanner {
     /// `[{"name": …, "value": number|null}, …]`; names are checked against (or replace) `names`.
     private mutating func features(names: inout FeatureNameCache) throws(RecordError) -> [Double?] {
         try expect(UInt8(ascii: "["), "features")
+        if !names.members.isEmpty, let values = try cachedFeatures(names.members) { return values }
         var values: [Double?] = []
         values.reserveCapacity(names.names.count)
         names.ranges.removeAll(keepingCapacity: true)
@@ -327,11 +334,50 @@ struct RecordScanner {
                 break
             }
         }
-        if !sameNames(names.names, names.ranges) {
+        let known = sameNames(names.names, names.ranges)
+        if !known {
             var fresh: [String] = []
             fresh.reserveCapacity(names.ranges.count)
             for range in names.ranges { fresh.append(try decodeString(range, "features.name")) }
             names.names = fresh
+        }
+        // The members of this record's names as read (an escaped name matches only itself).
+        names.members = names.ranges.map { range in Self.memberStart + UnsafeRawBufferPointer(rebasing: base[range]) + Self.valueKey }
+        return values
+    }
+
+    private static let memberStart = Array(#"{"name":"#.utf8)
+    private static let valueKey = Array(#","value":"#.utf8)
+
+    /// The features of a record in the cached layout, written canonically: each member is exactly
+    /// its bytes in `members`, a number or `null`, and `}`, members separated by `,` and the array
+    /// closed by `]`. At the first other byte the cursor goes back to where it started and the
+    /// result is `nil` (the general reader takes over); an invalid value is the error it would be there.
+    private mutating func cachedFeatures(_ members: [[UInt8]]) throws(RecordError) -> [Double?]? {
+        let start = index
+        var values: [Double?] = []
+        values.reserveCapacity(members.count)
+        for (position, member) in members.enumerated() {
+            let matched = member.withUnsafeBytes { member in
+                base.count - index >= member.count && memcmp(base.baseAddress! + index, member.baseAddress!, member.count) == 0
+            }
+            guard matched else {
+                index = start
+                return nil
+            }
+            index += member.count
+            if peek == UInt8(ascii: "n") {
+                try literal("null", "features.value")
+                values.append(nil)
+            } else {
+                values.append(try number("features.value"))
+            }
+            let close = position == members.count - 1 ? UInt8(ascii: "]") : UInt8(ascii: ",")
+            guard base.count - index >= 2, base[index] == UInt8(ascii: "}"), base[index + 1] == close else {
+                index = start
+                return nil
+            }
+            index += 2
         }
         return values
     }

@@ -6,8 +6,9 @@ import Contracts
 /// Per entry, little-endian: sequence (Int64), partition (Int32), label source, request id and
 /// entity (each a UInt32 length and UTF-8), then a flag byte: 1 for a ``PredictionReference``
 /// (partition Int32, offset Int64, label UInt8, delay Float64 bits, value flag UInt8 and Float64
-/// bits), 2 for a ``StoredPredictionReference`` (row Int64, position Int32, then as for 1), 0 for
-/// the example's own bytes (UInt32 length and bytes).
+/// bits), 0 for the example's own bytes (UInt32 length and bytes). Stores of an earlier layout also
+/// hold 2 for a ``StoredPredictionReference`` (row Int64, position Int32, then as for 1), which the
+/// "waiting references" migration replaces by the example's bytes.
 enum OutboxCodec {
     /// Appends `entries` to `output`.
     static func encode(_ entries: some Collection<OutboxEntry>, into output: inout [UInt8]) {
@@ -25,14 +26,6 @@ enum OutboxCodec {
                 appendInteger(reference.delaySeconds.bitPattern, to: &output)
                 output.append(reference.value == nil ? 0 : 1)
                 appendInteger((reference.value ?? 0).bitPattern, to: &output)
-            } else if let stored = entry.storedPrediction {
-                output.append(2)
-                appendInteger(stored.row, to: &output)
-                appendInteger(stored.position, to: &output)
-                output.append(stored.label ? 1 : 0)
-                appendInteger(stored.delaySeconds.bitPattern, to: &output)
-                output.append(stored.value == nil ? 0 : 1)
-                appendInteger((stored.value ?? 0).bitPattern, to: &output)
             } else {
                 output.append(0)
                 appendInteger(UInt32(entry.bytes.count), to: &output)
@@ -89,24 +82,75 @@ enum OutboxCodec {
 }
 
 /// The stored form of predictions still waiting for a label when their batch was applied: one
-/// `pending_batches` row per batch and input partition holds their served records, so a waiting
-/// prediction costs a slice of one blob rather than a row (and a B-tree insert) of its own. A row
-/// is deleted once none of its predictions still needs its served record (each is labeled or purged).
-/// A row most of whose records are no longer needed is compacted (see ``PendingRow``): each record
-/// dropped leaves an empty slot, so every position (held in memory and by outbox references) stays valid.
+/// `waiting_batches` row per batch and input partition lists them, so a waiting prediction costs a
+/// few dozen bytes of one blob rather than a row of its own. Its served record is not stored: it is
+/// in `loop.predictions` at the stored offset, held in memory while the service runs and read
+/// back from the topic after a restart (see ``JoinStore/predictionsToRestore()``). A row is deleted
+/// once every prediction in it is past its purge time.
 ///
-/// Per prediction, little-endian: deadline (Int64 ms), then the served record (UInt32 length and
-/// bytes; length 0 for a slot compacted away).
-enum PendingCodec {
+/// Per prediction, little-endian: deadline and offset in `loop.predictions` (Int64 each), request
+/// id and entity (each a UInt32 length and UTF-8), event time (Int64 ms), route (UInt32 length and
+/// UTF-8), score (Float64 bits), then the served record (UInt32 length and bytes): empty, except for
+/// predictions moved over from stores that kept the records themselves (offset -1).
+enum WaitingCodec {
+    /// A waiting prediction as stored.
+    struct Entry {
+        var deadlineMs: Int64
+        var offset: Int64
+        var requestId: String
+        var entity: String
+        var eventTimeMs: Int64
+        var route: Route
+        var score: Double
+        var served: [UInt8]
+    }
+
     /// Appends a waiting prediction to `output`.
-    static func encode(deadlineMs: Int64, served: [UInt8], into output: inout [UInt8]) {
+    static func encode(_ entry: Entry, into output: inout [UInt8]) {
+        appendInteger(entry.deadlineMs, to: &output)
+        appendInteger(entry.offset, to: &output)
+        appendText(entry.requestId, to: &output)
+        appendText(entry.entity, to: &output)
+        appendInteger(entry.eventTimeMs, to: &output)
+        appendText(entry.route.rawValue, to: &output)
+        appendInteger(entry.score.bitPattern, to: &output)
+        appendInteger(UInt32(entry.served.count), to: &output)
+        output.append(contentsOf: entry.served)
+    }
+
+    /// The waiting predictions `bytes` holds.
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(FeedbackError) -> [Entry] {
+        var reader = Reader(bytes: bytes)
+        var entries: [Entry] = []
+        while !reader.isAtEnd {
+            let deadlineMs: Int64 = try reader.integer()
+            let offset: Int64 = try reader.integer()
+            let requestId = try reader.text()
+            let entity = try reader.text()
+            let eventTimeMs: Int64 = try reader.integer()
+            let routeText = try reader.text()
+            guard let route = Route(rawValue: routeText) else {
+                throw FeedbackError(.storage, "waiting prediction \(requestId) has an unknown route \"\(routeText)\"")
+            }
+            let score = Double(bitPattern: try reader.integer())
+            let count: UInt32 = try reader.integer()
+            entries.append(Entry(
+                deadlineMs: deadlineMs, offset: offset, requestId: requestId, entity: entity, eventTimeMs: eventTimeMs,
+                route: route, score: score, served: Array(try reader.bytes(Int(count)))))
+        }
+        return entries
+    }
+
+    /// Appends a prediction in the previous layout (see ``decodeRecords(_:)``), for the migrations.
+    static func encodeRecord(deadlineMs: Int64, served: [UInt8], into output: inout [UInt8]) {
         appendInteger(deadlineMs, to: &output)
         appendInteger(UInt32(served.count), to: &output)
         output.append(contentsOf: served)
     }
 
-    /// The deadline and served record of each prediction `bytes` holds.
-    static func decode(_ bytes: UnsafeRawBufferPointer) throws(FeedbackError) -> [(deadlineMs: Int64, served: [UInt8])] {
+    /// The rows of the previous layout (`pending_batches`: per prediction its deadline, then its
+    /// served record as a UInt32 length and bytes, length 0 for a slot compacted away), for the migration.
+    static func decodeRecords(_ bytes: UnsafeRawBufferPointer) throws(FeedbackError) -> [(deadlineMs: Int64, served: [UInt8])] {
         var reader = Reader(bytes: bytes)
         var entries: [(deadlineMs: Int64, served: [UInt8])] = []
         while !reader.isAtEnd {
@@ -115,67 +159,6 @@ enum PendingCodec {
             entries.append((deadlineMs, Array(try reader.bytes(Int(count)))))
         }
         return entries
-    }
-
-    /// `bytes` with the served record of every position `isNeeded` rejects dropped (its slot left
-    /// empty), and the number of records that remain.
-    static func compact(_ bytes: UnsafeRawBufferPointer, keeping isNeeded: (Int32) -> Bool) throws(FeedbackError) -> (entries: [UInt8], records: Int) {
-        var output: [UInt8] = []
-        var records = 0
-        for (position, entry) in try decode(bytes).enumerated() {
-            let kept = !entry.served.isEmpty && isNeeded(Int32(position))
-            encode(deadlineMs: entry.deadlineMs, served: kept ? entry.served : [], into: &output)
-            if kept { records += 1 }
-        }
-        return (output, records)
-    }
-}
-
-/// Who still needs the served records of one `pending_batches` row: the retained predictions they
-/// belong to, until labeled or purged, and the unconfirmed outbox entries referring to them.
-///
-/// Compaction rule: once the row's holders are at most a quarter of the records it stores, the
-/// records nobody holds are dropped (in the transaction that released the holders). The stored row
-/// thus never keeps more than four times the records still needed (plus 12 bytes per empty slot),
-/// and each compaction at least quarters a row, so rewriting costs at most a third of its first write.
-struct PendingRow: Sendable {
-    /// The holders of each position.
-    private(set) var holdersAt: [Int32] = []
-    /// The holders of all positions; ``JoinStore/confirmDelivered(_:reports:)`` counts it down
-    /// before its transaction and the positions (``forget(_:)``) only once it committed.
-    var holders = 0
-    /// Holders let go by confirmations whose transaction has not committed yet: while any is in
-    /// flight a batch never deletes the row (a crash would leave their outbox entries without it).
-    var releasing = 0
-    /// The served records the stored row still holds.
-    var records = 0
-
-    /// Notes one more holder of `position`.
-    mutating func hold(_ position: Int32) {
-        let index = Int(position)
-        if index >= holdersAt.count { holdersAt.append(contentsOf: repeatElement(0, count: index + 1 - holdersAt.count)) }
-        holdersAt[index] += 1
-        holders += 1
-    }
-
-    /// Notes that one holder of `position` let go.
-    mutating func release(_ position: Int32) {
-        holders -= 1
-        forget(position)
-    }
-
-    /// Notes that one holder of `position`, already subtracted from ``holders``, let go.
-    mutating func forget(_ position: Int32) {
-        let index = Int(position)
-        if holdersAt.indices.contains(index), holdersAt[index] > 0 { holdersAt[index] -= 1 }
-    }
-
-    /// Whether the row is due for compaction: held, but by at most a quarter of its records.
-    var isWorthCompacting: Bool { holders > 0 && holders * 4 <= records }
-
-    /// Whether some holder still needs the record at `position`.
-    func isHeld(_ position: Int32) -> Bool {
-        holdersAt.indices.contains(Int(position)) && holdersAt[Int(position)] > 0
     }
 }
 
