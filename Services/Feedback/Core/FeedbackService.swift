@@ -26,8 +26,8 @@ public struct FeedbackService: LoopService, Service {
         "group", default: "", valueName: "<group id>",
         help: "Consumer group of the feedback instances (they share the partitions); empty means `<topic prefix>.feedback`.")
     static let retentionSetting = Setting.integer(
-        "late-retention-seconds", default: 604_800, range: 0...31_536_000, valueName: "<seconds>",
-        help: "Event time a prediction is kept after its join deadline, so late outcomes are still emitted and duplicates recognised. After a restart the served records are read back from loop.predictions, whose retention should cover the deadline plus this.")
+        "late-retention-seconds", default: 432_000, range: 0...31_536_000, valueName: "<seconds>",
+        help: "Event time a prediction is kept after its join deadline, so late outcomes are still emitted and duplicates recognised. After a restart the served records are read back from loop.predictions, whose retention should cover the deadline plus this (the default, 5 days, leaves room for a 2-hour deadline within a 7-day topic retention).")
     static let chunkSetting = Setting.integer(
         "estimation-chunk-seconds", default: 3600, range: 1...31_536_000, valueName: "<seconds>",
         help: "Event-time length of the chunks that label-free performance estimates (CBPE) are made for.")
