@@ -2,6 +2,7 @@ import Contracts
 import Features
 import Foundation
 import Kafka
+import Prometheus
 import Testing
 @testable import FeatureStore
 
@@ -100,6 +101,74 @@ struct UnitTests {
         #expect(try store.progress() == PartitionProgress(inputNext: 5, ackedThrough: 5, changelogNext: 1))
         #expect(try store.current("a") == [1])
         #expect(try store.current("b") == nil)
+    }
+
+    @Test("a commit updates the rows of known entities and inserts those of new ones")
+    func storeUpdatesAndInserts() throws {
+        let store = try PartitionStore(directory: temporaryDirectory("partition-update"), partition: 0, historyInterval: 60)
+        try store.commit([EntityChange(entity: "a", bytes: [1], latestMillis: 1000)], inputNext: 1)
+        try store.recordAcknowledged(through: 1, changelogNext: 1)
+        try store.commit([
+            EntityChange(entity: "a", bytes: [2], latestMillis: 2000), EntityChange(entity: "b", bytes: [3], latestMillis: 2000),
+        ], inputNext: 2)
+        #expect(try store.current("a") == [2])
+        #expect(try store.current("b") == [3])
+        #expect(try store.entityCount() == 2)
+        #expect(try store.unpublished().map(\.entity).sorted() == ["a", "b"], "both rows carry the new batch's input offset")
+    }
+
+    @Test("write lanes write a batch's partitions at the same time, each in offset order, with the states and changelog records of one lane")
+    func writeLanes() throws {
+        let schema = try FeatureSchema(features: [
+            FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600)),
+            FeatureSpec(name: "p", field: "price", aggregation: .last),
+        ], allowedLateness: TimeSpan(seconds: 3600))
+        let context = WriteContext(
+            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
+            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        // Four partitions, their records interleaved; every event of an entity at the same time, so
+        // only offset order decides which price is its last.
+        var byPartition: [Int32: [ConsumedRecord]] = [:]
+        for index in 0..<400 {
+            let partition = Int32(index % 4)
+            let entity = "e\(index % 12)"
+            byPartition[partition, default: []].append(ConsumedRecord(
+                topic: "e", partition: partition, offset: Int64(index / 4), key: Array(entity.utf8),
+                value: Array(#"{"price":\#(index)}"#.utf8),
+                headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")]))
+        }
+        func run(lanes: Int) throws -> (outcomes: [PartitionBatch], stores: [PartitionStore]) {
+            let directory = temporaryDirectory("write-lanes")
+            var jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)] = []
+            for partition in Int32(0)..<4 {
+                let store = try PartitionStore(directory: directory, partition: partition, historyInterval: 3600)
+                jobs.append((PartitionWriter(store: store, context: context, entityCount: 0), byPartition[partition]!, UInt64(partition)))
+            }
+            let outcomes = try WriteLanes(count: lanes).write(jobs).map { try $0.get() }
+            return (outcomes, jobs.map(\.writer.store))
+        }
+        let (concurrent, concurrentStores) = try run(lanes: 2)
+        let (serial, serialStores) = try run(lanes: 1)
+        for partition in 0..<4 {
+            let (outcome, expected) = (concurrent[partition], serial[partition])
+            #expect(outcome.last.partition == Int32(partition) && outcome.last.offset == 99)
+            #expect(outcome.written.inputNext == 100 && outcome.written.changes == 3)
+            #expect(outcome.outgoing.map(\.key) == expected.outgoing.map(\.key))
+            #expect(outcome.outgoing.map(\.value) == expected.outgoing.map(\.value))
+            #expect(outcome.outgoing.map { $0.headers.map(\.value) } == expected.outgoing.map { $0.headers.map(\.value) })
+            #expect(outcome.outgoing.allSatisfy { $0.partition == Int32(partition) })
+            #expect(try concurrentStores[partition].progress().inputNext == 100)
+            for entity in Set(byPartition[Int32(partition)]!.compactMap(\.key)).map({ String(decoding: $0, as: UTF8.self) }) {
+                let bytes = try #require(try concurrentStores[partition].current(entity))
+                #expect(bytes == (try serialStores[partition].current(entity)))
+                let values = try EntityFeatureState(decoding: bytes, schema: schema).evaluate(asOf: 1_704_067_200)
+                // The entity's events are at indexes i ≡ its number (mod 12) and ≡ the partition (mod 4); the last is below 400.
+                let number = Int(entity.dropFirst())!
+                let indexes = Array(stride(from: number, to: 400, by: 12))
+                #expect(values[0] == Double(indexes.count))
+                #expect(values[1] == Double(indexes[indexes.count - 1]), "the last price is the one of the highest offset")
+            }
+        }
     }
 
     @Test("a changelog ahead of the local state replaces it; one behind marks the entities to republish")
