@@ -142,7 +142,7 @@ struct UnitTests {
             var jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)] = []
             for partition in Int32(0)..<4 {
                 let store = try PartitionStore(directory: directory, partition: partition, historyInterval: 3600)
-                jobs.append((PartitionWriter(store: store, context: context, entityCount: 0), byPartition[partition]!, UInt64(partition)))
+                jobs.append((PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil), byPartition[partition]!, UInt64(partition)))
             }
             let outcomes = try WriteLanes(count: lanes).write(jobs).map { try $0.get() }
             return (outcomes, jobs.map(\.writer.store))
@@ -169,6 +169,38 @@ struct UnitTests {
                 #expect(values[1] == Double(indexes[indexes.count - 1]), "the last price is the one of the highest offset")
             }
         }
+    }
+
+    @Test("records below the committed input offset are not applied again, also by a writer reopened on the store")
+    func writerSkipsCommittedRecords() throws {
+        let schema = try FeatureSchema(
+            features: [FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600))], allowedLateness: TimeSpan(seconds: 3600))
+        let context = WriteContext(
+            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
+            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        func records(_ offsets: Range<Int64>) -> [ConsumedRecord] {
+            offsets.map { offset in
+                ConsumedRecord(
+                    topic: "e", partition: 0, offset: offset, key: Array("a".utf8), value: Array("{}".utf8),
+                    headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")])
+            }
+        }
+        func count(_ store: PartitionStore) throws -> Double? {
+            try EntityFeatureState(decoding: try #require(try store.current("a")), schema: schema).evaluate(asOf: 1_704_067_200)[0]
+        }
+        let store = try PartitionStore(directory: temporaryDirectory("writer-skip"), partition: 0, historyInterval: 3600)
+        let writer = PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil)
+        _ = try writer.write(records(0..<5), batch: 1)
+        let again = try writer.write(records(0..<5), batch: 2)
+        #expect(again.outgoing.isEmpty && again.written.changes == 0)
+        #expect(try count(store) == 5)
+        let overlapping = try writer.write(records(3..<8), batch: 3)
+        #expect(overlapping.written.changes == 1 && overlapping.written.inputNext == 8)
+        #expect(try count(store) == 8, "only offsets 5, 6 and 7 are new")
+        let reopened = PartitionWriter(store: store, context: context, entityCount: 1, inputNext: try store.progress().inputNext)
+        _ = try reopened.write(records(6..<9), batch: 4)
+        #expect(try count(store) == 9, "only offset 8 is new")
+        #expect(try store.progress().inputNext == 9)
     }
 
     @Test("a changelog ahead of the local state replaces it; one behind marks the entities to republish")

@@ -307,7 +307,7 @@ actor FeatureProcessor {
                 try store.recordAcknowledged(through: inputNext, changelogNext: next)
             }
             writers[partition] = PartitionWriter(
-                store: store, context: context, entityCount: try store.entityCount(),
+                store: store, context: context, entityCount: try store.entityCount(), inputNext: try store.progress().inputNext,
                 newestEventMillis: writers[partition]?.newestEventMillis ?? .min)
             registry.set(store)
             if let resumeAt { offsets[TopicPartition(topic: eventsTopic, partition: partition)] = resumeAt }

@@ -60,18 +60,23 @@ final class PartitionWriter: Sendable {
         var cache: StateCache
         var newestEventMillis = Int64.min
         var entityCount: Int
+        /// The input offset after the last committed batch (`nil` before any): records below it
+        /// are already applied.
+        var inputNext: Int64?
         /// The field values of a batch's events, one row of ``EventDecoder/fieldCount`` per event.
         var valueRows: [Double] = []
         var encodeBuffer: [UInt8] = []
     }
 
-    /// The writer of `store`, which holds `entityCount` entities; `newestEventMillis` is the
-    /// newest event time applied so far (ms), `Int64.min` if none.
-    init(store: PartitionStore, context: WriteContext, entityCount: Int, newestEventMillis: Int64 = .min) {
+    /// The writer of `store`, which holds `entityCount` entities and has applied the input up to
+    /// `inputNext` (its stored progress); `newestEventMillis` is the newest event time applied so
+    /// far (ms), `Int64.min` if none.
+    init(store: PartitionStore, context: WriteContext, entityCount: Int, inputNext: Int64?, newestEventMillis: Int64 = .min) {
         self.store = store
         self.context = context
         state = Mutex(State(
-            cache: StateCache(capacity: context.stateCacheEntities), newestEventMillis: newestEventMillis, entityCount: entityCount))
+            cache: StateCache(capacity: context.stateCacheEntities), newestEventMillis: newestEventMillis, entityCount: entityCount,
+            inputNext: inputNext))
     }
 
     var partition: Int32 { store.partition }
@@ -80,19 +85,24 @@ final class PartitionWriter: Sendable {
 
     /// Applies this partition's `records` (in offset order), commits the changed states with
     /// the input offset after the last record, and returns the changelog records of the batch
-    /// (`batch` is its id in their headers). A failed batch leaves the state cache empty (it may
-    /// hold states that were never committed).
+    /// (`batch` is its id in their headers). Records below the input offset already committed
+    /// are skipped: a batch fetched before a revocation and the partition's re-assignment reached
+    /// the writer is not applied twice. A failed batch leaves the state cache empty (it may hold
+    /// states that were never committed).
     func write(_ records: [ConsumedRecord], batch: UInt64) throws(FeatureStoreError) -> PartitionBatch {
         try state.withLock { (state: inout State) throws(FeatureStoreError) -> PartitionBatch in
             let cpuStart = threadCPUSeconds()
             defer { context.metrics.writeCPU.increment(by: threadCPUSeconds() - cpuStart) }
             var cache = StateCache(capacity: context.stateCacheEntities)
             swap(&cache, &state.cache)
-            let (changes, snapshots, published, newestMillis) = try apply(records, state: &state, cache: &cache)
+            let committed = state.inputNext ?? .min
+            let fresh = records[(records.firstIndex { $0.offset >= committed } ?? records.endIndex)...]
+            let (changes, snapshots, published, newestMillis) = try apply(fresh, state: &state, cache: &cache)
             let last = records[records.count - 1]
-            let inputNext = last.offset + 1
+            let inputNext = max(last.offset + 1, committed)
             try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
             state.cache = cache
+            state.inputNext = inputNext
             if !changes.isEmpty { context.metrics.writeBatchSize.record(Double(changes.count)) }
             if !snapshots.isEmpty { context.metrics.historySnapshots.increment(by: Int64(snapshots.count)) }
             return PartitionBatch(
@@ -136,7 +146,7 @@ final class PartitionWriter: Sendable {
     /// States come from `cache` (taken out while they change) or else from SQLite; every state
     /// the batch loaded goes back into `cache`, to be kept once the batch is committed.
     private func apply(
-        _ records: [ConsumedRecord], state: inout State, cache: inout StateCache
+        _ records: ArraySlice<ConsumedRecord>, state: inout State, cache: inout StateCache
     ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], [Publication], Int64) {
         // Decode: each event's field values go to its row of one reused buffer; each entity gets
         // a slot, so it is read and decoded once per batch, whatever number of events it has.
