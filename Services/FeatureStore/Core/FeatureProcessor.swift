@@ -28,8 +28,8 @@ final class StoreRegistry: Sendable {
 /// `loop.features`; restores partitions when they are assigned and lets them go only once their
 /// publications are acknowledged.
 ///
-/// Per batch and partition (the partitions of a batch at the same time, one thread per core; see
-/// ``PartitionWriter``): apply every event in memory (an entity touched by many events is
+/// Per batch and partition (the partitions of a batch at the same time on ``WriteLanes``, one
+/// per core by default; see ``PartitionWriter``): apply every event in memory (an entity touched by many events is
 /// loaded and written once) → one SQLite transaction with the changed states, their history
 /// snapshots and the next input offset. Then hand the latest state of every changed entity to
 /// the publisher and go on with the next batch. The publisher sends batches strictly in order, one
