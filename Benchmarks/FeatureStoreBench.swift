@@ -18,8 +18,8 @@ import TestSupport
 // against the raw feature data, and GET /v1/features/{entity} latency under an open-loop load
 // with a million entities stored.
 //
-//   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000]
-//                            [--rate 1000] [--seconds 10] [--state-cache 50000] [--keep-alive]
+//   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000 (0: no reads)]
+//                            [--rate 1000] [--seconds 10] [--state-cache 50000] [--write-lanes 0] [--keep-alive]
 //                            [--config examples/elec2/loop.yaml] [--brokers host:port]
 //
 // Throughput: the events are produced first; the clock runs from the moment the store holds
@@ -39,6 +39,8 @@ struct FeatureStoreBenchOptions {
     var seconds = 10
     /// Decoded states cached per partition (``FeatureStoreOptions/stateCacheEntities``).
     var stateCache = 50_000
+    /// Threads writing a batch's partitions (``FeatureStoreOptions/writeLanes``; 0: one per core).
+    var writeLanes = 0
     /// GETs over one persistent connection per sender thread instead of a connection per request.
     var keepAlive = false
     var config = "examples/elec2/loop.yaml"
@@ -61,6 +63,7 @@ struct FeatureStoreBenchOptions {
             case "--rate": rate = Int(try value()) ?? rate
             case "--seconds": seconds = Int(try value()) ?? seconds
             case "--state-cache": stateCache = Int(try value()) ?? stateCache
+            case "--write-lanes": writeLanes = Int(try value()) ?? writeLanes
             case "--keep-alive": keepAlive = true
             case "--config": config = try value()
             case "--brokers": brokers = try value()
@@ -68,8 +71,8 @@ struct FeatureStoreBenchOptions {
             default: throw BenchError(description: "unknown option \(argument)")
             }
         }
-        guard events > 0, entities > 0, readEntities > 0, rate > 0, seconds > 0 else {
-            throw BenchError(description: "--events, --entities, --read-entities, --rate and --seconds must be positive")
+        guard events > 0, entities > 0, readEntities >= 0, rate > 0, seconds > 0 else {
+            throw BenchError(description: "--events, --entities, --rate and --seconds must be positive, --read-entities not negative")
         }
     }
 }
@@ -118,7 +121,7 @@ func runFeatureStoreBench(_ arguments: [String]) async throws {
     var writes = try await applyAndPublish(
         options, config: config, kafka: kafka, logger: logger, prefix: prefix, ends: input.ends, brokerPID: brokerPID)
     writes.brokerPassThroughCPUSeconds = brokerPassThrough
-    let reads = try await readLatency(options, kafka: kafka, logger: logger, prefix: prefix + "r")
+    let reads = options.readEntities > 0 ? try await readLatency(options, kafka: kafka, logger: logger, prefix: prefix + "r") : nil
     printSummary(options, config: config, input: input, passRate: passRate, writes: writes, reads: reads)
 }
 
@@ -216,7 +219,7 @@ private func applyAndPublish(
         config: config,
         options: FeatureStoreOptions(
             stateDirectory: directory, groupID: prefix + ".bench", batchSize: 20_000, batchWait: .milliseconds(20),
-            stateCacheEntities: options.stateCache),
+            stateCacheEntities: options.stateCache, writeLanes: options.writeLanes),
         kafka: kafka, logger: logger, metrics: metrics, readiness: Readiness())
     let running = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
@@ -334,21 +337,23 @@ private func percentile(_ sorted: [Double], _ p: Double) -> Double {
 
 @inline(never)
 private func printSummary(
-    _ options: FeatureStoreBenchOptions, config: LoopConfig, input: BenchInput, passRate: Double, writes: BenchWrites, reads: BenchReads
+    _ options: FeatureStoreBenchOptions, config: LoopConfig, input: BenchInput, passRate: Double, writes: BenchWrites, reads: BenchReads?
 ) {
     let load = loadAverage()
     let events = Double(options.events)
     let stages = writes.stages
-    let sorted = reads.latencies.sorted()
     print("")
     print("feature-store bench — \(options.events) events over \(options.entities) entities, \(config.topics.partitions) partitions, load average \(load)")
     print(pad("kafka pass-through", 34) + String(format: "%10.0f events/s", passRate))
     print(pad("state cache", 34) + String(format: "%10d  decoded states per partition", options.stateCache))
+    print(pad("write lanes", 34) + String(format: "%10d  threads writing a batch's partitions", options.writeLanes == 0 ? ProcessInfo.processInfo.activeProcessorCount : options.writeLanes))
     print(pad("applied + published", 34) + String(format: "%10.0f events/s  (%.0f%% of pass-through; target ≥ 100000)",
                                                  writes.rate, 100 * writes.rate / passRate))
     print(pad("  wall time per event", 34) + String(format: "%10.2f µs", 1e6 / writes.rate))
     print(pad("  decode+apply+store per event", 34) + String(format: "%10.2f µs  (%d batches; overlaps publishing)",
                                                           1e6 * stages.applySeconds / events, Int(stages.batches)))
+    print(pad("  write lanes' thread CPU per event", 34) + String(format: "%10.2f µs  (decode, apply, commit, summed over the lanes)",
+                                                        1e6 * stages.writeCPUSeconds / events))
     print(pad("  process CPU per event", 34) + String(format: "%10.2f µs  (consumer, writer, publisher, librdkafka; not the broker)",
                                                    1e6 * writes.processCPUSeconds / events))
     if let broker = writes.brokerCPUSeconds, let passing = writes.brokerPassThroughCPUSeconds {
@@ -364,6 +369,8 @@ private func printSummary(
     print(pad("state on disk", 34) + String(format: "%10.1f MB  (%.2f× the JSON data; target ≤ 2×): records %.1f MB, history %.1f MB",
                                            Double(writes.files) / 1e6, Double(writes.files) / Double(input.rawJSON),
                                            Double(writes.records) / 1e6, Double(writes.history) / 1e6))
+    guard let reads else { return }
+    let sorted = reads.latencies.sorted()
     print(pad("reads: entities stored", 34) + String(format: "%10d  seeded through FeatureStore.seed (not Kafka) in %.1f s",
                                                   reads.entities, reads.seedSeconds))
     print(pad("reads: state on disk", 34) + String(format: "%10.1f MB  (%.2f× the %.1f MB JSON of their one event each)",
@@ -407,6 +414,8 @@ private struct StageSums {
     var batches = 0.0
     var written = 0.0
     var snapshots = 0.0
+    /// Thread CPU of the write lanes (decode, apply, commit).
+    var writeCPUSeconds = 0.0
 }
 
 private func metricSums(_ registry: PrometheusCollectorRegistry) -> StageSums {
@@ -420,6 +429,7 @@ private func metricSums(_ registry: PrometheusCollectorRegistry) -> StageSums {
         case "feature_store_publish_lag_seconds_count": sums.batches = value
         case "feature_store_write_batch_entities_sum": sums.written = value
         case "feature_store_history_snapshots_total": sums.snapshots = value
+        case "feature_store_write_cpu_seconds_total": sums.writeCPUSeconds = value
         default: continue
         }
     }

@@ -2,6 +2,7 @@ import Contracts
 import Features
 import Foundation
 import Kafka
+import Prometheus
 import Testing
 @testable import FeatureStore
 
@@ -102,6 +103,106 @@ struct UnitTests {
         #expect(try store.current("b") == nil)
     }
 
+    @Test("a commit updates the rows of known entities and inserts those of new ones")
+    func storeUpdatesAndInserts() throws {
+        let store = try PartitionStore(directory: temporaryDirectory("partition-update"), partition: 0, historyInterval: 60)
+        try store.commit([EntityChange(entity: "a", bytes: [1], latestMillis: 1000)], inputNext: 1)
+        try store.recordAcknowledged(through: 1, changelogNext: 1)
+        try store.commit([
+            EntityChange(entity: "a", bytes: [2], latestMillis: 2000), EntityChange(entity: "b", bytes: [3], latestMillis: 2000),
+        ], inputNext: 2)
+        #expect(try store.current("a") == [2])
+        #expect(try store.current("b") == [3])
+        #expect(try store.entityCount() == 2)
+        #expect(try store.unpublished().map(\.entity).sorted() == ["a", "b"], "both rows carry the new batch's input offset")
+    }
+
+    @Test("write lanes write a batch's partitions at the same time, each in offset order, with the states and changelog records of one lane")
+    func writeLanes() throws {
+        let schema = try FeatureSchema(features: [
+            FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600)),
+            FeatureSpec(name: "p", field: "price", aggregation: .last),
+        ], allowedLateness: TimeSpan(seconds: 3600))
+        let context = WriteContext(
+            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
+            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        // Four partitions, their records interleaved; every event of an entity at the same time, so
+        // only offset order decides which price is its last.
+        var byPartition: [Int32: [ConsumedRecord]] = [:]
+        for index in 0..<400 {
+            let partition = Int32(index % 4)
+            let entity = "e\(index % 12)"
+            byPartition[partition, default: []].append(ConsumedRecord(
+                topic: "e", partition: partition, offset: Int64(index / 4), key: Array(entity.utf8),
+                value: Array(#"{"price":\#(index)}"#.utf8),
+                headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")]))
+        }
+        func run(lanes: Int) throws -> (outcomes: [PartitionBatch], stores: [PartitionStore]) {
+            let directory = temporaryDirectory("write-lanes")
+            var jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)] = []
+            for partition in Int32(0)..<4 {
+                let store = try PartitionStore(directory: directory, partition: partition, historyInterval: 3600)
+                jobs.append((PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil), byPartition[partition]!, UInt64(partition)))
+            }
+            let outcomes = try WriteLanes(count: lanes).write(jobs).map { try $0.get() }
+            return (outcomes, jobs.map(\.writer.store))
+        }
+        let (concurrent, concurrentStores) = try run(lanes: 2)
+        let (serial, serialStores) = try run(lanes: 1)
+        for partition in 0..<4 {
+            let (outcome, expected) = (concurrent[partition], serial[partition])
+            #expect(outcome.last.partition == Int32(partition) && outcome.last.offset == 99)
+            #expect(outcome.written.inputNext == 100 && outcome.written.changes == 3)
+            #expect(outcome.outgoing.map(\.key) == expected.outgoing.map(\.key))
+            #expect(outcome.outgoing.map(\.value) == expected.outgoing.map(\.value))
+            #expect(outcome.outgoing.map { $0.headers.map(\.value) } == expected.outgoing.map { $0.headers.map(\.value) })
+            #expect(outcome.outgoing.allSatisfy { $0.partition == Int32(partition) })
+            #expect(try concurrentStores[partition].progress().inputNext == 100)
+            for entity in Set(byPartition[Int32(partition)]!.compactMap(\.key)).map({ String(decoding: $0, as: UTF8.self) }) {
+                let bytes = try #require(try concurrentStores[partition].current(entity))
+                #expect(bytes == (try serialStores[partition].current(entity)))
+                let values = try EntityFeatureState(decoding: bytes, schema: schema).evaluate(asOf: 1_704_067_200)
+                // The entity's events are at indexes i ≡ its number (mod 12) and ≡ the partition (mod 4); the last is below 400.
+                let number = Int(entity.dropFirst())!
+                let indexes = Array(stride(from: number, to: 400, by: 12))
+                #expect(values[0] == Double(indexes.count))
+                #expect(values[1] == Double(indexes[indexes.count - 1]), "the last price is the one of the highest offset")
+            }
+        }
+    }
+
+    @Test("records below the committed input offset are not applied again, also by a writer reopened on the store")
+    func writerSkipsCommittedRecords() throws {
+        let schema = try FeatureSchema(
+            features: [FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600))], allowedLateness: TimeSpan(seconds: 3600))
+        let context = WriteContext(
+            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
+            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        func records(_ offsets: Range<Int64>) -> [ConsumedRecord] {
+            offsets.map { offset in
+                ConsumedRecord(
+                    topic: "e", partition: 0, offset: offset, key: Array("a".utf8), value: Array("{}".utf8),
+                    headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")])
+            }
+        }
+        func count(_ store: PartitionStore) throws -> Double? {
+            try EntityFeatureState(decoding: try #require(try store.current("a")), schema: schema).evaluate(asOf: 1_704_067_200)[0]
+        }
+        let store = try PartitionStore(directory: temporaryDirectory("writer-skip"), partition: 0, historyInterval: 3600)
+        let writer = PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil)
+        _ = try writer.write(records(0..<5), batch: 1)
+        let again = try writer.write(records(0..<5), batch: 2)
+        #expect(again.outgoing.isEmpty && again.written.changes == 0)
+        #expect(try count(store) == 5)
+        let overlapping = try writer.write(records(3..<8), batch: 3)
+        #expect(overlapping.written.changes == 1 && overlapping.written.inputNext == 8)
+        #expect(try count(store) == 8, "only offsets 5, 6 and 7 are new")
+        let reopened = PartitionWriter(store: store, context: context, entityCount: 1, inputNext: try store.progress().inputNext)
+        _ = try reopened.write(records(6..<9), batch: 4)
+        #expect(try count(store) == 9, "only offset 8 is new")
+        #expect(try store.progress().inputNext == 9)
+    }
+
     @Test("a changelog ahead of the local state replaces it; one behind marks the entities to republish")
     func storeRestore() throws {
         let directory = temporaryDirectory("partition-restore")
@@ -189,6 +290,31 @@ struct UnitTests {
         }
         #expect(event.values == ["price": 2, "flag": 1])
         #expect(event.time == 1_704_067_201)
+    }
+
+    @Test("numbers read by exact decimal arithmetic are the doubles strtod reads, and the rest fall back to it")
+    func exactDecimalNumbers() throws {
+        var texts = ["0", "-0", "1", "-1", "0.5", "0.1", "0.3", "123.456", "-0.000123", "9007199254740992", "9007199254740993",
+                     "1e22", "1e23", "1.5e-22", "2.5E+3", "0.1e1", "12345678901234567", "1e-400", "4.35", "0.9999999999999999"]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let value = Double.random(in: -1000...1000, using: &random)
+            texts.append("\(value)")
+            texts.append(String(format: "%.6f", value))
+            texts.append(String(format: "%.3e", value))
+        }
+        var exact = 0
+        for text in texts {
+            let bytes = Array(text.utf8)
+            let read = bytes.withUnsafeBufferPointer { EventDecoder.number($0) }
+            let expected = Double(text).flatMap { $0.isFinite ? $0 : nil }
+            #expect(read?.bitPattern == expected?.bitPattern, "\(text)")
+            if let fast = bytes.withUnsafeBufferPointer({ EventDecoder.exactDecimal($0) }) {
+                exact += 1
+                #expect(fast.bitPattern == expected?.bitPattern, "\(text)")
+            }
+        }
+        #expect(exact > texts.count / 2, "most short decimals take the exact path")
     }
 
     @Test("events are filtered by ce_type before parsing and read from binary-mode records")

@@ -31,8 +31,9 @@ struct EventDecoder: Sendable {
         case invalid(String)
     }
 
-    /// Accepted types by their bytes, mapped to one shared `String` each.
-    private let acceptedTypes: [[UInt8]: String]
+    /// Accepted types: their bytes and one shared `String` each (a handful, so a scan compares
+    /// fewer bytes than hashing a key would).
+    private let acceptedTypes: [(bytes: [UInt8], name: String)]
     private let acceptsEveryType: Bool
     /// The fields features read, in ``FeatureSchema/eventFields`` order, as bytes.
     private let fieldBytes: [[UInt8]]
@@ -46,7 +47,7 @@ struct EventDecoder: Sendable {
             if feature.eventTypes.isEmpty { everyType = true }
             for type in feature.eventTypes { types[Array(type.utf8)] = type }
         }
-        acceptedTypes = types
+        acceptedTypes = types.map { (bytes: $0.key, name: $0.value) }
         acceptsEveryType = everyType
         fieldBytes = schema.eventFields.map { Array($0.utf8) }
         fieldIndex = Dictionary(uniqueKeysWithValues: schema.eventFields.enumerated().map { ($0.element, $0.offset) })
@@ -78,7 +79,7 @@ struct EventDecoder: Sendable {
             return .invalid("no ce_type header")
         }
         let type: String
-        if let known = acceptedTypes[typeBytes] {
+        if let known = acceptedType(typeBytes) {
             type = known
         } else if acceptsEveryType {
             type = String(decoding: typeBytes, as: UTF8.self)
@@ -102,6 +103,12 @@ struct EventDecoder: Sendable {
             return .invalid("the value is not JSON: \(error)")
         }
         return event(entity: entity, type: type, seconds: seconds, data: data, values: values)
+    }
+
+    /// The shared name of an accepted type given by its bytes.
+    private func acceptedType(_ bytes: [UInt8]) -> String? {
+        for type in acceptedTypes where type.bytes == bytes { return type.name }
+        return nil
     }
 
     // MARK: - Fast paths
@@ -200,10 +207,12 @@ struct EventDecoder: Sendable {
         return true
     }
 
-    /// A JSON number's value (strtod on a NUL-terminated copy), or `nil` when the bytes are not
-    /// one JSON number.
-    private static func number(_ bytes: UnsafeBufferPointer<UInt8>) -> Double? {
+    /// A JSON number's value, or `nil` when the bytes are not one JSON number: exact decimal
+    /// arithmetic when it is correctly rounded (``exactDecimal(_:)``), else strtod on a
+    /// NUL-terminated copy.
+    static func number(_ bytes: UnsafeBufferPointer<UInt8>) -> Double? {
         guard bytes.count < 64, isJSONNumber(bytes) else { return nil }
+        if let exact = exactDecimal(bytes) { return exact }
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { text -> Double? in
             for index in bytes.indices { text[index] = CChar(bitPattern: bytes[index]) }
             text[bytes.count] = 0
@@ -212,6 +221,57 @@ struct EventDecoder: Sendable {
             guard let end, end - text.baseAddress! == bytes.count, value.isFinite else { return nil }
             return value
         }
+    }
+
+    /// Powers of ten a `Double` holds exactly.
+    private static let exactPowersOfTen: [Double] = (0...22).map { power in (0..<power).reduce(1.0) { value, _ in value * 10 } }
+
+    /// The value of a JSON number (already checked) whose digits, read as an integer, are at
+    /// most 2^53 and whose decimal exponent is within ±22, or `nil` for any other. Both the
+    /// integer and the power of ten are then exact doubles, so one multiplication or division
+    /// rounds correctly: the same double as strtod (Clinger's fast path).
+    static func exactDecimal(_ bytes: UnsafeBufferPointer<UInt8>) -> Double? {
+        var position = 0
+        let negative = bytes[0] == UInt8(ascii: "-")
+        if negative { position = 1 }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        var inFraction = false
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: ".") {
+                inFraction = true
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                if mantissa > 0 || byte != UInt8(ascii: "0") { digits += 1 }
+                guard digits <= 16 else { return nil }
+                mantissa = mantissa * 10 + UInt64(byte - UInt8(ascii: "0"))
+                if inFraction { exponent -= 1 }
+            } else {
+                break
+            }
+            position += 1
+        }
+        if position < bytes.count {
+            // An exponent: `e`, an optional sign and digits (the grammar was checked).
+            position += 1
+            var sign = 1
+            if bytes[position] == UInt8(ascii: "-") || bytes[position] == UInt8(ascii: "+") {
+                if bytes[position] == UInt8(ascii: "-") { sign = -1 }
+                position += 1
+            }
+            var value = 0
+            while position < bytes.count {
+                value = value * 10 + Int(bytes[position] - UInt8(ascii: "0"))
+                guard value <= 400 else { return nil }
+                position += 1
+            }
+            exponent += sign * value
+        }
+        guard mantissa <= 1 << 53, (-22...22).contains(exponent) else { return nil }
+        let magnitude = exponent < 0
+            ? Double(mantissa) / exactPowersOfTen[-exponent] : Double(mantissa) * exactPowersOfTen[exponent]
+        return negative ? -magnitude : magnitude
     }
 
     /// Whether `bytes` follow JSON's number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
@@ -251,7 +311,7 @@ struct EventDecoder: Sendable {
         } catch {
             return .invalid("not a CloudEvent: \(error)")
         }
-        guard acceptsEveryType || acceptedTypes[Array(event.type.utf8)] != nil else { return .ignored }
+        guard acceptsEveryType || acceptedType(Array(event.type.utf8)) != nil else { return .ignored }
         guard let entity = event.subject ?? record.key.map({ String(decoding: $0, as: UTF8.self) }), !entity.isEmpty else {
             return .invalid("no entity (subject or key)")
         }

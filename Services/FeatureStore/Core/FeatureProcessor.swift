@@ -28,10 +28,11 @@ final class StoreRegistry: Sendable {
 /// `loop.features`; restores partitions when they are assigned and lets them go only once their
 /// publications are acknowledged.
 ///
-/// Per batch: apply every event in memory (an entity touched by many events is loaded and
-/// written once) → one SQLite transaction per partition with the changed states, their history
-/// snapshots and the next input offset → hand the latest state of every changed entity to the
-/// publisher and go on with the next batch. The publisher sends batches strictly in order, one
+/// Per batch and partition (the partitions of a batch at the same time on ``WriteLanes``, one
+/// per core by default; see ``PartitionWriter``): apply every event in memory (an entity touched by many events is
+/// loaded and written once) → one SQLite transaction with the changed states, their history
+/// snapshots and the next input offset. Then hand the latest state of every changed entity to
+/// the publisher and go on with the next batch. The publisher sends batches strictly in order, one
 /// at a time, and records each acknowledgement in SQLite before it marks the batch's input
 /// processed; at most ``FeatureStoreOptions/maxInFlightBatches`` batches wait for it, so the
 /// publication of batch N overlaps the application of batch N+1.
@@ -41,14 +42,15 @@ final class StoreRegistry: Sendable {
 /// (republishing is harmless: readers keep the latest record per key). State updates are
 /// therefore exactly-once and publication at-least-once.
 ///
-/// The processor runs on its own thread (``WriterExecutor``), not on Swift's cooperative pool: a
-/// batch's decoding, applying and SQLite transaction never make HTTP reads wait for a thread.
+/// The processor runs on its own thread (``WriterExecutor``) and writes partitions on dispatch's
+/// worker threads, not on Swift's cooperative pool: a batch's decoding, applying and SQLite
+/// transactions never make HTTP reads or the publisher wait for a thread.
 actor FeatureProcessor {
     private let executor = WriterExecutor()
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     private let schema: FeatureSchema
-    private let decoder: EventDecoder
+    private let context: WriteContext
     private let eventsTopic: String
     private let featuresTopic: String
     private let options: FeatureStoreOptions
@@ -61,19 +63,13 @@ actor FeatureProcessor {
     private let acknowledged: @Sendable ([ConsumedRecord]) -> Void
     let registry: StoreRegistry
 
-    private var stores: [Int32: PartitionStore] = [:]
-    private var entityCounts: [Int32: Int] = [:]
-    /// Per partition, the decoded states of recently changed entities as committed.
-    private var caches: [Int32: StateCache] = [:]
-    private var newestEventMillis: [Int32: Int64] = [:]
+    private var writers: [Int32: PartitionWriter] = [:]
+    private let lanes: WriteLanes
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
     private var inFlight: [Task<Void, any Error>] = []
     private var nextBatchID = UInt64.random(in: 0...(UInt64.max >> 8)) << 8
     private var lastPrune = ContinuousClock.now
-    private var encodeBuffer: [UInt8] = []
-    /// The field values of a batch's events, one row of ``EventDecoder/fieldCount`` per event.
-    private var valueRows: [Double] = []
     /// A failure that must stop the service (a partition could not be restored).
     private var failure: FeatureStoreError?
 
@@ -88,7 +84,10 @@ actor FeatureProcessor {
         acknowledged: @escaping @Sendable ([ConsumedRecord]) -> Void
     ) {
         self.schema = schema
-        self.decoder = EventDecoder(schema: schema)
+        self.context = WriteContext(
+            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: config.topics.names.features,
+            stateCacheEntities: options.stateCacheEntities, logger: logger, metrics: metrics)
+        self.lanes = WriteLanes(count: options.writeLanes == 0 ? ProcessInfo.processInfo.activeProcessorCount : options.writeLanes)
         self.eventsTopic = config.topics.names.events
         self.featuresTopic = config.topics.names.features
         self.options = options
@@ -132,27 +131,25 @@ actor FeatureProcessor {
         if let failure { throw failure }
         let started = ContinuousClock.now
         var byPartition: [Int32: [ConsumedRecord]] = [:]
-        for record in records where record.topic == eventsTopic && stores[record.partition] != nil {
+        for record in records where record.topic == eventsTopic && writers[record.partition] != nil {
             byPartition[record.partition, default: []].append(record)
+        }
+        var jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)] = []
+        for (partition, records) in byPartition.sorted(by: { $0.key < $1.key }) {
+            guard let writer = writers[partition] else { continue }
+            jobs.append((writer, records, nextBatchID))
+            nextBatchID &+= 1
         }
         var outgoing: [OutgoingRecord] = []
         var written: [Written] = []
         var done: [ConsumedRecord] = []
         var newest = Int64.min
-        for (partition, records) in byPartition {
-            guard let store = stores[partition], let last = records.last else { continue }
-            // The cache is out of the dictionary while the batch runs: if the batch fails, it is dropped.
-            var cache = caches.removeValue(forKey: partition) ?? StateCache(capacity: options.stateCacheEntities)
-            let (changes, snapshots, published, newestMillis) = try apply(records, partition: partition, store: store, cache: &cache)
-            let inputNext = last.offset + 1
-            try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
-            caches[partition] = cache
-            outgoing += publication(of: published, partition: partition, inputNext: inputNext)
-            written.append(Written(store: store, inputNext: inputNext, changes: changes.count))
-            if !changes.isEmpty { metrics.writeBatchSize.record(Double(changes.count)) }
-            if !snapshots.isEmpty { metrics.historySnapshots.increment(by: Int64(snapshots.count)) }
-            newest = max(newest, newestMillis)
-            done.append(last)
+        for outcome in lanes.write(jobs) {
+            let batch = try outcome.get()
+            outgoing += batch.outgoing
+            written.append(batch.written)
+            newest = max(newest, batch.newestMillis)
+            done.append(batch.last)
         }
         metrics.applyDuration.record(ContinuousClock.now - started)
         let previous = inFlight.last
@@ -200,182 +197,6 @@ actor FeatureProcessor {
         }
     }
 
-    /// Where one partition batch was stored: what its acknowledgement records.
-    private struct Written: Sendable {
-        var store: PartitionStore
-        var inputNext: Int64
-        var changes: Int
-    }
-
-    /// One `loop.features` record to publish: an entity's state, and the score request's offset
-    /// when it is the state as of that request.
-    private typealias Publication = (entity: String, bytes: [UInt8], requestOffset: Int64?)
-
-    /// Applies one partition's records in offset order; returns the changed entities' records
-    /// (one per entity, its latest state), the history snapshots taken inside the batch (an
-    /// entity's state just before an event moves its latest event time into a later history
-    /// interval), the records to publish (see ``ChangelogHeaders``) and the newest event time.
-    ///
-    /// States come from `cache` (taken out while they change) or else from SQLite; every state
-    /// the batch loaded goes back into `cache`, to be kept once the batch is committed.
-    private func apply(
-        _ records: [ConsumedRecord], partition: Int32, store: PartitionStore, cache: inout StateCache
-    ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], [Publication], Int64) {
-        // Decode: each event's field values go to its row of one reused buffer; each entity gets
-        // a slot, so it is read and decoded once per batch, whatever number of events it has.
-        let (schema, logger, fieldCount) = (self.schema, self.logger, decoder.fieldCount)
-        if valueRows.count < records.count * fieldCount {
-            valueRows = Array(repeating: .nan, count: records.count * fieldCount)
-        }
-        var events: [DecodedEvent] = []
-        events.reserveCapacity(records.count)
-        var slots: [String: Int] = [:]
-        slots.reserveCapacity(records.count)
-        var entities: [String] = []
-        var invalid = 0
-        var ignored = 0
-        valueRows.withUnsafeMutableBufferPointer { rows in
-            for record in records {
-                let first = events.count * fieldCount
-                switch decoder.decode(record, values: UnsafeMutableBufferPointer(rebasing: rows[first..<(first + fieldCount)])) {
-                case .event(let entity, let time, let type):
-                    let slot: Int
-                    if let known = slots[entity] {
-                        slot = known
-                    } else {
-                        slot = entities.count
-                        slots[entity] = slot
-                        entities.append(entity)
-                    }
-                    events.append(DecodedEvent(slot: slot, time: time, type: type, offset: record.offset))
-                case .ignored:
-                    ignored += 1
-                case .invalid(let reason):
-                    invalid += 1
-                    logger.debug("invalid event", metadata: [
-                        "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(reason)"])
-                }
-            }
-        }
-        var states: [EntityFeatureState?] = Array(repeating: nil, count: entities.count)
-        var isNew = Array(repeating: true, count: entities.count)
-        var uncached: [Int] = []
-        for index in entities.indices {
-            if let state = cache.take(entities[index]) {
-                states[index] = state
-                isNew[index] = false
-            } else {
-                uncached.append(index)
-            }
-        }
-        try store.withRecords(of: uncached.map { entities[$0] }) { position, bytes in
-            let index = uncached[position]
-            isNew[index] = false
-            do {
-                states[index] = try EntityFeatureState(decoding: bytes, schema: schema)
-            } catch {
-                logger.warning("stored state does not decode; starting the entity afresh", metadata: [
-                    "entity": "\(entities[index])", "error.message": "\(error)"])
-            }
-        }
-        // Apply in offset order. Each state is taken out of its slot while it changes, so no
-        // event copies it.
-        var changed = Array(repeating: false, count: entities.count)
-        // Whether an entity's last applied event was a score request, whose tagged state is then its latest.
-        var endsWithRequest = Array(repeating: false, count: entities.count)
-        var published: [Publication] = []
-        var snapshots: [EntityChange] = []
-        var applied = 0
-        var late = 0
-        var newestMillis = newestEventMillis[partition] ?? .min
-        let rows = valueRows
-        rows.withUnsafeBufferPointer { rows in
-            for (position, event) in events.enumerated() {
-                let index = event.slot
-                var state = states[index].take() ?? EntityFeatureState(entityID: entities[index], schema: schema)
-                defer { states[index] = state }
-                // A time that is no time is refused by `apply` below.
-                let eventMillis = event.time.isFinite && abs(event.time) < 1e13 ? Self.millis(event.time) : .min
-                // The state just before an event that moves the entity into a later history interval.
-                var before: EntityChange?
-                if let previous = state.latestEventTime.map(Self.millis), eventMillis > previous,
-                   store.historySlot(eventMillis) > store.historySlot(previous) {
-                    before = EntityChange(entity: entities[index], bytes: encode(state), latestMillis: previous)
-                }
-                let values = UnsafeBufferPointer(rebasing: rows[(position * fieldCount)..<((position + 1) * fieldCount)])
-                do {
-                    switch try state.apply(time: event.time, type: event.type, values: values) {
-                    case .applied:
-                        applied += 1
-                        if let before { snapshots.append(before) }
-                        changed[index] = true
-                        endsWithRequest[index] = event.type == Self.scoreRequestType
-                        if endsWithRequest[index] { published.append((entities[index], encode(state), event.offset)) }
-                        newestMillis = max(newestMillis, eventMillis)
-                    case .late:
-                        late += 1
-                    }
-                } catch {
-                    invalid += 1
-                }
-            }
-        }
-        newestEventMillis[partition] = newestMillis
-        var changes: [EntityChange] = []
-        changes.reserveCapacity(entities.count)
-        var added = 0
-        for index in entities.indices where changed[index] {
-            let state = states[index]!
-            if isNew[index] { added += 1 }
-            let bytes = encode(state)
-            changes.append(EntityChange(
-                entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
-            if !endsWithRequest[index] { published.append((entities[index], bytes, nil)) }
-        }
-        for index in entities.indices where changed[index] || !isNew[index] {
-            if let state = states[index].take() { cache.put(entities[index], state) }
-        }
-        entityCounts[partition, default: 0] += added
-        metrics.eventsApplied.increment(by: Int64(applied))
-        if late > 0 { metrics.eventsLate.increment(by: Int64(late)) }
-        if invalid > 0 { metrics.eventsInvalid.increment(by: Int64(invalid)) }
-        if ignored > 0 { metrics.eventsIgnored.increment(by: Int64(ignored)) }
-        return (changes, snapshots, published, newestMillis)
-    }
-
-    private static let scoreRequestType = EventType.scoreRequest.description
-
-    /// One decoded event of a batch: its entity's slot, time, type and input offset (its field
-    /// values are its row of ``valueRows``).
-    private struct DecodedEvent {
-        var slot: Int
-        var time: Double
-        var type: String
-        var offset: Int64
-    }
-
-    /// The encoded record of `state`, through a reused buffer.
-    private func encode(_ state: EntityFeatureState) -> [UInt8] {
-        encodeBuffer.removeAll(keepingCapacity: true)
-        state.encode(into: &encodeBuffer)
-        return encodeBuffer
-    }
-
-    static func millis(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded()) }
-
-    /// The changelog records of one partition batch.
-    private func publication(of states: [Publication], partition: Int32, inputNext: Int64) -> [OutgoingRecord] {
-        guard !states.isEmpty else { return [] }
-        let batch = nextBatchID
-        nextBatchID &+= 1
-        let headers = ChangelogHeaders.Maker(batch: batch, count: states.count, inputNext: inputNext)
-        return states.enumerated().map { index, entry in
-            OutgoingRecord(
-                topic: featuresTopic, key: Array(entry.entity.utf8), value: entry.bytes,
-                headers: headers.headers(index: index, requestOffset: entry.requestOffset), partition: partition)
-        }
-    }
-
     /// Sends and awaits acknowledgement, retrying what failed while the failure is retriable.
     private static func publish(
         _ records: [OutgoingRecord], producer: KafkaProducer, logger: Logger
@@ -407,16 +228,15 @@ actor FeatureProcessor {
     }
 
     private func updateGauges() {
-        metrics.entities.set(Double(entityCounts.values.reduce(0, +)))
-        metrics.stateBytes.set(Double(stores.values.reduce(0) { $0 + $1.sizeOnDisk() }))
+        metrics.entities.set(Double(writers.values.reduce(0) { $0 + $1.entityCount }))
+        metrics.stateBytes.set(Double(writers.values.reduce(0) { $0 + $1.store.sizeOnDisk() }))
     }
 
     private func pruneIfDue() throws(FeatureStoreError) {
         guard ContinuousClock.now - lastPrune >= options.pruneInterval else { return }
         lastPrune = ContinuousClock.now
-        for (partition, store) in stores {
-            guard let newest = newestEventMillis[partition], newest > .min else { continue }
-            try store.pruneHistory(before: newest - historyRetentionMillis)
+        for writer in writers.values {
+            try writer.pruneHistory(retentionMillis: historyRetentionMillis)
         }
     }
 
@@ -451,7 +271,7 @@ actor FeatureProcessor {
         var opened: [Int32: PartitionStore] = [:]
         var starts: [TopicPartition: Int64] = [:]
         for partition in partitions {
-            let store = try stores[partition] ?? PartitionStore(
+            let store = try writers[partition]?.store ?? PartitionStore(
                 directory: options.stateDirectory, partition: partition, historyInterval: options.historyInterval.seconds)
             opened[partition] = store
             starts[TopicPartition(topic: featuresTopic, partition: partition)] = try store.progress().changelogNext
@@ -469,7 +289,7 @@ actor FeatureProcessor {
                 do {
                     let state = try EntityFeatureState(decoding: bytes, schema: schema)
                     changes.append(EntityChange(
-                        entity: entity, bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
+                        entity: entity, bytes: bytes, latestMillis: state.latestEventTime.map(PartitionWriter.millis)))
                 } catch {
                     logger.warning("changelog record does not decode; skipped", metadata: [
                         "entity": "\(entity)", "error.message": "\(error)"])
@@ -478,16 +298,18 @@ actor FeatureProcessor {
             let (resumeAt, replaced) = try store.restore(changes, inputNext: replay.inputNext, changelogNext: replay.changelogNext)
             let unpublished = try store.unpublished()
             if !unpublished.isEmpty, let inputNext = try store.progress().inputNext {
-                let reports = try await Self.publish(
-                    publication(of: unpublished.map { ($0.entity, $0.bytes, nil) }, partition: partition, inputNext: inputNext),
-                    producer: producer, logger: logger)
+                let records = PartitionWriter.publication(
+                    of: unpublished.map { ($0.entity, $0.bytes, nil) }, topic: featuresTopic, partition: partition,
+                    batch: nextBatchID, inputNext: inputNext)
+                nextBatchID &+= 1
+                let reports = try await Self.publish(records, producer: producer, logger: logger)
                 let next = reports.map(\.offset).max().map { $0 + 1 }
                 try store.recordAcknowledged(through: inputNext, changelogNext: next)
             }
-            stores[partition] = store
-            caches[partition] = nil
+            writers[partition] = PartitionWriter(
+                store: store, context: context, entityCount: try store.entityCount(), inputNext: try store.progress().inputNext,
+                newestEventMillis: writers[partition]?.newestEventMillis ?? .min)
             registry.set(store)
-            entityCounts[partition] = try store.entityCount()
             if let resumeAt { offsets[TopicPartition(topic: eventsTopic, partition: partition)] = resumeAt }
             logger.info("partition restored", metadata: [
                 "kafka.partition": "\(partition)", "changelog.records": "\(replay.latest.count)",
@@ -533,10 +355,7 @@ actor FeatureProcessor {
                 "error.message": "\(error)"])
         }
         for tp in partitions where tp.topic == eventsTopic {
-            stores.removeValue(forKey: tp.partition)
-            caches.removeValue(forKey: tp.partition)
-            entityCounts.removeValue(forKey: tp.partition)
-            newestEventMillis.removeValue(forKey: tp.partition)
+            writers.removeValue(forKey: tp.partition)
             registry.remove(tp.partition)
         }
         updateGauges()
@@ -553,35 +372,6 @@ struct ProcessorRebalance: RebalanceHandler {
 
     func revoked(_ partitions: [TopicPartition]) async {
         await processor.revoke(partitions)
-    }
-}
-
-/// The decoded states of one partition's recently changed entities, exactly as committed, so a
-/// batch that touches them again skips the SQLite read and the decoding. Two generations of
-/// `capacity / 2` entities each approximate least-recently-used eviction without per-entry
-/// bookkeeping: when the newer one is full it becomes the older one and the older is dropped.
-struct StateCache {
-    private let generationSize: Int
-    private var recent: [String: EntityFeatureState] = [:]
-    private var older: [String: EntityFeatureState] = [:]
-
-    /// A cache of at most `capacity` entities (0 disables it).
-    init(capacity: Int) { generationSize = capacity / 2 }
-
-    /// Removes and returns the state of `entity` (the caller owns it while it changes).
-    mutating func take(_ entity: String) -> EntityFeatureState? {
-        recent.removeValue(forKey: entity) ?? older.removeValue(forKey: entity)
-    }
-
-    /// Keeps `state` as the latest committed state of `entity`.
-    mutating func put(_ entity: String, _ state: EntityFeatureState) {
-        guard generationSize > 0 else { return }
-        if recent.count >= generationSize {
-            older = recent
-            recent = [:]
-            recent.reserveCapacity(generationSize)
-        }
-        recent[entity] = state
     }
 }
 

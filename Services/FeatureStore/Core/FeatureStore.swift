@@ -150,7 +150,8 @@ public struct FeatureStoreService: LoopService, Service {
             batchSize: settings[FeatureStoreSettings.batchSize],
             batchWait: .milliseconds(settings[FeatureStoreSettings.batchWaitMilliseconds]),
             historyInterval: TimeSpan(seconds: settings[FeatureStoreSettings.historyIntervalSeconds]),
-            stateCacheEntities: settings[FeatureStoreSettings.stateCacheEntities])
+            stateCacheEntities: settings[FeatureStoreSettings.stateCacheEntities],
+            writeLanes: settings[FeatureStoreSettings.writeLanes])
         store = try FeatureStore(
             config: environment.config, options: options, kafka: environment.kafka, logger: environment.logger,
             metrics: environment.metrics, readiness: environment.readiness)

@@ -15,6 +15,7 @@ struct FeatureStoreMetrics: Sendable {
     let restoredRecords: Counter
     let historySnapshots: Counter
     let applyDuration: DurationHistogram
+    let writeCPU: Counter
     let inFlightBatches: Gauge
 
     init(registry: PrometheusCollectorRegistry) {
@@ -52,6 +53,9 @@ struct FeatureStoreMetrics: Sendable {
                 help: "Decoding, applying and storing one input batch (one SQLite transaction per partition)."),
             buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                       .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        writeCPU = registry.makeCounter(descriptor: .named(
+            "feature_store_write_cpu_seconds_total",
+            help: "Thread CPU time spent decoding, applying and committing partition batches (all write lanes)."))
         inFlightBatches = registry.makeGauge(descriptor: .named(
             "feature_store_inflight_batches", help: "Stored batches whose publication to loop.features is not yet acknowledged."))
     }

@@ -25,12 +25,16 @@ public struct FeatureStoreOptions: Sendable, Equatable {
     /// skip the SQLite read and the decoding (0 turns the cache off). A state takes about 1 KB
     /// plus 40 bytes per window bucket statistic.
     public var stateCacheEntities: Int
+    /// Threads that write the partitions of a batch at the same time (one SQLite transaction
+    /// each; a partition always on the same thread); 0 means one per core.
+    public var writeLanes: Int
 
     /// Options with defaults: state under `stateDirectory`, group `<prefix>.feature-store`.
     public init(
         stateDirectory: String, groupID: String, batchSize: Int = 5000, batchWait: Duration = .milliseconds(50),
         historyInterval: TimeSpan = TimeSpan(seconds: 3600), maxInFlightBatches: Int = 2,
-        pruneInterval: Duration = .seconds(60), sessionTimeout: Duration = .seconds(6), stateCacheEntities: Int = 50_000
+        pruneInterval: Duration = .seconds(60), sessionTimeout: Duration = .seconds(6), stateCacheEntities: Int = 50_000,
+        writeLanes: Int = 0
     ) {
         self.stateDirectory = stateDirectory
         self.groupID = groupID
@@ -41,6 +45,7 @@ public struct FeatureStoreOptions: Sendable, Equatable {
         self.pruneInterval = pruneInterval
         self.sessionTimeout = sessionTimeout
         self.stateCacheEntities = stateCacheEntities
+        self.writeLanes = writeLanes
     }
 
     /// Refuses options that cannot work.
@@ -55,6 +60,9 @@ public struct FeatureStoreOptions: Sendable, Equatable {
         }
         guard (0...10_000_000).contains(stateCacheEntities) else {
             throw FeatureStoreError(.invalidConfiguration, "state cache size \(stateCacheEntities) is not within 0...10000000")
+        }
+        guard (0...64).contains(writeLanes) else {
+            throw FeatureStoreError(.invalidConfiguration, "write lanes \(writeLanes) is not within 0...64")
         }
         guard batchWait > .zero, pruneInterval > .zero, sessionTimeout > .zero else {
             throw FeatureStoreError(.invalidConfiguration, "batch wait, prune interval and session timeout must be positive")
@@ -90,7 +98,12 @@ public enum FeatureStoreSettings {
         "state-cache-entities", default: 50_000, range: 0...10_000_000, valueName: "<n>",
         help: "Most decoded entity states kept in memory per partition (0: read every state from SQLite).")
 
+    /// `LOOP_WRITE_LANES`.
+    public static let writeLanes = Setting.integer(
+        "write-lanes", default: 0, range: 0...64, valueName: "<n>",
+        help: "Threads writing the partitions of a batch at the same time (0: one per core).")
+
     /// Every feature-store setting.
     public static let all: [any SettingDeclaration] = [
-        group, batchSize, batchWaitMilliseconds, historyIntervalSeconds, stateCacheEntities]
+        group, batchSize, batchWaitMilliseconds, historyIntervalSeconds, stateCacheEntities, writeLanes]
 }

@@ -142,14 +142,22 @@ final class PartitionStore: Sendable {
         }
     }
 
+    /// Updates each entity's row, inserting the rows of entities that have none: most changes are
+    /// to known entities, and a plain update finds its row with one B-tree search where an upsert
+    /// takes two.
     private static func write(_ changes: [EntityChange], changedAt: Int64, _ db: Connection) throws {
-        let upsert = try db.statement(
-            "INSERT INTO entities(entity, state, changed_at) VALUES (?1, ?2, ?3) ON CONFLICT(entity) DO UPDATE SET state = excluded.state, changed_at = excluded.changed_at")
-        try upsert.bind(changedAt, at: 3)
+        let update = try db.statement("UPDATE entities SET state = ?2, changed_at = ?3 WHERE entity = ?1")
+        let insert = try db.statement("INSERT INTO entities(entity, state, changed_at) VALUES (?1, ?2, ?3)")
+        try update.bind(changedAt, at: 3)
+        try insert.bind(changedAt, at: 3)
         for change in changes {
-            try upsert.bind(change.entity, at: 1)
-            try upsert.bind(change.bytes, at: 2)
-            try upsert.run()
+            try update.bind(change.entity, at: 1)
+            try update.bind(change.bytes, at: 2)
+            try update.run()
+            guard db.changes == 0 else { continue }
+            try insert.bind(change.entity, at: 1)
+            try insert.bind(change.bytes, at: 2)
+            try insert.run()
         }
     }
 
