@@ -269,6 +269,8 @@ private struct BenchReads {
     /// CPU seconds by thread name: in those idle 2 s, and while the client sent its GETs.
     var idleThreads = ThreadCPU()
     var loadThreads = ThreadCPU()
+    /// User and system CPU and context switches of the serving process while the client ran.
+    var serverUsage = ProcessUsage()
     /// Wall seconds the client ran.
     var loadSeconds = 0.0
     /// The same measures for the bare route (`--bare-endpoint`).
@@ -335,10 +337,12 @@ private func readLatency(
     reads.idleThreads = threadCPU().since(idleThreads)
     print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities from a client process…")
     let serverThreads = threadCPU()
+    let serverUsage = ProcessUsage()
     let serverCPU = processCPUSeconds()
     let serverStart = ContinuousClock.now
     (reads.latencies, reads.sendLags) = try await clientProcessRequests(port: port, path: options.clientPath, options: options)
     reads.serverCPUPerRequest = (processCPUSeconds() - serverCPU) / Double(reads.requests)
+    reads.serverUsage = ProcessUsage().since(serverUsage)
     reads.loadSeconds = seconds(ContinuousClock.now - serverStart)
     reads.loadThreads = threadCPU().since(serverThreads)
     if options.bareEndpoint {
@@ -421,6 +425,11 @@ private func printSummary(
     print(pad("  client send lag (in the above)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms: due time → request sent, the client process's own delay",
                                                           percentile(lags, 0.5), percentile(lags, 0.99)))
     print(pad("  server process CPU per GET", 34) + String(format: "%10.1f µs  (HTTP, store, and whatever else runs in the process)", 1e6 * reads.serverCPUPerRequest))
+    let usage = reads.serverUsage
+    let requests = Double(reads.requests)
+    print(pad("    of which", 34) + String(format: "user %.1f µs, system %.1f µs; %.1f voluntary + %.1f involuntary context switches per GET",
+                                         1e6 * usage.user / requests, 1e6 * usage.system / requests,
+                                         usage.voluntarySwitches / requests, usage.involuntarySwitches / requests))
     if options.bareEndpoint {
         let bare = reads.bareLatencies.sorted()
         let bareLags = reads.bareSendLags.sorted()
@@ -436,6 +445,33 @@ private func printSummary(
         let load = 1000 * (reads.loadThreads.seconds[name] ?? 0) / max(reads.loadSeconds, 1e-9)
         guard idle >= 0.5 || load >= 0.5 else { continue }
         print("    " + pad(name, 30) + String(format: "%8.1f → %8.1f", idle, load))
+    }
+}
+
+/// This process's user and system CPU seconds and context switches so far (`getrusage`).
+private struct ProcessUsage {
+    var user = 0.0
+    var system = 0.0
+    var voluntarySwitches = 0.0
+    var involuntarySwitches = 0.0
+
+    init() {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        voluntarySwitches = Double(usage.ru_nvcsw)
+        involuntarySwitches = Double(usage.ru_nivcsw)
+    }
+
+    /// What was used since `earlier`.
+    func since(_ earlier: ProcessUsage) -> ProcessUsage {
+        var difference = self
+        difference.user -= earlier.user
+        difference.system -= earlier.system
+        difference.voluntarySwitches -= earlier.voluntarySwitches
+        difference.involuntarySwitches -= earlier.involuntarySwitches
+        return difference
     }
 }
 
