@@ -9,6 +9,8 @@ import Hummingbird
 import Kafka
 import Logging
 import NIOCore
+import NIOHTTP1
+import NIOPosix
 import Prometheus
 import ServiceKit
 import Storage
@@ -277,6 +279,10 @@ private struct BenchReads {
     var bareLatencies: [Double] = []
     var bareSendLags: [Double] = []
     var bareServerCPUPerRequest = 0.0
+    /// The same measures for a plain SwiftNIO server answering that body (`--bare-endpoint`).
+    var nioLatencies: [Double] = []
+    var nioSendLags: [Double] = []
+    var nioServerCPUPerRequest = 0.0
 
     func requests(_ options: FeatureStoreBenchOptions) -> Int { options.rate * options.seconds }
 }
@@ -350,6 +356,12 @@ private func readLatency(
         let bareCPU = processCPUSeconds()
         (reads.bareLatencies, reads.bareSendLags) = try await clientProcessRequests(port: port, path: "/bench/bare/", options: options)
         reads.bareServerCPUPerRequest = (processCPUSeconds() - bareCPU) / Double(reads.requests)
+        print("GET of the same body from a plain SwiftNIO HTTP/1 server (no Hummingbird)…")
+        let nioServer = try await FixedBodyServer.start(body: bareBody)
+        let nioCPU = processCPUSeconds()
+        (reads.nioLatencies, reads.nioSendLags) = try await clientProcessRequests(port: nioServer.port, path: "/bare/", options: options)
+        reads.nioServerCPUPerRequest = (processCPUSeconds() - nioCPU) / Double(reads.requests)
+        try await nioServer.close()
     }
     http.cancel()
     await store.stop()
@@ -437,6 +449,12 @@ private func printSummary(
                                                           percentile(bare, 0.5), percentile(bare, 0.99), percentile(bare, 0.999),
                                                           reads.requests - bare.count, reads.requests, percentile(bareLags, 0.99),
                                                           1e6 * reads.bareServerCPUPerRequest))
+        let nio = reads.nioLatencies.sorted()
+        let nioLags = reads.nioSendLags.sorted()
+        print(pad("  same body, plain SwiftNIO", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; send lag p99 %.3f ms; server CPU %.1f µs per GET",
+                                                       percentile(nio, 0.5), percentile(nio, 0.99), percentile(nio, 0.999),
+                                                       reads.requests - nio.count, reads.requests, percentile(nioLags, 0.99),
+                                                       1e6 * reads.nioServerCPUPerRequest))
     }
     print(pad("  server process CPU, no requests", 34) + String(format: "%10.1f ms/s  (the same process over 2 s before the GETs)", 1000 * reads.idleServerCPUPerSecond))
     print("  server threads' CPU in ms/s, idle → under GETs:")
@@ -757,4 +775,53 @@ private func connectedSocket(port: Int) -> Int32 {
 /// A fixed JSON body of about the size of a real response (`size` bytes).
 private func bareBody(size: Int) -> [UInt8] {
     Array("{\"padding\":\"".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: max(0, size - 15)) + Array("\"}".utf8)
+}
+
+// MARK: - Plain SwiftNIO server
+
+/// An HTTP/1.1 server on one of NIO's shared event loops that answers every request with one fixed
+/// body, closing the connection when the request asks to: the floor of HTTP serving in this harness.
+private struct FixedBodyServer {
+    let channel: any Channel
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    static func start(body bytes: ByteBuffer) async throws -> FixedBodyServer {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton.next())
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(FixedBodyHandler(body: bytes))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return FixedBodyServer(channel: channel)
+    }
+
+    func close() async throws { try await channel.close() }
+}
+
+private final class FixedBodyHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let body: ByteBuffer
+    private var keepAlive = true
+
+    init(body: ByteBuffer) { self.body = body }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): keepAlive = head.isKeepAlive
+        case .body: break
+        case .end:
+            var headers = HTTPHeaders([("content-type", "application/json; charset=utf-8"), ("content-length", String(body.readableBytes))])
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.whenComplete { [context] _ in context.close(promise: nil) } }
+        }
+    }
 }
