@@ -24,6 +24,7 @@ import TestSupport
 //
 //   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000]
 //                            [--rate 1000] [--seconds 10] [--state-cache 50000] [--keep-alive]
+//                            [--bare-endpoint] [--http-on-pool]
 //                            [--config examples/elec2/loop.yaml] [--brokers host:port]
 //
 // Throughput: the events are produced first; the clock runs from the moment the store holds
@@ -53,6 +54,9 @@ struct FeatureStoreBenchOptions {
     /// Also send the same load to a route that answers a fixed body of the same size without
     /// touching the store: the HTTP server's own cost in this harness.
     var bareEndpoint = false
+    /// Where the server's handlers run: the service's own choice unless `--http-on-pool` asks for
+    /// Swift's cooperative pool (to compare).
+    var httpThreading = FeatureStoreService.httpThreading
     /// The client's request path before the entity id.
     var clientPath = "/v1/features/"
 
@@ -75,6 +79,7 @@ struct FeatureStoreBenchOptions {
             case "--brokers": brokers = try value()
             case "--client-port": clientPort = Int(try value())
             case "--bare-endpoint": bareEndpoint = true
+            case "--http-on-pool": httpThreading = .cooperativePool
             case "--client-path": clientPath = try value()
             default: throw BenchError(description: "unknown option \(argument)")
             }
@@ -331,7 +336,7 @@ private func readLatency(
         _ = try context.parameters.require("entity")
         return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: bareBody))
     }
-    let server = AdminServer(router: router, host: "127.0.0.1", port: 0, threading: FeatureStoreService.httpThreading, logger: logger)
+    let server = AdminServer(router: router, host: "127.0.0.1", port: 0, threading: options.httpThreading, logger: logger)
     let http = Task { try await server.run() }
     guard let port = await server.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
     reads.requests = reads.requests(options)
