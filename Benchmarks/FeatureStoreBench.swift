@@ -441,6 +441,9 @@ private func printSummary(
     let lags = reads.sendLags.sorted()
     print(pad("  client send lag (in the above)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms: due time → request sent, the client process's own delay",
                                                           percentile(lags, 0.5), percentile(lags, 0.99)))
+    let exchanges = zip(reads.latencies, reads.sendLags).map { $0 - $1 }.sorted()
+    print(pad("  sent → response read", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms: the above without the send lag",
+                                                percentile(exchanges, 0.5), percentile(exchanges, 0.99), percentile(exchanges, 0.999)))
     print(pad("  server process CPU per GET", 34) + String(format: "%10.1f µs  (HTTP, store, and whatever else runs in the process)", 1e6 * reads.serverCPUPerRequest))
     let usage = reads.serverUsage
     let requests = Double(reads.requests)
