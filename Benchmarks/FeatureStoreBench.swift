@@ -5,8 +5,12 @@ import Contracts
 import Features
 import FeatureStore
 import Foundation
+import Hummingbird
 import Kafka
 import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import Prometheus
 import ServiceKit
 import Storage
@@ -20,6 +24,7 @@ import TestSupport
 //
 //   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000 (0: no reads)]
 //                            [--rate 1000] [--seconds 10] [--state-cache 50000] [--write-lanes 0] [--keep-alive]
+//                            [--bare-endpoint] [--http-on-pool]
 //                            [--config examples/elec2/loop.yaml] [--brokers host:port]
 //
 // Throughput: the events are produced first; the clock runs from the moment the store holds
@@ -48,6 +53,14 @@ struct FeatureStoreBenchOptions {
     /// Set in the client process the read phase starts: send the paced GETs to this port and
     /// print each one's latency instead of running the bench.
     var clientPort: Int?
+    /// Also send the same load to a route that answers a fixed body of the same size without
+    /// touching the store: the HTTP server's own cost in this harness.
+    var bareEndpoint = false
+    /// Where the server's handlers run: the service's own choice unless `--http-on-pool` asks for
+    /// Swift's cooperative pool (to compare).
+    var httpThreading = FeatureStoreService.httpThreading
+    /// The client's request path before the entity id.
+    var clientPath = "/v1/features/"
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.makeIterator()
@@ -68,6 +81,9 @@ struct FeatureStoreBenchOptions {
             case "--config": config = try value()
             case "--brokers": brokers = try value()
             case "--client-port": clientPort = Int(try value())
+            case "--bare-endpoint": bareEndpoint = true
+            case "--http-on-pool": httpThreading = .cooperativePool
+            case "--client-path": clientPath = try value()
             default: throw BenchError(description: "unknown option \(argument)")
             }
         }
@@ -258,6 +274,23 @@ private struct BenchReads {
     var serverCPUPerRequest = 0.0
     /// Seconds per `FeatureQueries.current` call (SQLite read, decode, evaluate), without HTTP.
     var inProcess: [Double] = []
+    /// CPU seconds per second of the serving process over 2 s with no requests.
+    var idleServerCPUPerSecond = 0.0
+    /// CPU seconds by thread name: in those idle 2 s, and while the client sent its GETs.
+    var idleThreads = ThreadCPU()
+    var loadThreads = ThreadCPU()
+    /// User and system CPU and context switches of the serving process while the client ran.
+    var serverUsage = ProcessUsage()
+    /// Wall seconds the client ran.
+    var loadSeconds = 0.0
+    /// The same measures for the bare route (`--bare-endpoint`).
+    var bareLatencies: [Double] = []
+    var bareSendLags: [Double] = []
+    var bareServerCPUPerRequest = 0.0
+    /// The same measures for a plain SwiftNIO server answering that body (`--bare-endpoint`).
+    var nioLatencies: [Double] = []
+    var nioSendLags: [Double] = []
+    var nioServerCPUPerRequest = 0.0
 
     func requests(_ options: FeatureStoreBenchOptions) -> Int { options.rate * options.seconds }
 }
@@ -301,14 +334,43 @@ private func readLatency(
     reads.inProcess = readsInProcess(store.queries, count: min(reads.requests(options), 20_000), entities: options.readEntities)
     let router = AdminRoutes.makeRouter(readiness: Readiness(), metrics: PrometheusCollectorRegistry())
     store.queries.addRoutes(to: router)
-    let server = AdminServer(router: router, host: "127.0.0.1", port: 0, logger: logger)
+    let bareBody = ByteBuffer(bytes: bareBody(size: 600))
+    router.get("bench/bare/:entity") { _, context in
+        _ = try context.parameters.require("entity")
+        return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: bareBody))
+    }
+    let server = AdminServer(router: router, host: "127.0.0.1", port: 0, threading: options.httpThreading, logger: logger)
     let http = Task { try await server.run() }
     guard let port = await server.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
     reads.requests = reads.requests(options)
+    let idleThreads = threadCPU()
+    let idleCPU = processCPUSeconds()
+    let idleStart = ContinuousClock.now
+    try await Task.sleep(for: .seconds(2))
+    reads.idleServerCPUPerSecond = (processCPUSeconds() - idleCPU) / seconds(ContinuousClock.now - idleStart)
+    reads.idleThreads = threadCPU().since(idleThreads)
     print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities from a client process…")
+    let serverThreads = threadCPU()
+    let serverUsage = ProcessUsage()
     let serverCPU = processCPUSeconds()
-    (reads.latencies, reads.sendLags) = try await clientProcessRequests(port: port, options: options)
+    let serverStart = ContinuousClock.now
+    (reads.latencies, reads.sendLags) = try await clientProcessRequests(port: port, path: options.clientPath, options: options)
     reads.serverCPUPerRequest = (processCPUSeconds() - serverCPU) / Double(reads.requests)
+    reads.serverUsage = ProcessUsage().since(serverUsage)
+    reads.loadSeconds = seconds(ContinuousClock.now - serverStart)
+    reads.loadThreads = threadCPU().since(serverThreads)
+    if options.bareEndpoint {
+        print("GET /bench/bare/{entity}: the same load on a route answering a fixed body…")
+        let bareCPU = processCPUSeconds()
+        (reads.bareLatencies, reads.bareSendLags) = try await clientProcessRequests(port: port, path: "/bench/bare/", options: options)
+        reads.bareServerCPUPerRequest = (processCPUSeconds() - bareCPU) / Double(reads.requests)
+        print("GET of the same body from a plain SwiftNIO HTTP/1 server (no Hummingbird)…")
+        let nioServer = try await FixedBodyServer.start(body: bareBody)
+        let nioCPU = processCPUSeconds()
+        (reads.nioLatencies, reads.nioSendLags) = try await clientProcessRequests(port: nioServer.port, path: "/bare/", options: options)
+        reads.nioServerCPUPerRequest = (processCPUSeconds() - nioCPU) / Double(reads.requests)
+        try await nioServer.close()
+    }
     http.cancel()
     await store.stop()
     _ = try? await serving.value
@@ -386,7 +448,88 @@ private func printSummary(
     let lags = reads.sendLags.sorted()
     print(pad("  client send lag (in the above)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms: due time → request sent, the client process's own delay",
                                                           percentile(lags, 0.5), percentile(lags, 0.99)))
-    print(pad("  server process CPU per GET", 34) + String(format: "%10.1f µs  (HTTP, store, and the idle consumer's polling)", 1e6 * reads.serverCPUPerRequest))
+    let exchanges = zip(reads.latencies, reads.sendLags).map { $0 - $1 }.sorted()
+    print(pad("  sent → response read", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms: the above without the send lag",
+                                                percentile(exchanges, 0.5), percentile(exchanges, 0.99), percentile(exchanges, 0.999)))
+    print(pad("  server process CPU per GET", 34) + String(format: "%10.1f µs  (HTTP, store, and whatever else runs in the process)", 1e6 * reads.serverCPUPerRequest))
+    let usage = reads.serverUsage
+    let requests = Double(reads.requests)
+    print(pad("    of which", 34) + String(format: "user %.1f µs, system %.1f µs; %.1f voluntary + %.1f involuntary context switches per GET",
+                                         1e6 * usage.user / requests, 1e6 * usage.system / requests,
+                                         usage.voluntarySwitches / requests, usage.involuntarySwitches / requests))
+    if options.bareEndpoint {
+        let bare = reads.bareLatencies.sorted()
+        let bareLags = reads.bareSendLags.sorted()
+        print(pad("GET of a fixed body (no store)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; send lag p99 %.3f ms; server CPU %.1f µs per GET",
+                                                          percentile(bare, 0.5), percentile(bare, 0.99), percentile(bare, 0.999),
+                                                          reads.requests - bare.count, reads.requests, percentile(bareLags, 0.99),
+                                                          1e6 * reads.bareServerCPUPerRequest))
+        let nio = reads.nioLatencies.sorted()
+        let nioLags = reads.nioSendLags.sorted()
+        print(pad("  same body, plain SwiftNIO", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; send lag p99 %.3f ms; server CPU %.1f µs per GET",
+                                                       percentile(nio, 0.5), percentile(nio, 0.99), percentile(nio, 0.999),
+                                                       reads.requests - nio.count, reads.requests, percentile(nioLags, 0.99),
+                                                       1e6 * reads.nioServerCPUPerRequest))
+    }
+    print(pad("  server process CPU, no requests", 34) + String(format: "%10.1f ms/s  (the same process over 2 s before the GETs)", 1000 * reads.idleServerCPUPerSecond))
+    print("  server threads' CPU in ms/s, idle → under GETs:")
+    for name in Set(reads.idleThreads.seconds.keys).union(reads.loadThreads.seconds.keys).sorted() {
+        let idle = 1000 * (reads.idleThreads.seconds[name] ?? 0) / 2
+        let load = 1000 * (reads.loadThreads.seconds[name] ?? 0) / max(reads.loadSeconds, 1e-9)
+        guard idle >= 0.5 || load >= 0.5 else { continue }
+        print("    " + pad(name, 30) + String(format: "%8.1f → %8.1f", idle, load))
+    }
+}
+
+/// This process's user and system CPU seconds and context switches so far (`getrusage`).
+private struct ProcessUsage {
+    var user = 0.0
+    var system = 0.0
+    var voluntarySwitches = 0.0
+    var involuntarySwitches = 0.0
+
+    init() {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        voluntarySwitches = Double(usage.ru_nvcsw)
+        involuntarySwitches = Double(usage.ru_nivcsw)
+    }
+
+    /// What was used since `earlier`.
+    func since(_ earlier: ProcessUsage) -> ProcessUsage {
+        var difference = self
+        difference.user -= earlier.user
+        difference.system -= earlier.system
+        difference.voluntarySwitches -= earlier.voluntarySwitches
+        difference.involuntarySwitches -= earlier.involuntarySwitches
+        return difference
+    }
+}
+
+/// CPU seconds of this process's threads, summed by thread name (from `/proc/self/task`).
+private struct ThreadCPU {
+    var seconds: [String: Double] = [:]
+
+    /// What each name used since `earlier` (threads that ended in between are not counted).
+    func since(_ earlier: ThreadCPU) -> ThreadCPU {
+        ThreadCPU(seconds: seconds.mapValues { $0 }.merging(earlier.seconds.mapValues { -$0 }, uniquingKeysWith: +))
+    }
+}
+
+private func threadCPU() -> ThreadCPU {
+    var result = ThreadCPU()
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? [] {
+        guard let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { continue }
+        let name = String(stat[stat.index(after: open)..<close]).filter { !$0.isNumber }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+        result.seconds[name, default: 0] += (user + system) / ticks
+    }
+    return result
 }
 
 /// User plus system CPU time of child process `pid` so far (from `/proc/<pid>/stat`), in seconds.
@@ -464,9 +607,9 @@ private func stateSizes(directory: String) throws -> (Int64, Int64) {
     return (entities, history)
 }
 
-/// Runs this executable as the read client (`feature-store --client-port`) against `port` and
-/// returns its latencies and send lags in seconds.
-private func clientProcessRequests(port: Int, options: FeatureStoreBenchOptions) async throws -> ([Double], [Double]) {
+/// Runs this executable as the read client (`feature-store --client-port`) against `port`, with
+/// GETs of `path` followed by an entity id, and returns its latencies and send lags in seconds.
+private func clientProcessRequests(port: Int, path: String, options: FeatureStoreBenchOptions) async throws -> ([Double], [Double]) {
     guard let executable = Bundle.main.executableURL else { throw BenchError(description: "cannot find this executable to start the read client") }
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("fs-bench-client-\(UUID().uuidString)")
     guard FileManager.default.createFile(atPath: output.path, contents: nil) else {
@@ -477,7 +620,7 @@ private func clientProcessRequests(port: Int, options: FeatureStoreBenchOptions)
     let client = Process()
     client.executableURL = executable
     client.arguments = ["feature-store", "--client-port", String(port), "--rate", String(options.rate), "--seconds", String(options.seconds),
-                        "--read-entities", String(options.readEntities)] + (options.keepAlive ? ["--keep-alive"] : [])
+                        "--read-entities", String(options.readEntities), "--client-path", path] + (options.keepAlive ? ["--keep-alive"] : [])
     client.standardOutput = handle
     try client.run()
     try? handle.close()
@@ -498,20 +641,23 @@ private func clientProcessRequests(port: Int, options: FeatureStoreBenchOptions)
 /// one line per successful request.
 private func runReadClient(_ options: FeatureStoreBenchOptions, port: Int) async {
     let results = await paceRequests(
-        port: port, total: options.rate * options.seconds, rate: options.rate, entities: options.readEntities, keepAlive: options.keepAlive)
+        port: port, path: options.clientPath, total: options.rate * options.seconds, rate: options.rate, entities: options.readEntities,
+        keepAlive: options.keepAlive)
     var text = ""
     text.reserveCapacity(results.count * 24)
     for result in results { text += "\(result.latency) \(result.lag)\n" }
     FileHandle.standardOutput.write(Data(text.utf8))
 }
 
-/// Sends `total` GETs of random entities at `rate` per second, open loop: request `i` is due at
+/// Sends `total` GETs of random entities (`prefix` + `entity-<n>`) at `rate` per second, open loop: request `i` is due at
 /// `i / rate` and is sent by one of 8 threads (round robin) however slow earlier responses were
 /// (a connection per request, like an uncached client, or with `keepAlive` one persistent
 /// connection per thread). Returns, per successful request, its latency in seconds from its due
 /// time to the end of its response, and how late after its due time it was sent.
 @inline(never)
-private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepAlive: Bool) async -> [(latency: Double, lag: Double)] {
+private func paceRequests(
+    port: Int, path prefix: String, total: Int, rate: Int, entities: Int, keepAlive: Bool
+) async -> [(latency: Double, lag: Double)] {
     let threads = 8
     let begin = ContinuousClock.now + .milliseconds(50)
     let interval = Duration.seconds(1) / rate
@@ -527,7 +673,7 @@ private func paceRequests(port: Int, total: Int, rate: Int, entities: Int, keepA
                     let due = begin + interval * index
                     let wait = due - ContinuousClock.now
                     if wait > .zero { usleep(UInt32(seconds(wait) * 1e6)) }
-                    let path = "/v1/features/entity-\(Int.random(in: 0..<entities))"
+                    let path = prefix + "entity-\(Int.random(in: 0..<entities))"
                     let sent = ContinuousClock.now
                     if (connection?.status(of: path) ?? httpStatus(port: port, path: path)) == 200 {
                         latencies.append((seconds(ContinuousClock.now - due), seconds(sent - due)))
@@ -642,4 +788,58 @@ private func connectedSocket(port: Int) -> Int32 {
         return -1
     }
     return descriptor
+}
+
+/// A fixed JSON body of about the size of a real response (`size` bytes).
+private func bareBody(size: Int) -> [UInt8] {
+    Array("{\"padding\":\"".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: max(0, size - 15)) + Array("\"}".utf8)
+}
+
+// MARK: - Plain SwiftNIO server
+
+/// An HTTP/1.1 server on one of NIO's shared event loops that answers every request with one fixed
+/// body, closing the connection when the request asks to: the floor of HTTP serving in this harness.
+private struct FixedBodyServer {
+    let channel: any Channel
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    static func start(body bytes: ByteBuffer) async throws -> FixedBodyServer {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton.next())
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(FixedBodyHandler(body: bytes))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return FixedBodyServer(channel: channel)
+    }
+
+    func close() async throws { try await channel.close() }
+}
+
+private final class FixedBodyHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let body: ByteBuffer
+    private var keepAlive = true
+
+    init(body: ByteBuffer) { self.body = body }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): keepAlive = head.isKeepAlive
+        case .body: break
+        case .end:
+            var headers = HTTPHeaders([("content-type", "application/json; charset=utf-8"), ("content-length", String(body.readableBytes))])
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.whenComplete { [context] _ in context.close(promise: nil) } }
+        }
+    }
 }

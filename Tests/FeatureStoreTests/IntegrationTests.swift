@@ -152,7 +152,7 @@ struct IntegrationTests {
 
         let router = AdminRoutes.makeRouter(readiness: Readiness(), metrics: .init())
         store.queries.addRoutes(to: router)
-        let server = AdminServer(router: router, host: "127.0.0.1", port: 0, logger: testLogger)
+        let server = AdminServer(router: router, host: "127.0.0.1", port: 0, threading: FeatureStoreService.httpThreading, logger: testLogger)
         let serverTask = Task { try await server.run() }
         let port = try #require(await server.boundPort())
         let ok = try await HTTPGet.fetch(port: port, path: "/v1/features/entity-1")

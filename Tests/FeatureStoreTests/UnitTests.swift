@@ -344,6 +344,39 @@ struct UnitTests {
             Issue.record("an event without time was not refused")
         }
     }
+
+    @Test("a GET's JSON is the canonical JSON of its values: keys in byte order, null for undefined and non-finite values, strings escaped")
+    func valuesJSONIsCanonical() throws {
+        let yaml = try String(contentsOf: packageRoot.appendingPathComponent("examples/elec2/loop.yaml"), encoding: .utf8)
+        let config = try LoopConfig.parse(yaml: yaml, file: "loop.yaml")
+        let schema = try FeatureSchema(settings: config.features)
+        let queries = FeatureQueries(schema: schema, settings: config.features, registry: StoreRegistry())
+        let count = schema.features.count
+        let mixed: [Double?] = (0..<count).map { index -> Double? in
+            index % 3 == 0 ? nil : Double(index) * -0.1 + 1e-7 * Double(index)
+        }
+        let special: [Double] = [.nan, .infinity, 0, -0.0, 1e300, 123]
+        let extremes: [Double?] = (0..<count).map { index -> Double? in special[index % special.count] }
+        let samples: [FeatureQueries.Values] = [
+            FeatureQueries.Values(entity: "entity-1", asOf: 1_704_067_200.123, latestEventTime: 1_704_067_100.5, values: mixed),
+            FeatureQueries.Values(entity: "a \"quoted\" \\ id\n", asOf: -1.5, latestEventTime: nil, values: extremes),
+        ]
+        for values in samples {
+            var features: [(String, JSONValue)] = []
+            for (spec, value) in zip(schema.features, values.values) {
+                features.append((spec.name, value.map(JSONValue.double) ?? .null))
+            }
+            let latest: JSONValue = values.latestEventTime.map { JSONValue.string(FeatureQueries.timestamp($0)) } ?? .null
+            let members: [(String, JSONValue)] = [
+                ("entity", .string(values.entity)),
+                ("asOf", .string(FeatureQueries.timestamp(values.asOf))),
+                ("latestEventTime", latest),
+                ("features", .object(JSONObject(features))),
+            ]
+            let expected = JSONValue.object(JSONObject(members))
+            #expect(String(decoding: queries.json(values), as: UTF8.self) == expected.canonicalString)
+        }
+    }
 }
 
 // MARK: - Decoder helpers

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOPosix
 import Prometheus
 import ServiceKit
 import ServiceLifecycle
@@ -158,6 +159,32 @@ struct AdminServerTests {
             "unknown_key - operator /v1/models/promote",
             "missing_role dashboard operator /v1/models/promote",
         ])
+    }
+
+    @Test("handlers run on the server's event loop with .eventLoop threading, off it by default; both serve concurrent requests")
+    func threading() async throws {
+        for threading in [AdminServer.Threading.eventLoop, .cooperativePool] {
+            let router = AdminRoutes.makeRouter(readiness: Readiness(), metrics: PrometheusCollectorRegistry())
+            router.get("where/:n") { _, context in
+                let n = try context.parameters.require("n")
+                return n + (MultiThreadedEventLoopGroup.currentEventLoop == nil ? " pool" : " loop")
+            }
+            let server = AdminServer(router: router, host: "127.0.0.1", port: 0, threading: threading, logger: logger)
+            let bodies = try await withRunningServer(server) { port in
+                try await withThrowingTaskGroup(of: String.self) { requests in
+                    for n in 0..<20 {
+                        requests.addTask {
+                            let reply = try await HTTPGet.fetch(port: port, path: "/where/\(n)")
+                            #expect(reply.status == 200)
+                            return reply.body
+                        }
+                    }
+                    return try await requests.reduce(into: Set<String>()) { $0.insert($1) }
+                }
+            }
+            let place = threading == .eventLoop ? "loop" : "pool"
+            #expect(bodies == Set((0..<20).map { "\($0) \(place)" }))
+        }
     }
 }
 

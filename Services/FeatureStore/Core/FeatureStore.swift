@@ -137,6 +137,9 @@ public struct FeatureStoreService: LoopService, Service {
     public static let summary = "keeps per-entity event-time window features and publishes them to loop.features"
     public static let defaultAdminPort = 8082
     public static var settings: [any SettingDeclaration] { FeatureStoreSettings.all }
+    /// Feature reads are point lookups of tens of microseconds, so the admin server runs them on
+    /// its event loop: no hand-off to Swift's cooperative pool and back per request.
+    public static let httpThreading = AdminServer.Threading.eventLoop
 
     /// The data path.
     public let store: FeatureStore

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import Synchronization
@@ -98,13 +99,29 @@ public struct ErrorResponseMiddleware<Context: RequestContext>: RouterMiddleware
 /// The service's HTTP server, a `Service` to run in the group: the admin endpoints and whatever
 /// routes the service added to the router.
 public struct AdminServer: Service {
+    /// Where the server's connections and route handlers run.
+    public enum Threading: Sendable {
+        /// Connections on NIO's shared event loops, handlers on Swift's cooperative pool (each
+        /// request is handed from one to the other and back): for handlers that may run long.
+        case cooperativePool
+        /// Everything on one event loop: accepting, reading, the handler and writing the response
+        /// run on one thread with no hand-off, so a request costs no thread wake-ups beyond the
+        /// socket's. For services whose handlers are short and never block for long, as every
+        /// request of the server waits while one runs.
+        case eventLoop
+    }
+
     private let application: Application<RouterResponder<LoopRequestContext>>
     private let listening: ListeningPort
+    private let loop: (any EventLoop)?
 
-    /// A server for `router` on `host:port` (port 0 picks a free port, see ``boundPort()``).
-    public init(router: Router<LoopRequestContext>, host: String, port: Int, logger: Logger) {
+    /// A server for `router` on `host:port` (port 0 picks a free port, see ``boundPort()``), its
+    /// handlers running as `threading` says.
+    public init(router: Router<LoopRequestContext>, host: String, port: Int, threading: Threading = .cooperativePool, logger: Logger) {
         let listening = ListeningPort()
         self.listening = listening
+        let loop: (any EventLoop)? = threading == .eventLoop ? MultiThreadedEventLoopGroup.singleton.next() : nil
+        self.loop = loop
         application = Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port)),
@@ -113,12 +130,17 @@ public struct AdminServer: Service {
                 logger.info("admin server listening", metadata: ["admin.host": "\(host)", "admin.port": "\(port)"])
                 listening.resolve(port)
             },
+            eventLoopGroupProvider: loop.map { .shared($0) } ?? .singleton,
             logger: logger)
     }
 
     public func run() async throws {
         defer { listening.resolve(nil) }
-        try await application.run()
+        guard let loop else { return try await application.run() }
+        // Every connection's task is a child of this one and inherits the preference.
+        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop: loop)) {
+            try await application.run()
+        }
     }
 
     /// The port the server listens on once it does, or `nil` if it stopped before binding.
@@ -157,5 +179,20 @@ final class ListeningPort: Sendable {
             }
             if let resolved { continuation.resume(returning: resolved) }
         }
+    }
+}
+
+// MARK: - Event loop executor
+
+/// Runs the jobs of tasks that prefer it on one NIO event loop, so a task started on the loop stays
+/// there.
+final class EventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

@@ -25,6 +25,8 @@ public protocol LoopService {
     static var defaultAdminPort: Int { get }
     /// The service's own settings, beyond ``CommonSettings`` (none by default).
     static var settings: [any SettingDeclaration] { get }
+    /// Where its admin server's handlers run (``AdminServer/Threading/cooperativePool`` by default).
+    static var httpThreading: AdminServer.Threading { get }
 
     /// Builds the service: reads its settings, registers its readiness conditions, metrics and routes.
     /// An error stops the process before anything runs.
@@ -37,6 +39,7 @@ public protocol LoopService {
 
 extension LoopService {
     public static var settings: [any SettingDeclaration] { [] }
+    public static var httpThreading: AdminServer.Threading { .cooperativePool }
 }
 
 extension LoopService where Self: Service {

@@ -118,7 +118,7 @@ public enum ServiceRunner {
         }
 
         let admin = AdminServer(router: environment.router, host: settings[common.adminHost],
-                                port: settings[common.adminPort], logger: logger)
+                                port: settings[common.adminPort], threading: S.httpThreading, logger: logger)
         let parts: [(name: String, service: any Service)] =
             [("admin-server", admin)] + instance.parts.map { ("\(type(of: $0))", $0) }
         let group = serviceGroup(
