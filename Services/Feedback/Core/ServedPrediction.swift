@@ -576,9 +576,12 @@ struct RecordScanner {
     private mutating func number(_ path: String) throws(RecordError) -> Double {
         let range = try numberRange(path)
         if let fast = fastDouble(range) { return fast }
-        var scratch = [CChar](repeating: 0, count: range.count + 1)
-        scratch.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: base[range])) }
-        return strtod(scratch, nil)
+        // strtod needs a terminated copy: on the stack (a score's 17 digits took a heap block each).
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: range.count + 1) { scratch in
+            UnsafeMutableRawBufferPointer(scratch).copyMemory(from: UnsafeRawBufferPointer(rebasing: base[range]))
+            scratch[range.count] = 0
+            return strtod(scratch.baseAddress!, nil)
+        }
     }
 
     private static let powersOfTen: [Double] = (0...22).map { exponent in
