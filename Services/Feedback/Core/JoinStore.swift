@@ -938,31 +938,36 @@ private struct BatchApplication {
         // Records come in runs of one input partition: its next offset is looked up once per run.
         var run: TopicPartition?
         var next = Int64.min
-        for record in records {
-            if run?.partition != record.partition || run?.topic != record.topic {
-                if let run { saveOffset(run, next) }
-                let partition = TopicPartition(topic: record.topic, partition: record.partition)
-                run = partition
-                next = state.inputOffsets[partition] ?? Int64.min
-                touched.insert(record.partition)
-            }
-            // A record before the stored offset is already applied (a batch fetched again after a seek).
-            guard record.offset >= next else { continue }
-            next = record.offset + 1
-            switch record.input {
-            case .prediction(let prediction):
-                advancePredictions(record.partition, to: prediction.eventTimeMs)
-                accept(prediction, partition: record.partition, offset: record.offset)
-            case .outcome(let outcome):
-                advance(record.partition, to: outcome.eventTimeMs)
-                accept(outcome, partition: record.partition)
-            case .clock(let time):
-                advance(record.partition, to: time)
-            case .malformed(_, let time):
-                if let time { advance(record.partition, to: time) }
-                state.counters.malformed += 1
-            case .ignored:
-                break
+        records.withUnsafeBufferPointer { records in
+            for index in records.indices {
+                // Fields are read one by one: binding the record copied all of it.
+                let partition = records[index].partition
+                let offset = records[index].offset
+                if run?.partition != partition || run?.topic != records[index].topic {
+                    if let run { saveOffset(run, next) }
+                    let started = TopicPartition(topic: records[index].topic, partition: partition)
+                    run = started
+                    next = state.inputOffsets[started] ?? Int64.min
+                    touched.insert(partition)
+                }
+                // A record before the stored offset is already applied (a batch fetched again after a seek).
+                guard offset >= next else { continue }
+                next = offset + 1
+                switch records[index].input {
+                case .prediction(let prediction):
+                    advancePredictions(partition, to: prediction.eventTimeMs)
+                    accept(prediction, partition: partition, offset: offset)
+                case .outcome(let outcome):
+                    advance(partition, to: outcome.eventTimeMs)
+                    accept(outcome, partition: partition)
+                case .clock(let time):
+                    advance(partition, to: time)
+                case .malformed(_, let time):
+                    if let time { advance(partition, to: time) }
+                    state.counters.malformed += 1
+                case .ignored:
+                    break
+                }
             }
         }
         if let run { saveOffset(run, next) }
