@@ -99,6 +99,37 @@ struct ServedPredictionTests {
         #expect(example == LabeledExample(prediction: original, label: true, labelSource: .outcome, labelDelaySeconds: 1))
     }
 
+    @Test("routes and roles are read from their bytes for every case, escaped spellings read the same, unknown ones are errors naming the field")
+    func routesAndRoles() throws {
+        func bytes(_ route: String, _ role: String, _ challengerRole: String) -> [UInt8] {
+            var text = String(decoding: Self.full(seed: 2).bytes, as: UTF8.self)
+            text = text.replacingOccurrences(of: "\"route\":\"auto\"", with: "\"route\":\"\(route)\"")
+            text = text.replacingOccurrences(of: "\"role\":\"champion\"", with: "\"role\":\"\(role)\"")
+            text = text.replacingOccurrences(of: "\"role\":\"shadow\"", with: "\"role\":\"\(challengerRole)\"")
+            return Array(text.utf8)
+        }
+        for route in Route.allCases {
+            for role in ModelRole.allCases {
+                let served = try ServedPrediction(bytes: bytes(route.rawValue, role.rawValue, role.rawValue))
+                #expect(served.route == route)
+                #expect(served.challengers.first?.role == role)
+            }
+        }
+        let escaped = try ServedPrediction(bytes: bytes("r\\u0065view", "\\u0063hampion", "c\\u0061nary"))
+        #expect(escaped.route == .review && escaped.challengers.first?.role == .canary)
+        for (route, role, challengerRole, field) in [
+            ("Auto", "champion", "shadow", "route"), ("auto", "champions", "shadow", "role"),
+            ("auto", "champion", "shado", "challengers.role"), ("", "champion", "shadow", "route"),
+        ] {
+            #expect(throws: RecordError.self, "\(field)") { try ServedPrediction(bytes: bytes(route, role, challengerRole)) }
+            do {
+                _ = try ServedPrediction(bytes: bytes(route, role, challengerRole))
+            } catch {
+                #expect(error.path == field && error.description.contains("unknown value"), "\(error.description)")
+            }
+        }
+    }
+
     @Test("bad records are typed errors naming the problem, never a crash")
     func badRecords() throws {
         func rejects(_ bytes: [UInt8], _ fragment: String) {

@@ -70,6 +70,56 @@ struct WaitingPredictionTests {
         #expect(try third.prediction(requestId: "e")?.isPending == true)
     }
 
+    @Test("a batch interleaving partitions stores one waiting row per partition, each with its own predictions, and a later batch resolves them per partition")
+    func interleavedPartitions() throws {
+        let path = try temporaryDirectory("waiting-partitions") + "/join.sqlite"
+        var driver = try JoinDriver(path: path)
+        let records = [("a", Int32(0)), ("b", 1), ("c", 0), ("d", 1), ("e", 1)].map { id, partition in
+            driver.record(.prediction(prediction(id, at: 0)), partition: partition)
+        }
+        try driver.store.apply(records)
+        #expect(try Self.waitingRows(path).count == 2)
+
+        let reopened = try driver.reopen()
+        for (id, partition) in [("a", Int32(0)), ("b", 1), ("c", 0), ("d", 1), ("e", 1)] {
+            let stored = try reopened.prediction(requestId: id)
+            #expect(stored?.isPending == true && stored?.partition == partition, "\(id)")
+        }
+        let labeled = try reopened.apply([
+            driver.record(outcome("a", true, at: 10), partition: 0), driver.record(outcome("d", false, at: 10), partition: 1),
+            driver.record(outcome("c", true, at: 10), partition: 0),
+        ])
+        #expect(labeled.labeled.map(\.requestId) == ["a", "d", "c"])
+        let again = try driver.reopen()
+        #expect(try ["a", "c", "d"].allSatisfy { try again.prediction(requestId: $0)?.isPending == false })
+        #expect(try ["b", "e"].allSatisfy { try again.prediction(requestId: $0)?.isPending == true })
+    }
+
+    @Test("a prediction that expires and is purged within the batch that brought it leaves nothing stored")
+    func purgedInItsOwnBatch() throws {
+        let path = try temporaryDirectory("waiting-purged") + "/join.sqlite"
+        var driver = try JoinDriver(path: path, deadlineMs: hour, retentionMs: hour)
+        let result = try driver.apply([
+            .prediction(prediction("a", at: 0)), .prediction(prediction("b", at: 3 * hour)), .clock(eventTimeMs: 3 * hour),
+        ])
+        #expect(result.counters.unlabeled == 1)
+        #expect(try driver.store.prediction(requestId: "a") == nil)
+        let reopened = try driver.reopen()
+        #expect(try reopened.prediction(requestId: "a") == nil, "no stored resolution brings it back")
+        #expect(try reopened.prediction(requestId: "b")?.isPending == true)
+        #expect(try Self.waitingRows(path).count == 1, "only b waits")
+        let resolvedRows = try Database(path: path).withConnection { connection in
+            let count = try connection.statement("SELECT count(*) FROM resolved_batches")
+            _ = try count.step()
+            return count.int64(at: 0)
+        }
+        #expect(resolvedRows == 0, "nothing of a is left in resolved_batches")
+        let single = try JoinDriver(path: try temporaryDirectory("waiting-single") + "/join.sqlite")
+        var only = single
+        try only.apply([.prediction(prediction("b", at: 3 * hour))])
+        #expect(try Self.waitingBytes(path) == Self.waitingBytes(only.path), "a's entry is not in b's waiting row")
+    }
+
     @Test("a waiting prediction costs a few dozen stored bytes, not its served record")
     func storedWithoutRecords() throws {
         let path = try temporaryDirectory("waiting-bytes") + "/join.sqlite"

@@ -142,12 +142,13 @@ public struct InputDecoder: Sendable {
 
     static let outcomeType = Array(EventType.outcome.description.utf8)
     static let structuredPrefix = Array("application/cloudevents".utf8)
-    /// The header names the decoder reads, as bytes (compared without building or hashing strings).
-    static let cePrefix = Array("ce_".utf8)
-    static let typeHeader = Array("ce_type".utf8)
-    static let timeHeader = Array("ce_time".utf8)
-    static let idHeader = Array("ce_id".utf8)
-    static let contentTypeHeader = Array("content-type".utf8)
+
+    /// Whether `bytes` are `text`'s UTF-8 (header names are compared this way, without building,
+    /// hashing or generically comparing strings).
+    @inline(__always)
+    private static func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: StaticString) -> Bool {
+        bytes.count == text.utf8CodeUnitCount && memcmp(bytes.baseAddress!, text.utf8Start, bytes.count) == 0
+    }
 
     /// Decodes one record: a prediction straight from its bytes; an event by its `ce_type` header,
     /// then (outcomes and reviews only) binary mode straight from the `ce_time` header and the JSON
@@ -168,15 +169,13 @@ public struct InputDecoder: Sendable {
         for header in record.headers {
             var key = header.key
             key.withUTF8 { key in
-                if key.count == 7, key.starts(with: Self.cePrefix) {
-                    if key.elementsEqual(Self.typeHeader) {
-                        typeBytes = header.value
-                    } else if key.elementsEqual(Self.timeHeader) {
-                        timeBytes = header.value
-                    }
-                } else if key.elementsEqual(Self.idHeader) {
+                if Self.equals(key, "ce_type") {
+                    typeBytes = header.value
+                } else if Self.equals(key, "ce_time") {
+                    timeBytes = header.value
+                } else if Self.equals(key, "ce_id") {
                     idBytes = header.value
-                } else if key.elementsEqual(Self.contentTypeHeader) {
+                } else if Self.equals(key, "content-type") {
                     structured = header.value?.starts(with: Self.structuredPrefix) ?? false
                 }
             }

@@ -681,6 +681,9 @@ final class RetainedPrediction: @unchecked Sendable {
     var batch: UInt64 = 0
     /// The number of the last batch that changed it: a batch lists it among its changes once.
     var changed: UInt64 = 0
+    /// Set when its purge takes it out of the index: a batch that listed it among its changes
+    /// then stores nothing of it.
+    var purged = false
     /// Its offset in `loop.predictions` (-1: unknown, for a prediction moved over from a store
     /// that kept its record): its example is stored in the outbox as a reference to it.
     var offset: Int64 = -1
@@ -909,7 +912,7 @@ private struct BatchApplication {
     private var offsets: [TopicPartition: Int64] = [:]
     /// Requests whose prediction changed in this batch, each once (see ``RetainedPrediction/changed``),
     /// requests whose held outcome changed, and held outcomes new in it.
-    private var changedPredictions: [String] = []
+    private var changedPredictions: [(id: String, entry: RetainedPrediction)] = []
     private var changedHeld: Set<String> = []
     private var newHeld: Set<String> = []
     /// This batch's number (``RetainedPrediction/batch`` of the predictions it brings).
@@ -935,31 +938,36 @@ private struct BatchApplication {
         // Records come in runs of one input partition: its next offset is looked up once per run.
         var run: TopicPartition?
         var next = Int64.min
-        for record in records {
-            if run?.partition != record.partition || run?.topic != record.topic {
-                if let run { saveOffset(run, next) }
-                let partition = TopicPartition(topic: record.topic, partition: record.partition)
-                run = partition
-                next = state.inputOffsets[partition] ?? Int64.min
-                touched.insert(record.partition)
-            }
-            // A record before the stored offset is already applied (a batch fetched again after a seek).
-            guard record.offset >= next else { continue }
-            next = record.offset + 1
-            switch record.input {
-            case .prediction(let prediction):
-                advancePredictions(record.partition, to: prediction.eventTimeMs)
-                accept(prediction, partition: record.partition, offset: record.offset)
-            case .outcome(let outcome):
-                advance(record.partition, to: outcome.eventTimeMs)
-                accept(outcome, partition: record.partition)
-            case .clock(let time):
-                advance(record.partition, to: time)
-            case .malformed(_, let time):
-                if let time { advance(record.partition, to: time) }
-                state.counters.malformed += 1
-            case .ignored:
-                break
+        records.withUnsafeBufferPointer { records in
+            for index in records.indices {
+                // Fields are read one by one: binding the record copied all of it.
+                let partition = records[index].partition
+                let offset = records[index].offset
+                if run?.partition != partition || run?.topic != records[index].topic {
+                    if let run { saveOffset(run, next) }
+                    let started = TopicPartition(topic: records[index].topic, partition: partition)
+                    run = started
+                    next = state.inputOffsets[started] ?? Int64.min
+                    touched.insert(partition)
+                }
+                // A record before the stored offset is already applied (a batch fetched again after a seek).
+                guard offset >= next else { continue }
+                next = offset + 1
+                switch records[index].input {
+                case .prediction(let prediction):
+                    advancePredictions(partition, to: prediction.eventTimeMs)
+                    accept(prediction, partition: partition, offset: offset)
+                case .outcome(let outcome):
+                    advance(partition, to: outcome.eventTimeMs)
+                    accept(outcome, partition: partition)
+                case .clock(let time):
+                    advance(partition, to: time)
+                case .malformed(_, let time):
+                    if let time { advance(partition, to: time) }
+                    state.counters.malformed += 1
+                case .ignored:
+                    break
+                }
             }
         }
         if let run { saveOffset(run, next) }
@@ -1070,7 +1078,7 @@ private struct BatchApplication {
     private mutating func noteChange(_ entry: RetainedPrediction, id: String) {
         guard entry.changed != number else { return }
         entry.changed = number
-        changedPredictions.append(id)
+        changedPredictions.append((id, entry))
     }
 
     /// A second label for a labeled prediction: a duplicate, or ground truth judging a review verdict.
@@ -1134,6 +1142,7 @@ private struct BatchApplication {
             guard let entry = state.retained[id], entry.state != .pending, entry.partition == partition,
                   entry.deadlineMs + policy.retentionMs == time
             else { continue }
+            entry.purged = true
             state.retained[id] = nil
         }
         state.purges[partition] = purges
@@ -1194,32 +1203,39 @@ private struct BatchApplication {
     /// resolution into one `resolved_batches` row per partition; rows all of whose predictions are
     /// purged are deleted.
     private mutating func storePredictions(_ connection: Connection) throws {
-        var waiting: [Int32: (lastDeadlineMs: Int64, entries: [UInt8])] = [:]
-        var resolved: [Int32: (purgeMs: Int64, entries: [UInt8])] = [:]
-        for id in changedPredictions {
-            // A purged prediction is gone.
-            guard let entry = state.retained[id] else { continue }
+        // One row of each kind per partition, found by a scan from the last one used (a batch
+        // holds few partitions, in runs), so no entry hashes anything.
+        var waiting: [(partition: Int32, lastDeadlineMs: Int64, entries: [UInt8])] = []
+        var resolved: [(partition: Int32, purgeMs: Int64, entries: [UInt8])] = []
+        var lastWaiting = 0
+        var lastResolved = 0
+        for (id, entry) in changedPredictions where !entry.purged {
             if entry.batch == number, entry.state != .labeled {
-                var row = waiting.removeValue(forKey: entry.partition) ?? (entry.deadlineMs, [])
+                if lastWaiting >= waiting.count || waiting[lastWaiting].partition != entry.partition {
+                    lastWaiting = waiting.firstIndex { $0.partition == entry.partition } ?? waiting.count
+                    if lastWaiting == waiting.count { waiting.append((entry.partition, entry.deadlineMs, [])) }
+                }
                 WaitingCodec.encode(WaitingCodec.Entry(
                     deadlineMs: entry.deadlineMs, offset: entry.offset, requestId: id, entity: entry.entity,
                     eventTimeMs: entry.eventTimeMs, route: entry.route, score: entry.score, served: []),
-                    into: &row.entries)
-                row.lastDeadlineMs = max(row.lastDeadlineMs, entry.deadlineMs)
-                waiting[entry.partition] = row
+                    into: &waiting[lastWaiting].entries)
+                waiting[lastWaiting].lastDeadlineMs = max(waiting[lastWaiting].lastDeadlineMs, entry.deadlineMs)
             }
             if entry.state != .pending {
                 let purgeMs = entry.deadlineMs + policy.retentionMs
-                ResolvedCodec.encode(id: id, entry, into: &resolved[entry.partition, default: (purgeMs, [])].entries)
-                let latest = max(resolved[entry.partition]?.purgeMs ?? purgeMs, purgeMs)
-                resolved[entry.partition]?.purgeMs = latest
+                if lastResolved >= resolved.count || resolved[lastResolved].partition != entry.partition {
+                    lastResolved = resolved.firstIndex { $0.partition == entry.partition } ?? resolved.count
+                    if lastResolved == resolved.count { resolved.append((entry.partition, purgeMs, [])) }
+                }
+                ResolvedCodec.encode(id: id, entry, into: &resolved[lastResolved].entries)
+                resolved[lastResolved].purgeMs = max(resolved[lastResolved].purgeMs, purgeMs)
             }
         }
         let insertWaiting = try connection.statement(
             "INSERT INTO waiting_batches(partition, last_deadline_ms, entries) VALUES (?1, ?2, ?3)")
-        for (partition, batch) in waiting {
+        for batch in waiting {
             insertWaiting.reset()
-            try insertWaiting.bind(Int64(partition), at: 1)
+            try insertWaiting.bind(Int64(batch.partition), at: 1)
             try insertWaiting.bind(batch.lastDeadlineMs, at: 2)
             try insertWaiting.bind(batch.entries, at: 3)
             try insertWaiting.run()
@@ -1234,9 +1250,9 @@ private struct BatchApplication {
             try purgeWaiting.run()
         }
         let insert = try connection.statement("INSERT INTO resolved_batches(partition, purge_ms, entries) VALUES (?1, ?2, ?3)")
-        for (partition, batch) in resolved {
+        for batch in resolved {
             insert.reset()
-            try insert.bind(Int64(partition), at: 1)
+            try insert.bind(Int64(batch.partition), at: 1)
             try insert.bind(batch.purgeMs, at: 2)
             try insert.bind(batch.entries, at: 3)
             try insert.run()

@@ -447,23 +447,11 @@ struct DriftTracker: Sendable {
     /// How one tracked input is binned.
     private enum Kind: Sendable {
         /// Bins of the training quantiles.
-        case numeric(BinnedDistribution)
-        /// Level `code` for a code below `levels`, "other" (`levels`) for anything else.
-        case categorical(levels: Int)
+        case numeric
+        /// Level `code` for a code below its level count, "other" (the last bin) for anything else.
+        case categorical
         /// No training summary: not tracked.
         case untracked
-    }
-
-    /// Live counts per bin against the training shares of those bins.
-    private struct Histogram: Sendable {
-        let expected: [Double]
-        var counts: [Int]
-        var total = 0
-
-        init(expected: [Double], bins: Int) {
-            self.expected = expected
-            counts = [Int](repeating: 0, count: bins)
-        }
     }
 
     /// A ring slot's value for a missing or untracked input.
@@ -471,8 +459,20 @@ struct DriftTracker: Sendable {
 
     let names: [String]
     private let kinds: [Kind]
-    /// One per name, then the score's.
-    private var histograms: [Histogram]
+    /// Per input (one per name, then the score's): where its edges start in `edges` and how many
+    /// it has (numeric), or its level count (categorical).
+    private let edgeStarts: [Int]
+    private let edgeCounts: [Int]
+    /// Every numeric input's training quantile edges, one input after another.
+    private let edges: [Double]
+    /// Per input: where its bins start in `counts` (and, last, the end of the score's).
+    private let binStarts: [Int]
+    /// Per input: the training share of each of its bins.
+    private let expected: [[Double]]
+    /// The live count in every bin, one input after another.
+    private var counts: [Int]
+    /// Per input: the live values counted.
+    private var totals: [Int]
     /// `windowCount` rows of `names.count + 1` bins (the score's last), oldest at `head`.
     private var ring: [Int32]
     private let windowCount: Int
@@ -487,24 +487,42 @@ struct DriftTracker: Sendable {
         names = header.schema.names
         let summaries = Dictionary(header.training.features.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var kinds: [Kind] = []
-        var histograms: [Histogram] = []
+        var edgeStarts: [Int] = []
+        var edgeCounts: [Int] = []
+        var edges: [Double] = []
+        var binStarts: [Int] = []
+        var expected: [[Double]] = []
+        var bins = 0
+        func add(_ kind: Kind, edges inputEdges: [Double], levels: Int, shares: [Double], bins inputBins: Int) {
+            kinds.append(kind)
+            edgeStarts.append(edges.count)
+            edgeCounts.append(kind == .categorical ? levels : inputEdges.count)
+            edges.append(contentsOf: inputEdges)
+            binStarts.append(bins)
+            bins += inputBins
+            expected.append(shares)
+        }
         for name in names {
             if let numeric = summaries[name]?.numeric {
-                kinds.append(.numeric(numeric.bins))
-                histograms.append(Histogram(expected: numeric.bins.proportions, bins: numeric.bins.binCount))
+                add(.numeric, edges: numeric.bins.edges, levels: 0, shares: numeric.bins.proportions, bins: numeric.bins.binCount)
             } else if let categorical = summaries[name]?.categorical {
-                kinds.append(.categorical(levels: categorical.levels.count))
-                histograms.append(Histogram(expected: categorical.proportions, bins: categorical.levels.count + 1))
+                add(.categorical, edges: [], levels: categorical.levels.count, shares: categorical.proportions,
+                    bins: categorical.levels.count + 1)
             } else {
-                kinds.append(.untracked)
-                histograms.append(Histogram(expected: [], bins: 0))
+                add(.untracked, edges: [], levels: 0, shares: [], bins: 0)
             }
         }
         let scores = header.training.scores.bins
-        kinds.append(.numeric(scores))
-        histograms.append(Histogram(expected: scores.proportions, bins: scores.binCount))
+        add(.numeric, edges: scores.edges, levels: 0, shares: scores.proportions, bins: scores.binCount)
+        binStarts.append(bins)
         self.kinds = kinds
-        self.histograms = histograms
+        self.edgeStarts = edgeStarts
+        self.edgeCounts = edgeCounts
+        self.edges = edges
+        self.binStarts = binStarts
+        self.expected = expected
+        counts = [Int](repeating: 0, count: bins)
+        totals = [Int](repeating: 0, count: kinds.count)
         self.windowCount = max(1, windowCount)
         ring = [Int32](repeating: Self.noBin, count: self.windowCount * kinds.count)
     }
@@ -523,46 +541,82 @@ struct DriftTracker: Sendable {
         let row = ((head + stored) % windowCount) * width
         stored += 1
         let direct = identity && values.count == names.count
-        for i in 0..<names.count {
-            let raw: Double?
-            if direct {
-                raw = values[i]
-            } else {
-                let position = positions[i]
-                raw = position >= 0 && position < values.count ? values[position] : nil
+        let inputs = names.count
+        kinds.withUnsafeBufferPointer { kinds in
+        edges.withUnsafeBufferPointer { edges in
+        edgeStarts.withUnsafeBufferPointer { edgeStarts in
+        edgeCounts.withUnsafeBufferPointer { edgeCounts in
+        binStarts.withUnsafeBufferPointer { binStarts in
+        positions.withUnsafeBufferPointer { positions in
+        values.withUnsafeBufferPointer { values in
+        counts.withUnsafeMutableBufferPointer { counts in
+        totals.withUnsafeMutableBufferPointer { totals in
+        ring.withUnsafeMutableBufferPointer { ring in
+            /// Counts `raw` under its bin of input `i`; returns the bin, or ``noBin`` if the input is untracked.
+            @inline(__always)
+            func count(_ raw: Double, input i: Int) -> Int32 {
+                let bin: Int
+                switch kinds[i] {
+                case .numeric:
+                    let first = edgeStarts[i]
+                    let edgeCount = edgeCounts[i]
+                    // The number of edges strictly below `raw` (NaN goes to the last bin), as `BinnedDistribution.bin(of:)`.
+                    if raw.isNaN {
+                        bin = edgeCount
+                    } else {
+                        var low = 0
+                        var high = edgeCount
+                        while low < high {
+                            let middle = (low + high) >> 1
+                            if edges[first + middle] < raw { low = middle + 1 } else { high = middle }
+                        }
+                        bin = low
+                    }
+                case .categorical:
+                    let levels = edgeCounts[i]
+                    bin = raw.isFinite && raw >= 0 && raw < Double(levels) && raw == raw.rounded() ? Int(raw) : levels
+                case .untracked:
+                    return Self.noBin
+                }
+                counts[binStarts[i] + bin] += 1
+                totals[i] += 1
+                return Int32(bin)
             }
-            ring[row + i] = raw.map { count($0, input: i) } ?? Self.noBin
-        }
-        ring[row + names.count] = count(value, input: names.count)
+            for i in 0..<inputs {
+                let raw: Double?
+                if direct {
+                    raw = values[i]
+                } else {
+                    let position = positions[i]
+                    raw = position >= 0 && position < values.count ? values[position] : nil
+                }
+                ring[row + i] = raw.map { count($0, input: i) } ?? Self.noBin
+            }
+            ring[row + inputs] = count(value, input: inputs)
+        }}}}}}}}}}
     }
 
     private mutating func removeOldest(width: Int) {
         let row = head * width
-        for i in 0..<width {
-            let bin = ring[row + i]
-            if bin >= 0 {
-                histograms[i].counts[Int(bin)] -= 1
-                histograms[i].total -= 1
+        binStarts.withUnsafeBufferPointer { binStarts in
+        ring.withUnsafeBufferPointer { ring in
+        counts.withUnsafeMutableBufferPointer { counts in
+        totals.withUnsafeMutableBufferPointer { totals in
+            for i in 0..<width {
+                let bin = ring[row + i]
+                if bin >= 0 {
+                    counts[binStarts[i] + Int(bin)] -= 1
+                    totals[i] -= 1
+                }
             }
-        }
+        }}}}
         head = (head + 1) % windowCount
         stored -= 1
     }
 
-    /// Counts `raw` under its bin of input `i`; returns the bin, or ``noBin`` if the input is untracked.
-    private mutating func count(_ raw: Double, input i: Int) -> Int32 {
-        let bin: Int
-        switch kinds[i] {
-        case .numeric(let bins):
-            bin = bins.bin(of: raw)
-        case .categorical(let levels):
-            bin = raw.isFinite && raw >= 0 && raw < Double(levels) && raw == raw.rounded() ? Int(raw) : levels
-        case .untracked:
-            return Self.noBin
-        }
-        histograms[i].counts[bin] += 1
-        histograms[i].total += 1
-        return Int32(bin)
+    /// Input `i`'s training shares and live counts per bin.
+    private func histogram(_ i: Int) -> (expected: [Double], observed: [Int]) {
+        (expected[i], Array(counts[binStarts[i]..<binStarts[i + 1]]))
     }
 
     /// Whether two name arrays share storage (the decoder hands every prediction with the same
@@ -574,18 +628,16 @@ struct DriftTracker: Sendable {
 
     func featureDrift() -> [FeatureDrift] {
         names.indices.compactMap { i in
-            let histogram = histograms[i]
+            let (expected, observed) = histogram(i)
             switch kinds[i] {
             case .numeric:
                 return FeatureDrift(
-                    feature: names[i], count: histogram.total,
-                    psi: Drift.psi(expected: histogram.expected, observed: histogram.counts),
-                    ks: Drift.ks(expected: histogram.expected, observed: histogram.counts))
+                    feature: names[i], count: totals[i],
+                    psi: Drift.psi(expected: expected, observed: observed), ks: Drift.ks(expected: expected, observed: observed))
             case .categorical:
                 return FeatureDrift(
-                    feature: names[i], count: histogram.total,
-                    psi: Drift.psi(expected: histogram.expected, observed: histogram.counts),
-                    chiSquaredPValue: Drift.chiSquared(expected: histogram.expected, observed: histogram.counts).pValue)
+                    feature: names[i], count: totals[i], psi: Drift.psi(expected: expected, observed: observed),
+                    chiSquaredPValue: Drift.chiSquared(expected: expected, observed: observed).pValue)
             case .untracked:
                 return nil
             }
@@ -593,10 +645,10 @@ struct DriftTracker: Sendable {
     }
 
     func scoreDrift() -> FeatureDrift {
-        let histogram = histograms[names.count]
+        let (expected, observed) = histogram(names.count)
         return FeatureDrift(
-            feature: "score", count: histogram.total, psi: Drift.psi(expected: histogram.expected, observed: histogram.counts),
-            ks: Drift.ks(expected: histogram.expected, observed: histogram.counts))
+            feature: "score", count: totals[names.count], psi: Drift.psi(expected: expected, observed: observed),
+            ks: Drift.ks(expected: expected, observed: observed))
     }
 }
 

@@ -221,14 +221,11 @@ struct RecordScanner {
                 fields.spans.requestId = start..<index
                 seen |= 1 << 6
             case .role:
-                let role = try string("role")
-                guard ModelRole(rawValue: role) != nil else { throw fail("role", "unknown value \"\(role)\"") }
+                _ = try role("role")
                 fields.spans.role = start..<index
                 seen |= 1 << 7
             case .route:
-                let route = try string("route")
-                guard let parsed = Route(rawValue: route) else { throw fail("route", "unknown value \"\(route)\"") }
-                fields.route = parsed
+                fields.route = try route("route")
                 fields.spans.route = start..<index
                 seen |= 1 << 8
             case .score:
@@ -420,9 +417,7 @@ struct RecordScanner {
                 if matches(key, "modelVersion") {
                     version = try integer("challengers.modelVersion")
                 } else if matches(key, "role") {
-                    let text = try string("challengers.role")
-                    guard let parsed = ModelRole(rawValue: text) else { throw fail("challengers.role", "unknown value \"\(text)\"") }
-                    role = parsed
+                    role = try self.role("challengers.role")
                 } else if matches(key, "score") {
                     score = try number("challengers.score")
                 } else {
@@ -508,6 +503,35 @@ struct RecordScanner {
         return range.lowerBound + 1..<range.upperBound - 1
     }
 
+    /// A `Route` string value: its bytes compared with each case's name, the general reading
+    /// (unescaping, then the raw value) for anything else.
+    private mutating func route(_ path: String) throws(RecordError) -> Route {
+        let range = try stringRange(path)
+        let inner = range.lowerBound + 1..<range.upperBound - 1
+        if matches(inner, "auto") { return .auto }
+        if matches(inner, "review") { return .review }
+        return try namedCase(range, path)
+    }
+
+    /// A `ModelRole` string value, read as ``route(_:)`` reads a route.
+    private mutating func role(_ path: String) throws(RecordError) -> ModelRole {
+        let range = try stringRange(path)
+        let inner = range.lowerBound + 1..<range.upperBound - 1
+        if matches(inner, "champion") { return .champion }
+        if matches(inner, "shadow") { return .shadow }
+        if matches(inner, "canary") { return .canary }
+        if matches(inner, "baseline") { return .baseline }
+        return try namedCase(range, path)
+    }
+
+    /// The case whose raw value is the string token at `range` (unescaped).
+    private func namedCase<Value: RawRepresentable>(_ range: Range<Int>, _ path: String) throws(RecordError) -> Value
+    where Value.RawValue == String {
+        let text = try decodeString(range, path)
+        guard let value = Value(rawValue: text) else { throw fail(path, "unknown value \"\(text)\"") }
+        return value
+    }
+
     /// A string value, unescaped.
     private mutating func string(_ path: String) throws(RecordError) -> String {
         try decodeString(try stringRange(path), path)
@@ -576,9 +600,12 @@ struct RecordScanner {
     private mutating func number(_ path: String) throws(RecordError) -> Double {
         let range = try numberRange(path)
         if let fast = fastDouble(range) { return fast }
-        var scratch = [CChar](repeating: 0, count: range.count + 1)
-        scratch.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: base[range])) }
-        return strtod(scratch, nil)
+        // strtod needs a terminated copy: on the stack (a score's 17 digits took a heap block each).
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: range.count + 1) { scratch in
+            UnsafeMutableRawBufferPointer(scratch).copyMemory(from: UnsafeRawBufferPointer(rebasing: base[range]))
+            scratch[range.count] = 0
+            return strtod(scratch.baseAddress!, nil)
+        }
     }
 
     private static let powersOfTen: [Double] = (0...22).map { exponent in
