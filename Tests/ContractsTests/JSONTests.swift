@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 @testable import Contracts
 
 func parse(_ text: String) throws(JSONError) -> JSONValue { try JSONValue.parse(text) }
@@ -245,5 +246,33 @@ func randomValue(depth: Int, using random: inout SeededGenerator) -> JSONValue {
             DoubleText.appendJSON(value, to: &output)
             #expect(output == Array("null".utf8))
         }
+    }
+}
+
+@Suite struct NumberTextTests {
+    @Test("numbers read by exact decimal arithmetic are the doubles strtod reads, and the rest fall back to it")
+    func exactDecimalNumbers() {
+        var texts = ["0", "-0", "1", "-1", "0.5", "0.1", "0.3", "123.456", "-0.000123", "9007199254740992", "9007199254740993",
+                     "1e22", "1e23", "1.5e-22", "2.5E+3", "0.1e1", "12345678901234567", "1e-400", "1e400", "4.35", "0.9999999999999999",
+                     "0.30000000000000004", "-1.7976931348623157e308", "5e-324"]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let value = Double.random(in: -1000...1000, using: &random)
+            texts.append("\(value)")
+            texts.append(String(format: "%.6f", value))
+            texts.append(String(format: "%.3e", value))
+        }
+        var exact = 0
+        for text in texts {
+            let bytes = Array(text.utf8)
+            let expected = Double(text)!
+            let read = bytes.withUnsafeBytes { NumberText.double($0) }
+            #expect(read.bitPattern == expected.bitPattern, "\(text)")
+            if let fast = bytes.withUnsafeBytes({ NumberText.exactDecimal($0) }) {
+                exact += 1
+                #expect(fast.bitPattern == expected.bitPattern, "\(text)")
+            }
+        }
+        #expect(exact > texts.count / 2, "most short decimals take the exact path")
     }
 }

@@ -292,29 +292,17 @@ struct UnitTests {
         #expect(event.time == 1_704_067_201)
     }
 
-    @Test("numbers read by exact decimal arithmetic are the doubles strtod reads, and the rest fall back to it")
-    func exactDecimalNumbers() throws {
-        var texts = ["0", "-0", "1", "-1", "0.5", "0.1", "0.3", "123.456", "-0.000123", "9007199254740992", "9007199254740993",
-                     "1e22", "1e23", "1.5e-22", "2.5E+3", "0.1e1", "12345678901234567", "1e-400", "4.35", "0.9999999999999999"]
-        var random = SystemRandomNumberGenerator()
-        for _ in 0..<20_000 {
-            let value = Double.random(in: -1000...1000, using: &random)
-            texts.append("\(value)")
-            texts.append(String(format: "%.6f", value))
-            texts.append(String(format: "%.3e", value))
-        }
-        var exact = 0
+    @Test("an event's numbers read as Swift reads their text; what is not one JSON number or overflows reads as nil")
+    func numbers() throws {
+        let texts = ["0", "-0", "1", "-1", "0.5", "123.456", "-0.000123", "9007199254740993", "1e23", "2.5E+3", "0.1e1",
+                     "12345678901234567", "1e-400", "1e400", "-1e400", "01", "1.", ".5", "+1", "1e", "--1", "0x10", "NaN", "", "1 "]
         for text in texts {
             let bytes = Array(text.utf8)
             let read = bytes.withUnsafeBufferPointer { EventDecoder.number($0) }
-            let expected = Double(text).flatMap { $0.isFinite ? $0 : nil }
+            let grammar = text.wholeMatch(of: /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/) != nil
+            let expected = grammar ? Double(text).flatMap { $0.isFinite ? $0 : nil } : nil
             #expect(read?.bitPattern == expected?.bitPattern, "\(text)")
-            if let fast = bytes.withUnsafeBufferPointer({ EventDecoder.exactDecimal($0) }) {
-                exact += 1
-                #expect(fast.bitPattern == expected?.bitPattern, "\(text)")
-            }
         }
-        #expect(exact > texts.count / 2, "most short decimals take the exact path")
     }
 
     @Test("events are filtered by ce_type before parsing and read from binary-mode records")

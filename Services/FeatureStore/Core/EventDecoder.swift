@@ -2,13 +2,6 @@ import Contracts
 import Features
 import Kafka
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Turns `loop.events` records (CloudEvents in Kafka binary mode) into events for
 /// ``EntityFeatureState/apply(time:type:values:)``, filtering by the `ce_type` header before the
@@ -207,71 +200,12 @@ struct EventDecoder: Sendable {
         return true
     }
 
-    /// A JSON number's value, or `nil` when the bytes are not one JSON number: exact decimal
-    /// arithmetic when it is correctly rounded (``exactDecimal(_:)``), else strtod on a
-    /// NUL-terminated copy.
+    /// A JSON number's value, or `nil` when the bytes are not one JSON number or its magnitude is
+    /// out of range.
     static func number(_ bytes: UnsafeBufferPointer<UInt8>) -> Double? {
         guard bytes.count < 64, isJSONNumber(bytes) else { return nil }
-        if let exact = exactDecimal(bytes) { return exact }
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { text -> Double? in
-            for index in bytes.indices { text[index] = CChar(bitPattern: bytes[index]) }
-            text[bytes.count] = 0
-            var end: UnsafeMutablePointer<CChar>?
-            let value = strtod(text.baseAddress!, &end)
-            guard let end, end - text.baseAddress! == bytes.count, value.isFinite else { return nil }
-            return value
-        }
-    }
-
-    /// Powers of ten a `Double` holds exactly.
-    private static let exactPowersOfTen: [Double] = (0...22).map { power in (0..<power).reduce(1.0) { value, _ in value * 10 } }
-
-    /// The value of a JSON number (already checked) whose digits, read as an integer, are at
-    /// most 2^53 and whose decimal exponent is within ±22, or `nil` for any other. Both the
-    /// integer and the power of ten are then exact doubles, so one multiplication or division
-    /// rounds correctly: the same double as strtod (Clinger's fast path).
-    static func exactDecimal(_ bytes: UnsafeBufferPointer<UInt8>) -> Double? {
-        var position = 0
-        let negative = bytes[0] == UInt8(ascii: "-")
-        if negative { position = 1 }
-        var mantissa: UInt64 = 0
-        var digits = 0
-        var exponent = 0
-        var inFraction = false
-        while position < bytes.count {
-            let byte = bytes[position]
-            if byte == UInt8(ascii: ".") {
-                inFraction = true
-            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
-                if mantissa > 0 || byte != UInt8(ascii: "0") { digits += 1 }
-                guard digits <= 16 else { return nil }
-                mantissa = mantissa * 10 + UInt64(byte - UInt8(ascii: "0"))
-                if inFraction { exponent -= 1 }
-            } else {
-                break
-            }
-            position += 1
-        }
-        if position < bytes.count {
-            // An exponent: `e`, an optional sign and digits (the grammar was checked).
-            position += 1
-            var sign = 1
-            if bytes[position] == UInt8(ascii: "-") || bytes[position] == UInt8(ascii: "+") {
-                if bytes[position] == UInt8(ascii: "-") { sign = -1 }
-                position += 1
-            }
-            var value = 0
-            while position < bytes.count {
-                value = value * 10 + Int(bytes[position] - UInt8(ascii: "0"))
-                guard value <= 400 else { return nil }
-                position += 1
-            }
-            exponent += sign * value
-        }
-        guard mantissa <= 1 << 53, (-22...22).contains(exponent) else { return nil }
-        let magnitude = exponent < 0
-            ? Double(mantissa) / exactPowersOfTen[-exponent] : Double(mantissa) * exactPowersOfTen[exponent]
-        return negative ? -magnitude : magnitude
+        let value = NumberText.double(UnsafeRawBufferPointer(bytes))
+        return value.isFinite ? value : nil
     }
 
     /// Whether `bytes` follow JSON's number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.

@@ -599,48 +599,7 @@ struct RecordScanner {
     /// A number value as a `Double` (correctly rounded).
     private mutating func number(_ path: String) throws(RecordError) -> Double {
         let range = try numberRange(path)
-        if let fast = fastDouble(range) { return fast }
-        // strtod needs a terminated copy: on the stack (a score's 17 digits took a heap block each).
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: range.count + 1) { scratch in
-            UnsafeMutableRawBufferPointer(scratch).copyMemory(from: UnsafeRawBufferPointer(rebasing: base[range]))
-            scratch[range.count] = 0
-            return strtod(scratch.baseAddress!, nil)
-        }
-    }
-
-    private static let powersOfTen: [Double] = (0...22).map { exponent in
-        var value = 1.0
-        for _ in 0..<exponent { value *= 10 }
-        return value
-    }
-
-    /// Plain decimals whose digits fit in 2^53 and whose scale is at most 10^22: one exact
-    /// conversion and one correctly rounded division (Clinger's fast path).
-    private func fastDouble(_ range: Range<Int>) -> Double? {
-        var position = range.lowerBound
-        let negative = base[position] == UInt8(ascii: "-")
-        if negative { position += 1 }
-        var mantissa: UInt64 = 0
-        var digits = 0
-        var scale = 0
-        var inFraction = false
-        while position < range.upperBound {
-            let byte = base[position]
-            if byte == UInt8(ascii: ".") {
-                inFraction = true
-            } else if byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
-                if mantissa != 0 || byte != UInt8(ascii: "0") { digits += 1 }
-                guard digits <= 15 else { return nil }
-                mantissa = mantissa &* 10 &+ UInt64(byte - 48)
-                if inFraction { scale += 1 }
-            } else {
-                return nil
-            }
-            position += 1
-        }
-        guard scale <= 22 else { return nil }
-        let value = Double(mantissa) / Self.powersOfTen[scale]
-        return negative ? -value : value
+        return NumberText.double(UnsafeRawBufferPointer(rebasing: base[range]))
     }
 
     /// Skips one value of any kind, checking its syntax.
