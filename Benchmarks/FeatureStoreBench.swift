@@ -458,18 +458,17 @@ private func printSummary(
                                          1e6 * usage.user / requests, 1e6 * usage.system / requests,
                                          usage.voluntarySwitches / requests, usage.involuntarySwitches / requests))
     if options.bareEndpoint {
-        let bare = reads.bareLatencies.sorted()
-        let bareLags = reads.bareSendLags.sorted()
-        print(pad("GET of a fixed body (no store)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; send lag p99 %.3f ms; server CPU %.1f µs per GET",
-                                                          percentile(bare, 0.5), percentile(bare, 0.99), percentile(bare, 0.999),
-                                                          reads.requests - bare.count, reads.requests, percentile(bareLags, 0.99),
-                                                          1e6 * reads.bareServerCPUPerRequest))
-        let nio = reads.nioLatencies.sorted()
-        let nioLags = reads.nioSendLags.sorted()
-        print(pad("  same body, plain SwiftNIO", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; send lag p99 %.3f ms; server CPU %.1f µs per GET",
-                                                       percentile(nio, 0.5), percentile(nio, 0.99), percentile(nio, 0.999),
-                                                       reads.requests - nio.count, reads.requests, percentile(nioLags, 0.99),
-                                                       1e6 * reads.nioServerCPUPerRequest))
+        func floor(_ label: String, latencies: [Double], sendLags: [Double], serverCPUPerRequest: Double) {
+            let sorted = latencies.sorted()
+            print(pad(label, 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; send lag p99 %.3f ms; server CPU %.1f µs per GET",
+                                          percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
+                                          reads.requests - sorted.count, reads.requests, percentile(sendLags.sorted(), 0.99),
+                                          1e6 * serverCPUPerRequest))
+        }
+        floor("GET of a fixed body (no store)", latencies: reads.bareLatencies, sendLags: reads.bareSendLags,
+              serverCPUPerRequest: reads.bareServerCPUPerRequest)
+        floor("  same body, plain SwiftNIO", latencies: reads.nioLatencies, sendLags: reads.nioSendLags,
+              serverCPUPerRequest: reads.nioServerCPUPerRequest)
     }
     print(pad("  server process CPU, no requests", 34) + String(format: "%10.1f ms/s  (the same process over 2 s before the GETs)", 1000 * reads.idleServerCPUPerSecond))
     print("  server threads' CPU in ms/s, idle → under GETs:")
