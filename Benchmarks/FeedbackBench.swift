@@ -3,6 +3,7 @@ import Feedback
 import Foundation
 import Kafka
 import Learning
+import ServiceKit
 import Synchronization
 
 // loop-bench feedback: joined prediction/outcome pairs per second through the feedback service's
@@ -115,12 +116,12 @@ func runFeedbackBench(_ arguments: [String]) async throws {
     let output = BenchJoinOutput()
     let clock = ContinuousClock()
     let began = clock.now
-    let cpuBegan = processCPUSeconds()
+    let cpuBegan = CPUTime.process()
     try await pipeline.run(BatchSequence(batches: batches), output: output)
     let joined = output.joined.withLock { $0 }
     let snapshot = monitor.snapshot(counters: store.counters, reviewQueue: 0)
     let elapsed = clock.now - began
-    let cpu = processCPUSeconds() - cpuBegan
+    let cpu = CPUTime.process() - cpuBegan
     let total = seconds(elapsed)
     let champion = snapshot.versions.first { $0.version == 1 }
     print(String(format: "feedback: %d joined pairs in %.2f s = %.0f pairs/s (batch %d, %d features, 2 versions, outcome lag %d)",
