@@ -10,18 +10,6 @@ public struct FeatureQueries: Sendable {
     let schema: FeatureSchema
     let settings: FeatureSettings
     let registry: StoreRegistry
-    /// Per feature in name order (the canonical JSON's key order): its position in definition
-    /// order and its `"name":` text.
-    private let featureKeys: [(position: Int, key: [UInt8])]
-
-    init(schema: FeatureSchema, settings: FeatureSettings, registry: StoreRegistry) {
-        self.schema = schema
-        self.settings = settings
-        self.registry = registry
-        featureKeys = schema.features.enumerated()
-            .map { (position: $0.offset, key: JSONValue.string($0.element.name).canonicalBytes() + [UInt8(ascii: ":")]) }
-            .sorted { $0.key.lexicographicallyPrecedes($1.key) }
-    }
 
     /// Feature values of one entity at one time.
     public struct Values: Sendable, Equatable {
@@ -96,36 +84,19 @@ public struct FeatureQueries: Sendable {
 
     // MARK: - JSON
 
-    /// `{"asOf", "entity", "features": {name: value|null}, "latestEventTime"}` as canonical JSON
-    /// (keys in byte order, the shortest text of each double), written straight to bytes: a GET
-    /// builds no JSON tree.
+    /// `{"entity", "asOf", "latestEventTime", "features": {name: value|null}}` as canonical JSON.
     func json(_ values: Values) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(96 + values.entity.utf8.count + 32 * featureKeys.count)
-        bytes.append(contentsOf: #"{"asOf":"#.utf8)
-        JSONValue.string(Self.timestamp(values.asOf)).writeCanonical(into: &bytes)
-        bytes.append(contentsOf: #","entity":"#.utf8)
-        JSONValue.string(values.entity).writeCanonical(into: &bytes)
-        bytes.append(contentsOf: #","features":{"#.utf8)
-        var first = true
-        for feature in featureKeys where feature.position < values.values.count {
-            if !first { bytes.append(UInt8(ascii: ",")) }
-            first = false
-            bytes.append(contentsOf: feature.key)
-            if let value = values.values[feature.position] {
-                DoubleText.appendJSON(value, to: &bytes)
-            } else {
-                bytes.append(contentsOf: "null".utf8)
-            }
+        var features: [(String, JSONValue)] = []
+        for (spec, value) in zip(schema.features, values.values) {
+            features.append((spec.name, value.map(JSONValue.double) ?? .null))
         }
-        bytes.append(contentsOf: #"},"latestEventTime":"#.utf8)
-        if let latest = values.latestEventTime {
-            JSONValue.string(Self.timestamp(latest)).writeCanonical(into: &bytes)
-        } else {
-            bytes.append(contentsOf: "null".utf8)
-        }
-        bytes.append(UInt8(ascii: "}"))
-        return bytes
+        let object: JSONValue = .object(JSONObject([
+            ("entity", .string(values.entity)),
+            ("asOf", .string(Self.timestamp(values.asOf))),
+            ("latestEventTime", values.latestEventTime.map { .string(Self.timestamp($0)) } ?? .null),
+            ("features", .object(JSONObject(features))),
+        ]))
+        return object.canonicalBytes()
     }
 
     /// The feature definitions in `loop.yaml` order.
