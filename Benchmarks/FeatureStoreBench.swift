@@ -239,7 +239,7 @@ private func applyAndPublish(
         kafka: kafka, logger: logger, metrics: metrics, readiness: Readiness())
     let running = Task { try await store.run() }
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
-    let processCPU = CPUTime.process()
+    let processCPU = processCPUSeconds()
     let brokerCPU = brokerPID.flatMap(childCPUSeconds)
     let applied = try await measure(options.events) {
         while true {
@@ -249,7 +249,7 @@ private func applyAndPublish(
         }
     }
     var writes = BenchWrites(rate: applied.rate, stages: metricSums(metrics))
-    writes.processCPUSeconds = CPUTime.process() - processCPU
+    writes.processCPUSeconds = processCPUSeconds() - processCPU
     writes.brokerCPUSeconds = brokerPID.flatMap(childCPUSeconds).flatMap { now in brokerCPU.map { now - $0 } }
     await store.stop()
     _ = try? await running.value
@@ -344,31 +344,31 @@ private func readLatency(
     guard let port = await server.boundPort() else { throw BenchError(description: "the HTTP server did not start") }
     reads.requests = reads.requests(options)
     let idleThreads = threadCPU()
-    let idleCPU = CPUTime.process()
+    let idleCPU = processCPUSeconds()
     let idleStart = ContinuousClock.now
     try await Task.sleep(for: .seconds(2))
-    reads.idleServerCPUPerSecond = (CPUTime.process() - idleCPU) / seconds(ContinuousClock.now - idleStart)
+    reads.idleServerCPUPerSecond = (processCPUSeconds() - idleCPU) / seconds(ContinuousClock.now - idleStart)
     reads.idleThreads = threadCPU().since(idleThreads)
     print("GET /v1/features/{entity}: \(reads.requests) requests at \(options.rate)/s over \(options.readEntities) entities from a client process…")
     let serverThreads = threadCPU()
     let serverUsage = ProcessUsage()
-    let serverCPU = CPUTime.process()
+    let serverCPU = processCPUSeconds()
     let serverStart = ContinuousClock.now
     (reads.latencies, reads.sendLags) = try await clientProcessRequests(port: port, path: options.clientPath, options: options)
-    reads.serverCPUPerRequest = (CPUTime.process() - serverCPU) / Double(reads.requests)
+    reads.serverCPUPerRequest = (processCPUSeconds() - serverCPU) / Double(reads.requests)
     reads.serverUsage = ProcessUsage().since(serverUsage)
     reads.loadSeconds = seconds(ContinuousClock.now - serverStart)
     reads.loadThreads = threadCPU().since(serverThreads)
     if options.bareEndpoint {
         print("GET /bench/bare/{entity}: the same load on a route answering a fixed body…")
-        let bareCPU = CPUTime.process()
+        let bareCPU = processCPUSeconds()
         (reads.bareLatencies, reads.bareSendLags) = try await clientProcessRequests(port: port, path: "/bench/bare/", options: options)
-        reads.bareServerCPUPerRequest = (CPUTime.process() - bareCPU) / Double(reads.requests)
+        reads.bareServerCPUPerRequest = (processCPUSeconds() - bareCPU) / Double(reads.requests)
         print("GET of the same body from a plain SwiftNIO HTTP/1 server (no Hummingbird)…")
         let nioServer = try await FixedBodyServer.start(body: bareBody)
-        let nioCPU = CPUTime.process()
+        let nioCPU = processCPUSeconds()
         (reads.nioLatencies, reads.nioSendLags) = try await clientProcessRequests(port: nioServer.port, path: "/bare/", options: options)
-        reads.nioServerCPUPerRequest = (CPUTime.process() - nioCPU) / Double(reads.requests)
+        reads.nioServerCPUPerRequest = (processCPUSeconds() - nioCPU) / Double(reads.requests)
         try await nioServer.close()
     }
     http.cancel()

@@ -3,7 +3,6 @@ import Feedback
 import Foundation
 import Kafka
 import Learning
-import ServiceKit
 import Synchronization
 
 // loop-bench feedback: joined prediction/outcome pairs per second through the feedback service's
@@ -116,12 +115,12 @@ func runFeedbackBench(_ arguments: [String]) async throws {
     let output = BenchJoinOutput()
     let clock = ContinuousClock()
     let began = clock.now
-    let cpuBegan = CPUTime.process()
+    let cpuBegan = processCPUSeconds()
     try await pipeline.run(BatchSequence(batches: batches), output: output)
     let joined = output.joined.withLock { $0 }
     let snapshot = monitor.snapshot(counters: store.counters, reviewQueue: 0)
     let elapsed = clock.now - began
-    let cpu = CPUTime.process() - cpuBegan
+    let cpu = processCPUSeconds() - cpuBegan
     let total = seconds(elapsed)
     let champion = snapshot.versions.first { $0.version == 1 }
     print(String(format: "feedback: %d joined pairs in %.2f s = %.0f pairs/s (batch %d, %d features, 2 versions, outcome lag %d)",

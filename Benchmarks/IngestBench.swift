@@ -109,10 +109,10 @@ func runIngestBench(_ arguments: [String]) async throws {
     // Pass-through: the same records consumed and produced unchanged to another topic, batches
     // pipelined like ingest's writer; the ceiling ingest is compared with.
     var sample: [ConsumedRecord] = []
-    let passThroughCPUStart = CPUTime.process()
+    let passThroughCPUStart = processCPUSeconds()
     let passThrough = try await passThroughRate(
         topic: names.rawEvents, count: options.events, kafka: kafka, config: config, producer: producer, logger: logger, sample: &sample)
-    let passThroughCPU = CPUTime.process() - passThroughCPUStart
+    let passThroughCPU = processCPUSeconds() - passThroughCPUStart
     print("pass-through consume → produce (pipelined, from the first batch): \(Int(passThrough)) records/s")
     print(String(format: "pass-through: process CPU %.2f µs/record (the Kafka client's share of any consume → produce, group join included)",
                  passThroughCPU * 1e6 / Double(options.events)))
@@ -220,7 +220,7 @@ func runIngestBench(_ arguments: [String]) async throws {
         try await Task.sleep(for: .milliseconds(10))
     }
     let rawStart = monotonicSeconds()
-    let rawCPUStart = CPUTime.process()
+    let rawCPUStart = processCPUSeconds()
     // Where the pipeline waits: events the writer holds (validated, not yet acknowledged and
     // persisted) and records in the producer's queue, sampled while the raw phase runs. Near the
     // in-flight bound, the broker is the limit; near zero, consuming and validating are.
@@ -239,7 +239,7 @@ func runIngestBench(_ arguments: [String]) async throws {
     }
     sampling.cancel()
     let (held, queued) = await sampling.value
-    let rawCPU = CPUTime.process() - rawCPUStart
+    let rawCPU = processCPUSeconds() - rawCPUStart
     print(String(format: "phase raw → loop.events: CLOCK_MONOTONIC %.3f,%.3f (perf record -k CLOCK_MONOTONIC; perf report --time)", rawStart, monotonicSeconds()))
     print("raw → loop.events: \(Int(rawRun.rate)) events/s (\(rawRun.records) events in \(String(format: "%.2f", rawRun.seconds)) s)")
     func spread(_ values: [Double]) -> String {
@@ -362,9 +362,9 @@ private func gauge(_ text: String, _ name: String) -> Double {
 /// CPU seconds the calling thread spends in `body`: unlike wall time, it does not grow with
 /// whatever else loads the machine.
 private func time(_ body: () throws -> Void) rethrows -> Double {
-    let start = CPUTime.thread()
+    let start = threadCPUSeconds()
     try body()
-    return CPUTime.thread() - start
+    return threadCPUSeconds() - start
 }
 
 /// CLOCK_MONOTONIC in seconds: the clock of `perf record -k CLOCK_MONOTONIC`, so a phase's

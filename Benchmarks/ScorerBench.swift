@@ -285,7 +285,7 @@ func runScorerBench(_ arguments: [String]) async throws {
 /// phase's rate is bounded by 2 cores / (ours + broker) µs per record.
 private struct CPUShares {
     let brokerPID: Int32?
-    var process = -CPUTime.process()
+    var process = -processCPUSeconds()
     var broker: Double
 
     init(broker: Broker?) {
@@ -294,7 +294,7 @@ private struct CPUShares {
     }
 
     mutating func stop() {
-        process += CPUTime.process()
+        process += processCPUSeconds()
         broker += brokerPID.map(Self.cpuSeconds(pid:)) ?? 0
     }
 
@@ -390,9 +390,9 @@ private func stageTimings(
 
 /// CPU time of this thread per item, in µs: unlike wall time it does not grow with the machine's load.
 private func measureStage(_ n: Int, _ body: () -> Void) -> Double {
-    let start = CPUTime.thread()
+    let start = threadCPUSeconds()
     body()
-    return (CPUTime.thread() - start) * 1e6 / Double(n)
+    return (threadCPUSeconds() - start) * 1e6 / Double(n)
 }
 
 /// The Kafka floor of the scorer's path: records produced at `rate` to one topic, consumed in a group

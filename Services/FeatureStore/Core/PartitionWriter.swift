@@ -4,9 +4,15 @@ import Features
 import Kafka
 import Logging
 import Prometheus
-import ServiceKit
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// What every partition's writer shares: the definitions, the decoder and where to publish.
 struct WriteContext: Sendable {
@@ -85,8 +91,8 @@ final class PartitionWriter: Sendable {
     /// states that were never committed).
     func write(_ records: [ConsumedRecord], batch: UInt64) throws(FeatureStoreError) -> PartitionBatch {
         try state.withLock { (state: inout State) throws(FeatureStoreError) -> PartitionBatch in
-            let cpuStart = CPUTime.thread()
-            defer { context.metrics.writeCPU.increment(by: CPUTime.thread() - cpuStart) }
+            let cpuStart = threadCPUSeconds()
+            defer { context.metrics.writeCPU.increment(by: threadCPUSeconds() - cpuStart) }
             var cache = StateCache(capacity: context.stateCacheEntities)
             swap(&cache, &state.cache)
             let committed = state.inputNext ?? .min
@@ -315,6 +321,19 @@ final class WriteLanes: Sendable {
         group.wait()
         return outcomes.withLock { $0.map { $0! } }
     }
+}
+
+/// CPU time of the calling thread so far, in seconds (Linux's `RUSAGE_THREAD`; the process's
+/// elsewhere).
+func threadCPUSeconds() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(1), &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
 /// The decoded states of one partition's recently changed entities, exactly as committed, so a

@@ -1,7 +1,11 @@
 import Kafka
-import ServiceKit
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Where the join pipeline's batches end: the service sends labeled examples to `loop.labeled` and
 /// marks the consumer's offsets; a benchmark or a test can acknowledge in place.
@@ -142,9 +146,9 @@ public final class JoinStageTimes: Sendable {
 
     /// Runs `body` (which must not suspend) and adds the thread CPU time it took to `stage`.
     func measure<T, E: Error>(_ stage: Stage, _ body: () throws(E) -> T) throws(E) -> T {
-        let start = CPUTime.thread()
+        let start = Self.threadCPUSeconds()
         defer {
-            let spent = CPUTime.thread() - start
+            let spent = Self.threadCPUSeconds() - start
             totals.withLock { totals in
                 switch stage {
                 case .decode: totals.decode += spent
@@ -155,5 +159,11 @@ public final class JoinStageTimes: Sendable {
             }
         }
         return try body()
+    }
+
+    private static func threadCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 }
