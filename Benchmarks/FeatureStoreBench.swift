@@ -23,17 +23,20 @@ import TestSupport
 // with a million entities stored.
 //
 //   loop-bench feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000 (0: no reads)]
-//                            [--rate 1000] [--seconds 10] [--state-cache 50000] [--write-lanes 0] [--keep-alive]
+//                            [--rate 1000] [--seconds 10] [--state-cache 50000] [--write-lanes 0] [--connection-per-request]
 //                            [--bare-endpoint] [--http-on-pool]
 //                            [--config examples/elec2/loop.yaml] [--brokers host:port]
 //
 // Throughput: the events are produced first; the clock runs from the moment the store holds
 // every partition until every change is acknowledged by loop.features. Reads: the state of
 // --read-entities entities is seeded straight into SQLite through FeatureStore.seed (not through
-// Kafka, which would take minutes), a store is started on it and GETs of random entities are sent
-// at a fixed rate whatever the responses do; latency runs from each request's scheduled time. The
-// GETs come from a separate client process (this executable run with --client-port), so the
-// client's timers and sockets do not compete with the server inside one process.
+// Kafka, which would take minutes), a store is started on it, and a separate client process (this
+// executable run with --client-port, so the client's timers and sockets do not compete with the
+// server inside one process) sends GETs of random entities at a fixed rate over 8 keep-alive
+// connections whatever the responses do (``pacedGets``). The latency it reports runs from sending
+// a request to reading its response, plus any wait for a free connection (that is the server's
+// doing); latency from each request's due time, which adds the client's own lateness in waking up,
+// is printed next to it.
 // Without --brokers it starts its own Tansu.
 
 struct FeatureStoreBenchOptions {
@@ -46,8 +49,9 @@ struct FeatureStoreBenchOptions {
     var stateCache = 50_000
     /// Threads writing a batch's partitions (``FeatureStoreOptions/writeLanes``; 0: one per core).
     var writeLanes = 0
-    /// GETs over one persistent connection per sender thread instead of a connection per request.
-    var keepAlive = false
+    /// GETs over 8 persistent connections, as HTTP clients of a feature server send them; false:
+    /// a new connection per request (`--connection-per-request`), like a client without a pool.
+    var keepAlive = true
     var config = "examples/elec2/loop.yaml"
     var brokers: String?
     /// Set in the client process the read phase starts: send the paced GETs to this port and
@@ -77,7 +81,7 @@ struct FeatureStoreBenchOptions {
             case "--seconds": seconds = Int(try value()) ?? seconds
             case "--state-cache": stateCache = Int(try value()) ?? stateCache
             case "--write-lanes": writeLanes = Int(try value()) ?? writeLanes
-            case "--keep-alive": keepAlive = true
+            case "--connection-per-request": keepAlive = false
             case "--config": config = try value()
             case "--brokers": brokers = try value()
             case "--client-port": clientPort = Int(try value())
@@ -113,7 +117,7 @@ private func benchConfig(_ options: FeatureStoreBenchOptions, prefix: String) th
 func runFeatureStoreBench(_ arguments: [String]) async throws {
     let options = try FeatureStoreBenchOptions(arguments)
     if let port = options.clientPort {
-        await runReadClient(options, port: port)
+        runReadClient(options, port: port)
         return
     }
     var logger = Logger(label: "loop-bench")
@@ -266,9 +270,7 @@ private struct BenchReads {
     var seedSeconds = 0.0
     var files: Int64 = 0
     var rawJSON = 0
-    var latencies: [Double] = []
-    /// How late the client sent each request after its due time (its own scheduling delay, part of `latencies`).
-    var sendLags: [Double] = []
+    var gets: [GetTiming] = []
     var requests = 0
     /// CPU time of the serving process (HTTP server, store, idle consumer) per GET.
     var serverCPUPerRequest = 0.0
@@ -284,12 +286,10 @@ private struct BenchReads {
     /// Wall seconds the client ran.
     var loadSeconds = 0.0
     /// The same measures for the bare route (`--bare-endpoint`).
-    var bareLatencies: [Double] = []
-    var bareSendLags: [Double] = []
+    var bareGets: [GetTiming] = []
     var bareServerCPUPerRequest = 0.0
     /// The same measures for a plain SwiftNIO server answering that body (`--bare-endpoint`).
-    var nioLatencies: [Double] = []
-    var nioSendLags: [Double] = []
+    var nioGets: [GetTiming] = []
     var nioServerCPUPerRequest = 0.0
 
     func requests(_ options: FeatureStoreBenchOptions) -> Int { options.rate * options.seconds }
@@ -354,7 +354,7 @@ private func readLatency(
     let serverUsage = ProcessUsage()
     let serverCPU = processCPUSeconds()
     let serverStart = ContinuousClock.now
-    (reads.latencies, reads.sendLags) = try await clientProcessRequests(port: port, path: options.clientPath, options: options)
+    reads.gets = try await clientProcessRequests(port: port, path: options.clientPath, options: options)
     reads.serverCPUPerRequest = (processCPUSeconds() - serverCPU) / Double(reads.requests)
     reads.serverUsage = ProcessUsage().since(serverUsage)
     reads.loadSeconds = seconds(ContinuousClock.now - serverStart)
@@ -362,12 +362,12 @@ private func readLatency(
     if options.bareEndpoint {
         print("GET /bench/bare/{entity}: the same load on a route answering a fixed body…")
         let bareCPU = processCPUSeconds()
-        (reads.bareLatencies, reads.bareSendLags) = try await clientProcessRequests(port: port, path: "/bench/bare/", options: options)
+        reads.bareGets = try await clientProcessRequests(port: port, path: "/bench/bare/", options: options)
         reads.bareServerCPUPerRequest = (processCPUSeconds() - bareCPU) / Double(reads.requests)
         print("GET of the same body from a plain SwiftNIO HTTP/1 server (no Hummingbird)…")
         let nioServer = try await FixedBodyServer.start(body: bareBody)
         let nioCPU = processCPUSeconds()
-        (reads.nioLatencies, reads.nioSendLags) = try await clientProcessRequests(port: nioServer.port, path: "/bare/", options: options)
+        reads.nioGets = try await clientProcessRequests(port: nioServer.port, path: "/bare/", options: options)
         reads.nioServerCPUPerRequest = (processCPUSeconds() - nioCPU) / Double(reads.requests)
         try await nioServer.close()
     }
@@ -432,7 +432,6 @@ private func printSummary(
                                            Double(writes.files) / 1e6, Double(writes.files) / Double(input.rawJSON),
                                            Double(writes.records) / 1e6, Double(writes.history) / 1e6))
     guard let reads else { return }
-    let sorted = reads.latencies.sorted()
     print(pad("reads: entities stored", 34) + String(format: "%10d  seeded through FeatureStore.seed (not Kafka) in %.1f s",
                                                   reads.entities, reads.seedSeconds))
     print(pad("reads: state on disk", 34) + String(format: "%10.1f MB  (%.2f× the %.1f MB JSON of their one event each)",
@@ -440,17 +439,20 @@ private func printSummary(
     print(pad("  store work per GET (no HTTP)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms over %d reads (SQLite read, decode, evaluate)",
                                                        percentile(reads.inProcess, 0.5), percentile(reads.inProcess, 0.99),
                                                        percentile(reads.inProcess, 0.999), reads.inProcess.count))
-    print(pad("GET /v1/features/{entity}", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %d req/s open loop, %d of %d failed (target p99 ≤ 2 ms), ",
-                                                    percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
-                                                    (sorted.last ?? .nan) * 1000, options.rate,
-                                                    reads.requests - reads.latencies.count, reads.requests)
-          + (options.keepAlive ? "8 keep-alive connections" : "a connection per request"))
-    let lags = reads.sendLags.sorted()
-    print(pad("  client send lag (in the above)", 34) + String(format: "p50 %.3f ms, p99 %.3f ms: due time → request sent, the client process's own delay",
-                                                          percentile(lags, 0.5), percentile(lags, 0.99)))
-    let exchanges = zip(reads.latencies, reads.sendLags).map { $0 - $1 }.sorted()
-    print(pad("  sent → response read", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms: the above without the send lag",
-                                                percentile(exchanges, 0.5), percentile(exchanges, 0.99), percentile(exchanges, 0.999)))
+    let connections = options.keepAlive ? "8 keep-alive connections" : "a connection per request"
+    let server = reads.gets.map(\.serverLatency).sorted()
+    print(pad("GET /v1/features/{entity}", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (target p99 ≤ 2 ms): ",
+                                                    percentile(server, 0.5), percentile(server, 0.99), percentile(server, 0.999),
+                                                    (server.last ?? .nan) * 1000)
+          + "sent → response read, plus any wait for a free connection (an earlier slow response's doing)")
+    print(pad("", 34) + String(format: "at %d req/s open loop, %d of %d failed, over ", options.rate, reads.requests - reads.gets.count, reads.requests)
+          + connections)
+    let fromDue = reads.gets.map(\.fromDue).sorted()
+    print(pad("  from due time", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms: the above plus the client's own lateness",
+                                            percentile(fromDue, 0.5), percentile(fromDue, 0.99), percentile(fromDue, 0.999)))
+    let lateness = reads.gets.map(\.clientLateness).sorted()
+    print(pad("  client's own lateness", 34) + String(format: "p50 %.3f ms, p99 %.3f ms: due → sent with a connection free (its timer waking late)",
+                                                  percentile(lateness, 0.5), percentile(lateness, 0.99)))
     print(pad("  server process CPU per GET", 34) + String(format: "%10.1f µs  (HTTP, store, and whatever else runs in the process)", 1e6 * reads.serverCPUPerRequest))
     let usage = reads.serverUsage
     let requests = Double(reads.requests)
@@ -458,17 +460,15 @@ private func printSummary(
                                          1e6 * usage.user / requests, 1e6 * usage.system / requests,
                                          usage.voluntarySwitches / requests, usage.involuntarySwitches / requests))
     if options.bareEndpoint {
-        func floor(_ label: String, latencies: [Double], sendLags: [Double], serverCPUPerRequest: Double) {
-            let sorted = latencies.sorted()
-            print(pad(label, 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; send lag p99 %.3f ms; server CPU %.1f µs per GET",
-                                          percentile(sorted, 0.5), percentile(sorted, 0.99), percentile(sorted, 0.999),
-                                          reads.requests - sorted.count, reads.requests, percentile(sendLags.sorted(), 0.99),
-                                          1e6 * serverCPUPerRequest))
+        func floor(_ label: String, gets: [GetTiming], serverCPUPerRequest: Double) {
+            let server = gets.map(\.serverLatency).sorted()
+            let fromDue = gets.map(\.fromDue).sorted()
+            print(pad(label, 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, %d of %d failed; from due time p99 %.3f ms; server CPU %.1f µs per GET",
+                                          percentile(server, 0.5), percentile(server, 0.99), percentile(server, 0.999),
+                                          reads.requests - gets.count, reads.requests, percentile(fromDue, 0.99), 1e6 * serverCPUPerRequest))
         }
-        floor("GET of a fixed body (no store)", latencies: reads.bareLatencies, sendLags: reads.bareSendLags,
-              serverCPUPerRequest: reads.bareServerCPUPerRequest)
-        floor("  same body, plain SwiftNIO", latencies: reads.nioLatencies, sendLags: reads.nioSendLags,
-              serverCPUPerRequest: reads.nioServerCPUPerRequest)
+        floor("GET of a fixed body (no store)", gets: reads.bareGets, serverCPUPerRequest: reads.bareServerCPUPerRequest)
+        floor("  same body, plain SwiftNIO", gets: reads.nioGets, serverCPUPerRequest: reads.nioServerCPUPerRequest)
     }
     print(pad("  server process CPU, no requests", 34) + String(format: "%10.1f ms/s  (the same process over 2 s before the GETs)", 1000 * reads.idleServerCPUPerSecond))
     print("  server threads' CPU in ms/s, idle → under GETs:")
@@ -607,8 +607,8 @@ private func stateSizes(directory: String) throws -> (Int64, Int64) {
 }
 
 /// Runs this executable as the read client (`feature-store --client-port`) against `port`, with
-/// GETs of `path` followed by an entity id, and returns its latencies and send lags in seconds.
-private func clientProcessRequests(port: Int, path: String, options: FeatureStoreBenchOptions) async throws -> ([Double], [Double]) {
+/// GETs of `path` followed by an entity id, and returns the timings of its successful requests.
+private func clientProcessRequests(port: Int, path: String, options: FeatureStoreBenchOptions) async throws -> [GetTiming] {
     guard let executable = Bundle.main.executableURL else { throw BenchError(description: "cannot find this executable to start the read client") }
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("fs-bench-client-\(UUID().uuidString)")
     guard FileManager.default.createFile(atPath: output.path, contents: nil) else {
@@ -619,174 +619,29 @@ private func clientProcessRequests(port: Int, path: String, options: FeatureStor
     let client = Process()
     client.executableURL = executable
     client.arguments = ["feature-store", "--client-port", String(port), "--rate", String(options.rate), "--seconds", String(options.seconds),
-                        "--read-entities", String(options.readEntities), "--client-path", path] + (options.keepAlive ? ["--keep-alive"] : [])
+                        "--read-entities", String(options.readEntities), "--client-path", path] + (options.keepAlive ? [] : ["--connection-per-request"])
     client.standardOutput = handle
     try client.run()
     try? handle.close()
     while client.isRunning { try await Task.sleep(for: .milliseconds(20)) }
     guard client.terminationStatus == 0 else { throw BenchError(description: "the read client exited with status \(client.terminationStatus)") }
-    var latencies: [Double] = []
-    var lags: [Double] = []
-    for line in try String(contentsOf: output, encoding: .utf8).split(separator: "\n") {
-        let fields = line.split(separator: " ")
-        guard fields.count == 2, let latency = Double(fields[0]), let lag = Double(fields[1]) else { continue }
-        latencies.append(latency)
-        lags.append(lag)
+    return try String(contentsOf: output, encoding: .utf8).split(separator: "\n").compactMap { line in
+        let fields = line.split(separator: " ").compactMap { Double($0) }
+        guard fields.count == 3 else { return nil }
+        return GetTiming(fromDue: fields[0], fromSent: fields[1], connectionWait: fields[2])
     }
-    return (latencies, lags)
 }
 
-/// The read client process: sends the paced GETs and prints `<latency> <send lag>` in seconds,
-/// one line per successful request.
-private func runReadClient(_ options: FeatureStoreBenchOptions, port: Int) async {
-    let results = await paceRequests(
-        port: port, path: options.clientPath, total: options.rate * options.seconds, rate: options.rate, entities: options.readEntities,
-        keepAlive: options.keepAlive)
+/// The read client process: sends the paced GETs and prints `<from due> <from sent> <connection wait>`
+/// in seconds (``GetTiming``), one line per successful request.
+private func runReadClient(_ options: FeatureStoreBenchOptions, port: Int) {
+    let timings = pacedGets(
+        port: port, prefix: options.clientPath, total: options.rate * options.seconds, rate: options.rate,
+        entities: options.readEntities, keepAlive: options.keepAlive)
     var text = ""
-    text.reserveCapacity(results.count * 24)
-    for result in results { text += "\(result.latency) \(result.lag)\n" }
+    text.reserveCapacity(timings.count * 36)
+    for timing in timings { text += "\(timing.fromDue) \(timing.fromSent) \(timing.connectionWait)\n" }
     FileHandle.standardOutput.write(Data(text.utf8))
-}
-
-/// Sends `total` GETs of random entities (`prefix` + `entity-<n>`) at `rate` per second, open loop: request `i` is due at
-/// `i / rate` and is sent by one of 8 threads (round robin) however slow earlier responses were
-/// (a connection per request, like an uncached client, or with `keepAlive` one persistent
-/// connection per thread). Returns, per successful request, its latency in seconds from its due
-/// time to the end of its response, and how late after its due time it was sent.
-@inline(never)
-private func paceRequests(
-    port: Int, path prefix: String, total: Int, rate: Int, entities: Int, keepAlive: Bool
-) async -> [(latency: Double, lag: Double)] {
-    let threads = 8
-    let begin = ContinuousClock.now + .milliseconds(50)
-    let interval = Duration.seconds(1) / rate
-    let results = PaceResults()
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        results.done.withLock { $0 = continuation }
-        for thread in 0..<threads {
-            Thread {
-                var latencies: [(latency: Double, lag: Double)] = []
-                let connection = keepAlive ? KeepAliveConnection(port: port) : nil
-                var index = thread
-                while index < total {
-                    let due = begin + interval * index
-                    let wait = due - ContinuousClock.now
-                    if wait > .zero { usleep(UInt32(seconds(wait) * 1e6)) }
-                    let path = prefix + "entity-\(Int.random(in: 0..<entities))"
-                    let sent = ContinuousClock.now
-                    if (connection?.status(of: path) ?? httpStatus(port: port, path: path)) == 200 {
-                        latencies.append((seconds(ContinuousClock.now - due), seconds(sent - due)))
-                    }
-                    index += threads
-                }
-                let last = results.state.withLock { state in
-                    state.latencies += latencies
-                    state.finished += 1
-                    return state.finished == threads
-                }
-                if last { results.done.withLock { $0 }?.resume() }
-            }.start()
-        }
-    }
-    return results.state.withLock { $0.latencies }
-}
-
-/// The sender threads' latencies, and the continuation the last one to finish resumes (a class:
-/// a `Mutex` must not live in an async function's frame).
-private final class PaceResults: Sendable {
-    let state = Mutex<(latencies: [(latency: Double, lag: Double)], finished: Int)>(([], 0))
-    let done = Mutex<CheckedContinuation<Void, Never>?>(nil)
-}
-
-/// One blocking HTTP/1.1 GET to 127.0.0.1; the status code, or 0 on failure.
-private func httpStatus(port: Int, path: String) -> Int {
-    let descriptor = connectedSocket(port: port)
-    guard descriptor >= 0 else { return 0 }
-    defer { close(descriptor) }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    guard send(descriptor, request, request.count, 0) == request.count else { return 0 }
-    var received: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = recv(descriptor, &buffer, buffer.count, 0)
-        if count <= 0 { break }
-        received.append(contentsOf: buffer[0..<count])
-    }
-    let head = String(decoding: received.prefix(16), as: UTF8.self).split(separator: " ")
-    return head.count >= 2 ? Int(head[1]) ?? 0 : 0
-}
-
-/// One persistent HTTP/1.1 connection to 127.0.0.1 for sequential GETs (reconnects after a failure).
-private final class KeepAliveConnection {
-    private let port: Int
-    private var descriptor: Int32 = -1
-    private var buffer = [UInt8](repeating: 0, count: 16_384)
-
-    init(port: Int) { self.port = port }
-
-    deinit { if descriptor >= 0 { close(descriptor) } }
-
-    /// The status code of `GET path`, or 0 on failure.
-    func status(of path: String) -> Int {
-        if descriptor < 0 { descriptor = connectedSocket(port: port) }
-        guard descriptor >= 0 else { return 0 }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
-        guard send(descriptor, request, request.count, 0) == request.count, let status = readResponse() else {
-            close(descriptor)
-            descriptor = -1
-            return 0
-        }
-        return status
-    }
-
-    /// Reads one response (head, then `content-length` bytes of body); its status code.
-    private func readResponse() -> Int? {
-        var received: [UInt8] = []
-        var headEnd: Int?
-        var bodyLength = 0
-        while true {
-            if let end = headEnd, received.count >= end + bodyLength { break }
-            let count = recv(descriptor, &buffer, buffer.count, 0)
-            guard count > 0 else { return nil }
-            received.append(contentsOf: buffer[0..<count])
-            if headEnd == nil, let end = Self.headEnd(received) {
-                headEnd = end
-                let head = String(decoding: received[0..<end], as: UTF8.self).lowercased()
-                guard let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
-                      let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
-                else { return nil }
-                bodyLength = length
-            }
-        }
-        let head = String(decoding: received.prefix(16), as: UTF8.self).split(separator: " ")
-        return head.count >= 2 ? Int(head[1]) : nil
-    }
-
-    private static func headEnd(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for index in 3..<bytes.count where bytes[index] == 10 && bytes[index - 1] == 13 && bytes[index - 2] == 10 && bytes[index - 3] == 13 {
-            return index + 1
-        }
-        return nil
-    }
-}
-
-/// A TCP socket connected to 127.0.0.1:`port`, or -1.
-private func connectedSocket(port: Int) -> Int32 {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { return -1 }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else {
-        close(descriptor)
-        return -1
-    }
-    return descriptor
 }
 
 /// A fixed JSON body of about the size of a real response (`size` bytes).

@@ -7,7 +7,7 @@ import ServiceKit
 /// The benchmarks by name, with a one-line usage each.
 let benchmarks: [(name: String, usage: String, run: ([String]) async throws -> Void)] = [
     ("kafka", "kafka [--records 1000000] [--size 100] [--brokers host:port]", runKafkaBench),
-    ("feature-store", "feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000] [--rate 1000] [--seconds 10] [--state-cache 50000] [--write-lanes 0] [--keep-alive] [--bare-endpoint] [--http-on-pool] [--brokers host:port]", runFeatureStoreBench),
+    ("feature-store", "feature-store [--events 1000000] [--entities 100000] [--read-entities 1000000] [--rate 1000] [--seconds 10] [--state-cache 50000] [--write-lanes 0] [--connection-per-request] [--bare-endpoint] [--http-on-pool] [--brokers host:port]", runFeatureStoreBench),
     ("retrainer", "retrainer [--examples 100000] [--features 20]", runRetrainerBench),
     ("feedback", "feedback [--pairs 200000] [--batch 2000] [--features 16]", runFeedbackBench),
     ("ingest", "ingest [--events 300000] [--http-events 200000] [--connections 4] [--ceiling-events 200000] [--brokers host:port]", runIngestBench),
