@@ -131,7 +131,17 @@ public struct InputDecoder: Sendable {
     /// Decodes a batch; predictions sharing a feature layout share one array of names.
     public func decode(_ records: [ConsumedRecord]) -> [InputRecord] {
         var names = FeatureNameCache()
-        return records.map { InputRecord(topic: $0.topic, partition: $0.partition, offset: $0.offset, input: decode($0, names: &names)) }
+        var inputs: [InputRecord] = []
+        inputs.reserveCapacity(records.count)
+        // Each record is read where it lies: binding it (as `map` does) copied all its fields.
+        records.withUnsafeBufferPointer { records in
+            for index in records.indices {
+                inputs.append(InputRecord(
+                    topic: records[index].topic, partition: records[index].partition, offset: records[index].offset,
+                    input: decode(records[index], names: &names)))
+            }
+        }
+        return inputs
     }
 
     /// Decodes one record.
@@ -162,25 +172,31 @@ public struct InputDecoder: Sendable {
                 return .malformed(reason: error.description, eventTimeMs: nil)
             }
         }
-        var typeBytes: [UInt8]?
-        var timeBytes: [UInt8]?
-        var idBytes: [UInt8]?
+        // The headers the decoding needs, found by position: only their values are taken from the record.
+        var typeHeader: Int?
+        var timeHeader: Int?
+        var idHeader: Int?
         var structured = false
-        for header in record.headers {
-            var key = header.key
-            key.withUTF8 { key in
-                if Self.equals(key, "ce_type") {
-                    typeBytes = header.value
-                } else if Self.equals(key, "ce_time") {
-                    timeBytes = header.value
-                } else if Self.equals(key, "ce_id") {
-                    idBytes = header.value
-                } else if Self.equals(key, "content-type") {
-                    structured = header.value?.starts(with: Self.structuredPrefix) ?? false
+        record.headers.withUnsafeBufferPointer { headers in
+            for index in headers.indices {
+                var key = headers[index].key
+                key.withUTF8 { key in
+                    if Self.equals(key, "ce_type") {
+                        typeHeader = index
+                    } else if Self.equals(key, "ce_time") {
+                        timeHeader = index
+                    } else if Self.equals(key, "ce_id") {
+                        idHeader = index
+                    } else if Self.equals(key, "content-type") {
+                        structured = headers[index].value?.starts(with: Self.structuredPrefix) ?? false
+                    }
                 }
             }
         }
         if structured { return decodeStructured(record) }
+        let typeBytes = typeHeader.flatMap { record.headers[$0].value }
+        let timeBytes = timeHeader.flatMap { record.headers[$0].value }
+        let idBytes = idHeader.flatMap { record.headers[$0].value }
         let kind: EventKind
         if let typeBytes, typeBytes == Self.outcomeType {
             kind = .outcome
