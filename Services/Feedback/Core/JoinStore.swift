@@ -935,24 +935,29 @@ private struct BatchApplication {
     mutating func apply(_ records: [InputRecord]) {
         state.batches += 1
         number = state.batches
-        // Records come in runs of one input partition: its next offset is looked up once per run.
-        var run: TopicPartition?
-        var next = Int64.min
+        // The batch's input partitions and the next offset of each, found by a short scan (a batch
+        // holds few partitions) rather than by hashing the topic whenever the input changes.
+        var inputs: [(partition: TopicPartition, next: Int64)] = []
+        var current = 0
         records.withUnsafeBufferPointer { records in
             for index in records.indices {
                 // Fields are read one by one: binding the record copied all of it.
                 let partition = records[index].partition
                 let offset = records[index].offset
-                if run?.partition != partition || run?.topic != records[index].topic {
-                    if let run { saveOffset(run, next) }
-                    let started = TopicPartition(topic: records[index].topic, partition: partition)
-                    run = started
-                    next = state.inputOffsets[started] ?? Int64.min
-                    touched.insert(partition)
+                if current >= inputs.count || inputs[current].partition.partition != partition
+                    || inputs[current].partition.topic != records[index].topic {
+                    if let known = inputs.firstIndex(where: { $0.partition.partition == partition && $0.partition.topic == records[index].topic }) {
+                        current = known
+                    } else {
+                        let started = TopicPartition(topic: records[index].topic, partition: partition)
+                        current = inputs.count
+                        inputs.append((started, state.inputOffsets[started] ?? Int64.min))
+                        touched.insert(partition)
+                    }
                 }
                 // A record before the stored offset is already applied (a batch fetched again after a seek).
-                guard offset >= next else { continue }
-                next = offset + 1
+                guard offset >= inputs[current].next else { continue }
+                inputs[current].next = offset + 1
                 switch records[index].input {
                 case .prediction(let prediction):
                     advancePredictions(partition, to: prediction.eventTimeMs)
@@ -970,7 +975,7 @@ private struct BatchApplication {
                 }
             }
         }
-        if let run { saveOffset(run, next) }
+        for (partition, next) in inputs { saveOffset(partition, next) }
         for partition in touched.sorted() { expire(partition) }
         result.counters = state.counters
         result.maxEventTimeMs = touched.compactMap { state.clock($0) }.max()
