@@ -84,47 +84,64 @@ public final class ServedPrediction: Sendable {
     /// the prediction's own bytes (byte-identical to `LabeledExample(prediction:…).bytes` when the
     /// prediction bytes are canonical, as the scorer writes them).
     public func labeledExampleBytes(label: Bool, source: LabelSource, delaySeconds: Double, value: Double?) -> [UInt8] {
-        var output: [UInt8] = []
-        output.reserveCapacity(bytes.count + 160)
-        bytes.withUnsafeBufferPointer { record in
-            func copy(_ key: StaticString, _ span: Range<Int>) {
-                append(key, to: &output)
-                output.append(contentsOf: UnsafeBufferPointer(rebasing: record[span]))
+        var delayText = numberText(delaySeconds)
+        var valueText = value.map(numberText) ?? "null"
+        var sourceText = source.rawValue
+        // The copied spans are disjoint parts of the record, the keys and punctuation fewer than
+        // `labeledKeyBytes`: the example is written straight into storage of that size.
+        let capacity = bytes.count + Self.labeledKeyBytes + Self.labeledSchemaVersion.count
+            + delayText.utf8.count + valueText.utf8.count + sourceText.utf8.count
+        return bytes.withUnsafeBufferPointer { record in
+            [UInt8](unsafeUninitializedCapacity: capacity) { output, count in
+                var cursor = output.baseAddress!
+                func put(_ source: UnsafeBufferPointer<UInt8>) {
+                    guard let start = source.baseAddress else { return }
+                    cursor.initialize(from: start, count: source.count)
+                    cursor += source.count
+                }
+                func put(_ text: StaticString) {
+                    put(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+                }
+                func put(_ text: inout String) {
+                    text.withUTF8 { put($0) }
+                }
+                func copy(_ key: StaticString, _ span: Range<Int>) {
+                    put(key)
+                    put(UnsafeBufferPointer(rebasing: record[span]))
+                }
+                copy("{\"challengers\":", spans.challengers)
+                copy(",\"decision\":", spans.decision)
+                copy(",\"entity\":", spans.entity)
+                copy(",\"eventTimeMs\":", spans.eventTimeMs)
+                copy(",\"features\":", spans.features)
+                put(label ? ",\"label\":true,\"labelDelaySeconds\":" : ",\"label\":false,\"labelDelaySeconds\":")
+                put(&delayText)
+                put(",\"labelSource\":\"")
+                put(&sourceText)
+                put("\"")
+                copy(",\"modelVersion\":", spans.modelVersion)
+                copy(",\"requestId\":", spans.requestId)
+                copy(",\"role\":", spans.role)
+                copy(",\"route\":", spans.route)
+                put(",\"schemaVersion\":")
+                Self.labeledSchemaVersion.withUnsafeBufferPointer { put($0) }
+                copy(",\"score\":", spans.score)
+                put(",\"value\":")
+                put(&valueText)
+                put("}")
+                count = cursor - output.baseAddress!
             }
-            copy("{\"challengers\":", spans.challengers)
-            copy(",\"decision\":", spans.decision)
-            copy(",\"entity\":", spans.entity)
-            copy(",\"eventTimeMs\":", spans.eventTimeMs)
-            copy(",\"features\":", spans.features)
-            append(label ? ",\"label\":true,\"labelDelaySeconds\":" : ",\"label\":false,\"labelDelaySeconds\":", to: &output)
-            appendDouble(delaySeconds, to: &output)
-            append(",\"labelSource\":\"", to: &output)
-            output.append(contentsOf: source.rawValue.utf8)
-            append("\"", to: &output)
-            copy(",\"modelVersion\":", spans.modelVersion)
-            copy(",\"requestId\":", spans.requestId)
-            copy(",\"role\":", spans.role)
-            copy(",\"route\":", spans.route)
-            append(",\"schemaVersion\":", to: &output)
-            output.append(contentsOf: Self.labeledSchemaVersion)
-            copy(",\"score\":", spans.score)
-            append(",\"value\":", to: &output)
-            if let value { appendDouble(value, to: &output) } else { append("null", to: &output) }
-            append("}", to: &output)
         }
-        return output
     }
-}
 
-@inline(__always)
-private func append(_ text: StaticString, to output: inout [UInt8]) {
-    output.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    /// More than the bytes of every key and punctuation mark ``labeledExampleBytes(label:source:delaySeconds:value:)``
+    /// writes around the copied spans and texts (215).
+    private static let labeledKeyBytes = 256
 }
 
 /// A double as canonical JSON writes it (shortest round-trip form; `null` when not finite).
-private func appendDouble(_ value: Double, to output: inout [UInt8]) {
-    guard value.isFinite else { return append("null", to: &output) }
-    output.append(contentsOf: value.description.utf8)
+private func numberText(_ value: Double) -> String {
+    value.isFinite ? value.description : "null"
 }
 
 /// The last feature-name layout seen, so predictions with the same layout share one `[String]`,
