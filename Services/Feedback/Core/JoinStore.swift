@@ -723,20 +723,19 @@ struct HeldOutcome: Sendable {
     var expiresMs: Int64
 }
 
-/// A min-heap of (time, requestId). Entries are not removed when their request changes; whoever
-/// pops one checks it still applies.
-struct TimeQueue: Sendable {
-    private var items: [(time: Int64, id: String)] = []
+/// A min-heap of (time, requestId, item), earliest first and by request id among equal times (so
+/// the order is the same after a reload). Entries are not removed when their request changes;
+/// whoever pops one checks it still applies.
+struct TimeQueue<Item: Sendable>: Sendable {
+    typealias Entry = (time: Int64, id: String, item: Item)
+    private var items: [Entry] = []
 
-    var isEmpty: Bool { items.isEmpty }
-    var peekTime: Int64? { items.first?.time }
-
-    private static func less(_ a: (time: Int64, id: String), _ b: (time: Int64, id: String)) -> Bool {
+    private static func less(_ a: Entry, _ b: Entry) -> Bool {
         a.time != b.time ? a.time < b.time : a.id < b.id
     }
 
-    mutating func push(_ time: Int64, _ id: String) {
-        items.append((time, id))
+    mutating func push(_ time: Int64, _ id: String, _ item: Item) {
+        items.append((time, id, item))
         var child = items.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
@@ -747,7 +746,7 @@ struct TimeQueue: Sendable {
     }
 
     /// Removes and returns the earliest entry at or before `time`.
-    mutating func pop(dueBy time: Int64) -> (time: Int64, id: String)? {
+    mutating func pop(dueBy time: Int64) -> Entry? {
         guard let first = items.first, first.time <= time else { return nil }
         let last = items.removeLast()
         if !items.isEmpty {
@@ -783,10 +782,11 @@ struct JoinState: Sendable {
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
     var reviewPending: Set<String> = []
-    /// Per partition: deadlines of pending predictions, purge times of resolved ones, expiry of held outcomes.
-    var deadlines: [Int32: TimeQueue] = [:]
-    var purges: [Int32: TimeQueue] = [:]
-    var expiries: [Int32: TimeQueue] = [:]
+    /// Per partition: deadlines of pending predictions, purge times of resolved ones (each with the
+    /// entry itself, so a due one needs no lookup by id), expiry of held outcomes.
+    var deadlines: [Int32: TimeQueue<RetainedPrediction>] = [:]
+    var purges: [Int32: TimeQueue<RetainedPrediction>] = [:]
+    var expiries: [Int32: TimeQueue<Void>] = [:]
 
     /// The join clock of each partition: the event time both inputs have reached. Deadlines follow it,
     /// so an input running ahead (a replay reaches `loop.events` long before its predictions are made)
@@ -878,10 +878,10 @@ struct JoinState: Sendable {
         }
         for (id, entry) in state.retained {
             if entry.state == .pending {
-                state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id)
+                state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id, entry)
                 if entry.route == .review { state.reviewPending.insert(id) }
             } else {
-                state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+                state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id, entry)
             }
         }
         let held = try connection.statement("""
@@ -895,7 +895,7 @@ struct JoinState: Sendable {
                 source: LabelSource(rawValue: held.string(at: 6) ?? "") ?? .outcome, reviewer: held.string(at: 7))
             let entry = HeldOutcome(outcome: outcome, partition: Int32(held.int64(at: 1)), expiresMs: held.int64(at: 3))
             state.held[id] = entry
-            state.expiries[entry.partition, default: TimeQueue()].push(entry.expiresMs, id)
+            state.expiries[entry.partition, default: TimeQueue()].push(entry.expiresMs, id, ())
         }
         return state
     }
@@ -1029,7 +1029,7 @@ private struct BatchApplication {
                  delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
-        state.deadlines[partition, default: TimeQueue()].push(deadline, id)
+        state.deadlines[partition, default: TimeQueue()].push(deadline, id, entry)
         if entry.route == .review { state.reviewPending.insert(id) }
     }
 
@@ -1040,7 +1040,7 @@ private struct BatchApplication {
         entry.labelSource = source
         if resolved == .labeled { labeled.append(entry) }
         if !state.reviewPending.isEmpty { state.reviewPending.remove(id) }
-        state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+        state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id, entry)
     }
 
     // MARK: Outcomes
@@ -1108,7 +1108,7 @@ private struct BatchApplication {
         }
         let expires = outcome.eventTimeMs + policy.deadlineMs
         state.held[id] = HeldOutcome(outcome: outcome, partition: partition, expiresMs: expires)
-        state.expiries[partition, default: TimeQueue()].push(expires, id)
+        state.expiries[partition, default: TimeQueue()].push(expires, id, ())
         changedHeld.insert(id)
         newHeld.insert(id)
     }
@@ -1118,9 +1118,9 @@ private struct BatchApplication {
     private mutating func expire(_ partition: Int32) {
         guard let clock = state.clock(partition) else { return }
         var deadlines = state.deadlines.removeValue(forKey: partition) ?? TimeQueue()
-        while let (time, id) = deadlines.pop(dueBy: clock) {
-            guard let entry = state.retained[id], entry.state == .pending, entry.partition == partition, entry.deadlineMs == time
-            else { continue }
+        while let (time, id, entry) = deadlines.pop(dueBy: clock) {
+            // A pending entry is the one retained under its id (only a purge, after resolution, removes it).
+            guard entry.state == .pending, entry.partition == partition, entry.deadlineMs == time else { continue }
             noteChange(entry, id: id)
             if let label = policy.defaultLabel, let served = entry.served {
                 resolve(entry, id: id, state: .expiredDefaulted, label: label, source: .default)
@@ -1134,7 +1134,7 @@ private struct BatchApplication {
         state.deadlines[partition] = deadlines
 
         var expiries = state.expiries.removeValue(forKey: partition) ?? TimeQueue()
-        while let (time, id) = expiries.pop(dueBy: clock) {
+        while let (time, id, _) = expiries.pop(dueBy: clock) {
             guard let held = state.held[id], held.partition == partition, held.expiresMs == time else { continue }
             state.held[id] = nil
             changedHeld.insert(id)
@@ -1143,8 +1143,8 @@ private struct BatchApplication {
         state.expiries[partition] = expiries
 
         var purges = state.purges.removeValue(forKey: partition) ?? TimeQueue()
-        while let (time, id) = purges.pop(dueBy: clock) {
-            guard let entry = state.retained[id], entry.state != .pending, entry.partition == partition,
+        while let (time, id, entry) = purges.pop(dueBy: clock) {
+            guard !entry.purged, entry.state != .pending, entry.partition == partition,
                   entry.deadlineMs + policy.retentionMs == time
             else { continue }
             entry.purged = true
