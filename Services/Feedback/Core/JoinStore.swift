@@ -730,8 +730,10 @@ struct TimeQueue<Item: Sendable>: Sendable {
     typealias Entry = (time: Int64, id: String, item: Item)
     private var items: [Entry] = []
 
-    private static func less(_ a: Entry, _ b: Entry) -> Bool {
-        a.time != b.time ? a.time < b.time : a.id < b.id
+    /// Whether the entry at `a` comes before the one at `b` (read in place: copying an entry retains its item).
+    private func less(_ a: Int, _ b: Int) -> Bool {
+        let (timeA, timeB) = (items[a].time, items[b].time)
+        return timeA != timeB ? timeA < timeB : items[a].id < items[b].id
     }
 
     mutating func push(_ time: Int64, _ id: String, _ item: Item) {
@@ -739,7 +741,7 @@ struct TimeQueue<Item: Sendable>: Sendable {
         var child = items.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard Self.less(items[child], items[parent]) else { break }
+            guard less(child, parent) else { break }
             items.swapAt(child, parent)
             child = parent
         }
@@ -756,8 +758,8 @@ struct TimeQueue<Item: Sendable>: Sendable {
                 let left = 2 * parent + 1
                 guard left < items.count else { break }
                 let right = left + 1
-                let child = right < items.count && Self.less(items[right], items[left]) ? right : left
-                guard Self.less(items[child], items[parent]) else { break }
+                let child = right < items.count && less(right, left) ? right : left
+                guard less(child, parent) else { break }
                 items.swapAt(child, parent)
                 parent = child
             }
