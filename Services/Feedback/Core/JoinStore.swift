@@ -937,9 +937,10 @@ private struct BatchApplication {
     mutating func apply(_ records: [InputRecord]) {
         state.batches += 1
         number = state.batches
-        // The batch's input partitions and the next offset of each, found by a short scan (a batch
-        // holds few partitions) rather than by hashing the topic whenever the input changes.
-        var inputs: [(partition: TopicPartition, next: Int64)] = []
+        // The batch's input partitions, each with its next offset and the latest event times it
+        // brought, found by a short scan (a batch holds few partitions) rather than by hashing the
+        // topic whenever the input changes; offsets and clocks are saved once per partition.
+        var inputs: [InputProgress] = []
         var current = 0
         records.withUnsafeBufferPointer { records in
             for index in records.indices {
@@ -953,7 +954,7 @@ private struct BatchApplication {
                     } else {
                         let started = TopicPartition(topic: records[index].topic, partition: partition)
                         current = inputs.count
-                        inputs.append((started, state.inputOffsets[started] ?? Int64.min))
+                        inputs.append(InputProgress(partition: started, next: state.inputOffsets[started] ?? Int64.min))
                         touched.insert(partition)
                     }
                 }
@@ -962,25 +963,39 @@ private struct BatchApplication {
                 inputs[current].next = offset + 1
                 switch records[index].input {
                 case .prediction(let prediction):
-                    advancePredictions(partition, to: prediction.eventTimeMs)
+                    inputs[current].predictionTime = max(inputs[current].predictionTime, prediction.eventTimeMs)
                     accept(prediction, partition: partition, offset: offset)
                 case .outcome(let outcome):
-                    advance(partition, to: outcome.eventTimeMs)
+                    inputs[current].eventTime = max(inputs[current].eventTime, outcome.eventTimeMs)
                     accept(outcome, partition: partition)
                 case .clock(let time):
-                    advance(partition, to: time)
+                    inputs[current].eventTime = max(inputs[current].eventTime, time)
                 case .malformed(_, let time):
-                    if let time { advance(partition, to: time) }
+                    if let time { inputs[current].eventTime = max(inputs[current].eventTime, time) }
                     state.counters.malformed += 1
                 case .ignored:
                     break
                 }
             }
         }
-        for (partition, next) in inputs { saveOffset(partition, next) }
+        // Nothing in the loop reads the clocks: they move once per partition, before deadlines are checked.
+        for input in inputs {
+            saveOffset(input.partition, input.next)
+            advancePredictions(input.partition.partition, to: input.predictionTime)
+            advance(input.partition.partition, to: input.eventTime)
+        }
         for partition in touched.sorted() { expire(partition) }
         result.counters = state.counters
         result.maxEventTimeMs = touched.compactMap { state.clock($0) }.max()
+    }
+
+    /// What a batch brought of one input partition: the next offset to apply, and the latest
+    /// event time of its predictions and of its other records (`Int64.min`: none).
+    private struct InputProgress {
+        let partition: TopicPartition
+        var next: Int64
+        var predictionTime = Int64.min
+        var eventTime = Int64.min
     }
 
     private mutating func saveOffset(_ partition: TopicPartition, _ next: Int64) {
