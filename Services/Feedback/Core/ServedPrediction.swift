@@ -650,10 +650,16 @@ struct RecordScanner {
         return value
     }
 
-    /// A number value as a `Double` (correctly rounded).
+    /// A number value as a `Double` (correctly rounded), read in one pass with its grammar.
     private mutating func number(_ path: String) throws(RecordError) -> Double {
-        let range = try numberRange(path)
-        return NumberText.double(UnsafeRawBufferPointer(rebasing: base[range]))
+        guard let (end, value) = NumberText.read(base, at: index) else {
+            let start = index
+            // The grammar's own reading names what is wrong.
+            _ = try numberRange(path)
+            throw fail(path, "invalid number at byte \(start)")
+        }
+        index = end
+        return value
     }
 
     /// Skips one value of any kind, checking its syntax.
