@@ -275,4 +275,32 @@ func randomValue(depth: Int, using random: inout SeededGenerator) -> JSONValue {
         }
         #expect(exact > texts.count / 2, "most short decimals take the exact path")
     }
+
+    @Test("a number read in one pass inside other bytes ends where its text ends and is the double strtod reads; bytes that are not a JSON number read as nil")
+    func numbersReadInPlace() {
+        var texts = ["0", "-0", "7", "0.5", "-0.000123", "9007199254740993", "1e22", "1e23", "2.5E+3", "1E-2", "12345678901234567",
+                     "1e-400", "1e400", "1e4000", "0.30000000000000004", "-1.7976931348623157e308", "5e-324", "100", "0.1e1"]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let value = Double.random(in: -1e6...1e6, using: &random)
+            texts.append("\(value)")
+            texts.append(String(format: "%.6f", value))
+            texts.append(String(format: "%.4e", value))
+        }
+        for text in texts {
+            for tail in ["", ",", "}", "]x"] {
+                let bytes = Array(("[" + text + tail).utf8)
+                let read = bytes.withUnsafeBytes { NumberText.read($0, at: 1) }
+                #expect(read?.end == 1 + text.utf8.count, "\(text)\(tail)")
+                #expect(read?.value.bitPattern == Double(text)!.bitPattern, "\(text)")
+            }
+        }
+        for bad in ["", "-", "+1", "01", "-01", "1.", ".5", "1e", "1e+", "1.e5", "--1", "x"] {
+            let bytes = Array(("[" + bad).utf8)
+            #expect(bytes.withUnsafeBytes { NumberText.read($0, at: 1) } == nil, "\(bad)")
+        }
+        // The number ends where its grammar does; what follows is the caller's to check.
+        let prefix = Array("[0x10".utf8).withUnsafeBytes { NumberText.read($0, at: 1) }
+        #expect(prefix?.end == 2 && prefix?.value == 0)
+    }
 }

@@ -190,6 +190,29 @@ struct JoinTests {
         #expect(later.counters.orphans == 1)
     }
 
+    @Test("a request id seen again after its purge is a new prediction: pending until its own deadline, then joined by its outcome")
+    func requestIdAfterPurge() throws {
+        var driver = try JoinDriver(deadlineMs: hour, retentionMs: hour)
+        try driver.apply([.prediction(prediction("a", at: 0))])
+        // At 1 h "a" expires unlabeled (purge due at 2 h); at 2 h "x" expires and "a" is purged.
+        try driver.apply([.clock(eventTimeMs: hour), .prediction(prediction("x", at: hour))])
+        try driver.apply([.clock(eventTimeMs: 2 * hour), .prediction(prediction("y", at: 2 * hour))])
+        #expect(try driver.store.prediction(requestId: "a") == nil)
+        // "a" again, due at 3.5 h: at 3 h "y" expires and "x" is purged, the new "a" still waits.
+        let again = try driver.apply([.prediction(prediction("a", at: 2 * hour + hour / 2))])
+        #expect(again.counters.predictions == 4 && again.counters.duplicatePredictions == 0)
+        let later = try driver.apply([.clock(eventTimeMs: 3 * hour), .prediction(prediction("z", at: 3 * hour))])
+        #expect(later.counters.unlabeled == 3)
+        #expect(try driver.store.prediction(requestId: "a")?.isPending == true)
+        #expect(try driver.store.prediction(requestId: "x") == nil)
+        let joined = try driver.apply([outcome("a", true, at: 3 * hour + 1)])
+        #expect(joined.labeled.map(\.requestId) == ["a"] && joined.counters.joined == 1 && joined.counters.unlabeled == 3)
+        // At 3.5 h its deadline passes: it is labeled, so nothing expires.
+        let past = try driver.apply([.clock(eventTimeMs: 4 * hour), .prediction(prediction("w", at: 4 * hour))])
+        #expect(past.counters.unlabeled == 4, "only \"z\" expires")
+        #expect(try driver.store.prediction(requestId: "a")?.isPending == false)
+    }
+
     @Test("outcome events are decoded from Kafka binary mode, filtered by ce_type; other events only move the clock")
     func decoding() throws {
         let policy = try JoinPolicy(deadlineMs: hour, retentionMs: hour, positiveLabel: "1")

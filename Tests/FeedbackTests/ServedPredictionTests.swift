@@ -158,6 +158,40 @@ struct ServedPredictionTests {
         rejects(Self.full(seed: 1).bytes.dropLast().map { $0 }, "$")
         rejects(Self.full(seed: 1).bytes + Array(" x".utf8), "$")
     }
+
+    @Test("strings of every length up to 24 read right with a quote, backslash, control character or non-ASCII character at every position, and a raw control character anywhere is an error")
+    func stringsAtEveryPosition() throws {
+        let specials: [Character] = ["\"", "\\", "\u{01}", "\n", "\u{1f}", " ", "\u{7f}", "\u{e9}", "\u{2028}", "\u{1F600}"]
+        for length in 0...24 {
+            let plain = String((0..<length).map { Character(Unicode.Scalar(UInt8(ascii: "a") + UInt8($0 % 26))) })
+            var texts = [plain]
+            for position in 0...length {
+                for special in specials {
+                    var text = Array(plain)
+                    text.insert(special, at: position)
+                    texts.append(String(text))
+                }
+            }
+            for text in texts {
+                var prediction = Self.full(seed: UInt64(length))
+                prediction.requestId = text
+                prediction.entity = text + "-entity"
+                let served = try ServedPrediction(bytes: prediction.bytes)
+                #expect(served.requestId == text && served.entity == text + "-entity", "\(text.debugDescription)")
+            }
+            // A raw control byte inside the request id (at each position) is refused.
+            for position in 0...length {
+                var prediction = Self.full(seed: UInt64(length))
+                prediction.requestId = plain
+                let bytes = prediction.bytes
+                let token = Array(("\"requestId\":\"" + plain).utf8)
+                let start = try #require(bytes.indices.first { bytes[$0...].starts(with: token) })
+                var broken = bytes
+                broken.insert(0x01, at: start + token.count - length + position)
+                #expect(throws: RecordError.self) { try ServedPrediction(bytes: broken) }
+            }
+        }
+    }
 }
 
 /// A small deterministic generator for test data.

@@ -131,13 +131,24 @@ public struct InputDecoder: Sendable {
     /// Decodes a batch; predictions sharing a feature layout share one array of names.
     public func decode(_ records: [ConsumedRecord]) -> [InputRecord] {
         var names = FeatureNameCache()
-        return records.map { InputRecord(topic: $0.topic, partition: $0.partition, offset: $0.offset, input: decode($0, names: &names)) }
+        var inputs: [InputRecord] = []
+        inputs.reserveCapacity(records.count)
+        // Each record is read where it lies: binding it (as `map` does), or passing it on, copied all its fields.
+        records.withUnsafeBufferPointer { records in
+            for index in records.indices {
+                let record = records.baseAddress! + index
+                inputs.append(InputRecord(
+                    topic: record.pointee.topic, partition: record.pointee.partition, offset: record.pointee.offset,
+                    input: decode(record, names: &names)))
+            }
+        }
+        return inputs
     }
 
     /// Decodes one record.
     public func decode(_ record: ConsumedRecord) -> JoinInput {
         var names = FeatureNameCache()
-        return decode(record, names: &names)
+        return withUnsafePointer(to: record) { record in decode(record, names: &names) }
     }
 
     static let outcomeType = Array(EventType.outcome.description.utf8)
@@ -152,35 +163,42 @@ public struct InputDecoder: Sendable {
 
     /// Decodes one record: a prediction straight from its bytes; an event by its `ce_type` header,
     /// then (outcomes and reviews only) binary mode straight from the `ce_time` header and the JSON
-    /// value, structured mode through ``KafkaBinding``.
-    func decode(_ record: ConsumedRecord, names: inout FeatureNameCache) -> JoinInput {
-        if record.topic == predictionsTopic {
-            guard let value = record.value else { return .malformed(reason: "prediction without a value", eventTimeMs: nil) }
+    /// value, structured mode through ``KafkaBinding``. The record's fields are read through the
+    /// pointer, each when needed.
+    func decode(_ record: UnsafePointer<ConsumedRecord>, names: inout FeatureNameCache) -> JoinInput {
+        if record.pointee.topic == predictionsTopic {
+            guard let value = record.pointee.value else { return .malformed(reason: "prediction without a value", eventTimeMs: nil) }
             do {
                 return .prediction(try ServedPrediction(bytes: value, names: &names))
             } catch {
                 return .malformed(reason: error.description, eventTimeMs: nil)
             }
         }
-        var typeBytes: [UInt8]?
-        var timeBytes: [UInt8]?
-        var idBytes: [UInt8]?
+        // The headers the decoding needs, found by position: only their values are taken from the record.
+        var typeHeader: Int?
+        var timeHeader: Int?
+        var idHeader: Int?
         var structured = false
-        for header in record.headers {
-            var key = header.key
-            key.withUTF8 { key in
-                if Self.equals(key, "ce_type") {
-                    typeBytes = header.value
-                } else if Self.equals(key, "ce_time") {
-                    timeBytes = header.value
-                } else if Self.equals(key, "ce_id") {
-                    idBytes = header.value
-                } else if Self.equals(key, "content-type") {
-                    structured = header.value?.starts(with: Self.structuredPrefix) ?? false
+        record.pointee.headers.withUnsafeBufferPointer { headers in
+            for index in headers.indices {
+                var key = headers[index].key
+                key.withUTF8 { key in
+                    if Self.equals(key, "ce_type") {
+                        typeHeader = index
+                    } else if Self.equals(key, "ce_time") {
+                        timeHeader = index
+                    } else if Self.equals(key, "ce_id") {
+                        idHeader = index
+                    } else if Self.equals(key, "content-type") {
+                        structured = headers[index].value?.starts(with: Self.structuredPrefix) ?? false
+                    }
                 }
             }
         }
-        if structured { return decodeStructured(record) }
+        if structured { return decodeStructured(record.pointee) }
+        let typeBytes = typeHeader.flatMap { record.pointee.headers[$0].value }
+        let timeBytes = timeHeader.flatMap { record.pointee.headers[$0].value }
+        let idBytes = idHeader.flatMap { record.pointee.headers[$0].value }
         let kind: EventKind
         if let typeBytes, typeBytes == Self.outcomeType {
             kind = .outcome
@@ -192,16 +210,16 @@ public struct InputDecoder: Sendable {
             return .clock(eventTimeMs: eventTimeMs)
         }
         // The event's id names it in reasons; built only off the fast path.
-        var id: String { idBytes.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.topic)[\(record.partition)]@\(record.offset)" }
+        var id: String { idBytes.map { String(decoding: $0, as: UTF8.self) } ?? "\(record.pointee.topic)[\(record.pointee.partition)]@\(record.pointee.offset)" }
         let typeName = kind == .review ? "review" : "outcome"
         guard let timeBytes, let time = try? Timestamp.epochMilliseconds(rfc3339: timeBytes) else {
             return .malformed(reason: "\(typeName) \(id) has no valid time", eventTimeMs: nil)
         }
-        if kind == .outcome, let value = record.value, let positive = positiveLabelBytes,
+        if kind == .outcome, let value = record.pointee.value, let positive = positiveLabelBytes,
            let fields = outcomeFields(value, positiveLabel: positive) {
             return .outcome(Outcome(requestId: fields.requestId, label: fields.label, eventTimeMs: time, value: fields.value))
         }
-        guard let value = record.value, case .object(let data)? = try? JSONValue.parse(value) else {
+        guard let value = record.pointee.value, case .object(let data)? = try? JSONValue.parse(value) else {
             return .malformed(reason: "\(typeName) \(id) has no JSON object data", eventTimeMs: time)
         }
         return outcome(data: data, eventTimeMs: time, kind: kind, id: id)

@@ -723,31 +723,32 @@ struct HeldOutcome: Sendable {
     var expiresMs: Int64
 }
 
-/// A min-heap of (time, requestId). Entries are not removed when their request changes; whoever
-/// pops one checks it still applies.
-struct TimeQueue: Sendable {
-    private var items: [(time: Int64, id: String)] = []
+/// A min-heap of (time, requestId, item), earliest first and by request id among equal times (so
+/// the order is the same after a reload). Entries are not removed when their request changes;
+/// whoever pops one checks it still applies.
+struct TimeQueue<Item: Sendable>: Sendable {
+    typealias Entry = (time: Int64, id: String, item: Item)
+    private var items: [Entry] = []
 
-    var isEmpty: Bool { items.isEmpty }
-    var peekTime: Int64? { items.first?.time }
-
-    private static func less(_ a: (time: Int64, id: String), _ b: (time: Int64, id: String)) -> Bool {
-        a.time != b.time ? a.time < b.time : a.id < b.id
+    /// Whether the entry at `a` comes before the one at `b` (read in place: copying an entry retains its item).
+    private func less(_ a: Int, _ b: Int) -> Bool {
+        let (timeA, timeB) = (items[a].time, items[b].time)
+        return timeA != timeB ? timeA < timeB : items[a].id < items[b].id
     }
 
-    mutating func push(_ time: Int64, _ id: String) {
-        items.append((time, id))
+    mutating func push(_ time: Int64, _ id: String, _ item: Item) {
+        items.append((time, id, item))
         var child = items.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard Self.less(items[child], items[parent]) else { break }
+            guard less(child, parent) else { break }
             items.swapAt(child, parent)
             child = parent
         }
     }
 
     /// Removes and returns the earliest entry at or before `time`.
-    mutating func pop(dueBy time: Int64) -> (time: Int64, id: String)? {
+    mutating func pop(dueBy time: Int64) -> Entry? {
         guard let first = items.first, first.time <= time else { return nil }
         let last = items.removeLast()
         if !items.isEmpty {
@@ -757,8 +758,8 @@ struct TimeQueue: Sendable {
                 let left = 2 * parent + 1
                 guard left < items.count else { break }
                 let right = left + 1
-                let child = right < items.count && Self.less(items[right], items[left]) ? right : left
-                guard Self.less(items[child], items[parent]) else { break }
+                let child = right < items.count && less(right, left) ? right : left
+                guard less(child, parent) else { break }
                 items.swapAt(child, parent)
                 parent = child
             }
@@ -783,10 +784,11 @@ struct JoinState: Sendable {
     var held: [String: HeldOutcome] = [:]
     /// Pending predictions routed to review.
     var reviewPending: Set<String> = []
-    /// Per partition: deadlines of pending predictions, purge times of resolved ones, expiry of held outcomes.
-    var deadlines: [Int32: TimeQueue] = [:]
-    var purges: [Int32: TimeQueue] = [:]
-    var expiries: [Int32: TimeQueue] = [:]
+    /// Per partition: deadlines of pending predictions, purge times of resolved ones (each with the
+    /// entry itself, so a due one needs no lookup by id), expiry of held outcomes.
+    var deadlines: [Int32: TimeQueue<RetainedPrediction>] = [:]
+    var purges: [Int32: TimeQueue<RetainedPrediction>] = [:]
+    var expiries: [Int32: TimeQueue<Void>] = [:]
 
     /// The join clock of each partition: the event time both inputs have reached. Deadlines follow it,
     /// so an input running ahead (a replay reaches `loop.events` long before its predictions are made)
@@ -878,10 +880,10 @@ struct JoinState: Sendable {
         }
         for (id, entry) in state.retained {
             if entry.state == .pending {
-                state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id)
+                state.deadlines[entry.partition, default: TimeQueue()].push(entry.deadlineMs, id, entry)
                 if entry.route == .review { state.reviewPending.insert(id) }
             } else {
-                state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+                state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id, entry)
             }
         }
         let held = try connection.statement("""
@@ -895,7 +897,7 @@ struct JoinState: Sendable {
                 source: LabelSource(rawValue: held.string(at: 6) ?? "") ?? .outcome, reviewer: held.string(at: 7))
             let entry = HeldOutcome(outcome: outcome, partition: Int32(held.int64(at: 1)), expiresMs: held.int64(at: 3))
             state.held[id] = entry
-            state.expiries[entry.partition, default: TimeQueue()].push(entry.expiresMs, id)
+            state.expiries[entry.partition, default: TimeQueue()].push(entry.expiresMs, id, ())
         }
         return state
     }
@@ -935,45 +937,65 @@ private struct BatchApplication {
     mutating func apply(_ records: [InputRecord]) {
         state.batches += 1
         number = state.batches
-        // Records come in runs of one input partition: its next offset is looked up once per run.
-        var run: TopicPartition?
-        var next = Int64.min
+        // The batch's input partitions, each with its next offset and the latest event times it
+        // brought, found by a short scan (a batch holds few partitions) rather than by hashing the
+        // topic whenever the input changes; offsets and clocks are saved once per partition.
+        var inputs: [InputProgress] = []
+        var current = 0
         records.withUnsafeBufferPointer { records in
             for index in records.indices {
                 // Fields are read one by one: binding the record copied all of it.
                 let partition = records[index].partition
                 let offset = records[index].offset
-                if run?.partition != partition || run?.topic != records[index].topic {
-                    if let run { saveOffset(run, next) }
-                    let started = TopicPartition(topic: records[index].topic, partition: partition)
-                    run = started
-                    next = state.inputOffsets[started] ?? Int64.min
-                    touched.insert(partition)
+                if current >= inputs.count || inputs[current].partition.partition != partition
+                    || inputs[current].partition.topic != records[index].topic {
+                    if let known = inputs.firstIndex(where: { $0.partition.partition == partition && $0.partition.topic == records[index].topic }) {
+                        current = known
+                    } else {
+                        let started = TopicPartition(topic: records[index].topic, partition: partition)
+                        current = inputs.count
+                        inputs.append(InputProgress(partition: started, next: state.inputOffsets[started] ?? Int64.min))
+                        touched.insert(partition)
+                    }
                 }
                 // A record before the stored offset is already applied (a batch fetched again after a seek).
-                guard offset >= next else { continue }
-                next = offset + 1
+                guard offset >= inputs[current].next else { continue }
+                inputs[current].next = offset + 1
                 switch records[index].input {
                 case .prediction(let prediction):
-                    advancePredictions(partition, to: prediction.eventTimeMs)
+                    inputs[current].predictionTime = max(inputs[current].predictionTime, prediction.eventTimeMs)
                     accept(prediction, partition: partition, offset: offset)
                 case .outcome(let outcome):
-                    advance(partition, to: outcome.eventTimeMs)
+                    inputs[current].eventTime = max(inputs[current].eventTime, outcome.eventTimeMs)
                     accept(outcome, partition: partition)
                 case .clock(let time):
-                    advance(partition, to: time)
+                    inputs[current].eventTime = max(inputs[current].eventTime, time)
                 case .malformed(_, let time):
-                    if let time { advance(partition, to: time) }
+                    if let time { inputs[current].eventTime = max(inputs[current].eventTime, time) }
                     state.counters.malformed += 1
                 case .ignored:
                     break
                 }
             }
         }
-        if let run { saveOffset(run, next) }
+        // Nothing in the loop reads the clocks: they move once per partition, before deadlines are checked.
+        for input in inputs {
+            saveOffset(input.partition, input.next)
+            advancePredictions(input.partition.partition, to: input.predictionTime)
+            advance(input.partition.partition, to: input.eventTime)
+        }
         for partition in touched.sorted() { expire(partition) }
         result.counters = state.counters
         result.maxEventTimeMs = touched.compactMap { state.clock($0) }.max()
+    }
+
+    /// What a batch brought of one input partition: the next offset to apply, and the latest
+    /// event time of its predictions and of its other records (`Int64.min`: none).
+    private struct InputProgress {
+        let partition: TopicPartition
+        var next: Int64
+        var predictionTime = Int64.min
+        var eventTime = Int64.min
     }
 
     private mutating func saveOffset(_ partition: TopicPartition, _ next: Int64) {
@@ -1024,7 +1046,7 @@ private struct BatchApplication {
                  delayMs: outcome.eventTimeMs - prediction.eventTimeMs, value: outcome.value)
             return
         }
-        state.deadlines[partition, default: TimeQueue()].push(deadline, id)
+        state.deadlines[partition, default: TimeQueue()].push(deadline, id, entry)
         if entry.route == .review { state.reviewPending.insert(id) }
     }
 
@@ -1035,7 +1057,7 @@ private struct BatchApplication {
         entry.labelSource = source
         if resolved == .labeled { labeled.append(entry) }
         if !state.reviewPending.isEmpty { state.reviewPending.remove(id) }
-        state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id)
+        state.purges[entry.partition, default: TimeQueue()].push(entry.deadlineMs + policy.retentionMs, id, entry)
     }
 
     // MARK: Outcomes
@@ -1103,7 +1125,7 @@ private struct BatchApplication {
         }
         let expires = outcome.eventTimeMs + policy.deadlineMs
         state.held[id] = HeldOutcome(outcome: outcome, partition: partition, expiresMs: expires)
-        state.expiries[partition, default: TimeQueue()].push(expires, id)
+        state.expiries[partition, default: TimeQueue()].push(expires, id, ())
         changedHeld.insert(id)
         newHeld.insert(id)
     }
@@ -1113,9 +1135,9 @@ private struct BatchApplication {
     private mutating func expire(_ partition: Int32) {
         guard let clock = state.clock(partition) else { return }
         var deadlines = state.deadlines.removeValue(forKey: partition) ?? TimeQueue()
-        while let (time, id) = deadlines.pop(dueBy: clock) {
-            guard let entry = state.retained[id], entry.state == .pending, entry.partition == partition, entry.deadlineMs == time
-            else { continue }
+        while let (time, id, entry) = deadlines.pop(dueBy: clock) {
+            // A pending entry is the one retained under its id (only a purge, after resolution, removes it).
+            guard entry.state == .pending, entry.partition == partition, entry.deadlineMs == time else { continue }
             noteChange(entry, id: id)
             if let label = policy.defaultLabel, let served = entry.served {
                 resolve(entry, id: id, state: .expiredDefaulted, label: label, source: .default)
@@ -1129,7 +1151,7 @@ private struct BatchApplication {
         state.deadlines[partition] = deadlines
 
         var expiries = state.expiries.removeValue(forKey: partition) ?? TimeQueue()
-        while let (time, id) = expiries.pop(dueBy: clock) {
+        while let (time, id, _) = expiries.pop(dueBy: clock) {
             guard let held = state.held[id], held.partition == partition, held.expiresMs == time else { continue }
             state.held[id] = nil
             changedHeld.insert(id)
@@ -1138,8 +1160,8 @@ private struct BatchApplication {
         state.expiries[partition] = expiries
 
         var purges = state.purges.removeValue(forKey: partition) ?? TimeQueue()
-        while let (time, id) = purges.pop(dueBy: clock) {
-            guard let entry = state.retained[id], entry.state != .pending, entry.partition == partition,
+        while let (time, id, entry) = purges.pop(dueBy: clock) {
+            guard !entry.purged, entry.state != .pending, entry.partition == partition,
                   entry.deadlineMs + policy.retentionMs == time
             else { continue }
             entry.purged = true

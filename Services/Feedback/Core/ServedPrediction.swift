@@ -84,47 +84,77 @@ public final class ServedPrediction: Sendable {
     /// the prediction's own bytes (byte-identical to `LabeledExample(prediction:…).bytes` when the
     /// prediction bytes are canonical, as the scorer writes them).
     public func labeledExampleBytes(label: Bool, source: LabelSource, delaySeconds: Double, value: Double?) -> [UInt8] {
-        var output: [UInt8] = []
-        output.reserveCapacity(bytes.count + 160)
-        bytes.withUnsafeBufferPointer { record in
-            func copy(_ key: StaticString, _ span: Range<Int>) {
-                append(key, to: &output)
-                output.append(contentsOf: UnsafeBufferPointer(rebasing: record[span]))
+        let delayText = numberText(delaySeconds)
+        let valueText = value.map(numberText) ?? "null"
+        let sourceText = source.rawValue
+        // The copied spans are disjoint parts of the record, the keys and punctuation fewer than
+        // `labeledKeyBytes`: the example is written straight into storage of that size.
+        let capacity = bytes.count + Self.labeledKeyBytes + Self.labeledSchemaVersion.count
+            + delayText.utf8.count + valueText.utf8.count + sourceText.utf8.count
+        return bytes.withUnsafeBufferPointer { record in
+            [UInt8](unsafeUninitializedCapacity: capacity) { output, count in
+                var writer = ByteWriter(output.baseAddress!)
+                func copy(_ key: StaticString, _ span: Range<Int>, to writer: inout ByteWriter) {
+                    writer.put(key)
+                    writer.put(UnsafeBufferPointer(rebasing: record[span]))
+                }
+                copy("{\"challengers\":", spans.challengers, to: &writer)
+                copy(",\"decision\":", spans.decision, to: &writer)
+                copy(",\"entity\":", spans.entity, to: &writer)
+                copy(",\"eventTimeMs\":", spans.eventTimeMs, to: &writer)
+                copy(",\"features\":", spans.features, to: &writer)
+                writer.put(label ? ",\"label\":true,\"labelDelaySeconds\":" : ",\"label\":false,\"labelDelaySeconds\":")
+                writer.put(delayText)
+                writer.put(",\"labelSource\":\"")
+                writer.put(sourceText)
+                writer.put("\"")
+                copy(",\"modelVersion\":", spans.modelVersion, to: &writer)
+                copy(",\"requestId\":", spans.requestId, to: &writer)
+                copy(",\"role\":", spans.role, to: &writer)
+                copy(",\"route\":", spans.route, to: &writer)
+                writer.put(",\"schemaVersion\":")
+                Self.labeledSchemaVersion.withUnsafeBufferPointer { writer.put($0) }
+                copy(",\"score\":", spans.score, to: &writer)
+                writer.put(",\"value\":")
+                writer.put(valueText)
+                writer.put("}")
+                count = writer.cursor - output.baseAddress!
             }
-            copy("{\"challengers\":", spans.challengers)
-            copy(",\"decision\":", spans.decision)
-            copy(",\"entity\":", spans.entity)
-            copy(",\"eventTimeMs\":", spans.eventTimeMs)
-            copy(",\"features\":", spans.features)
-            append(label ? ",\"label\":true,\"labelDelaySeconds\":" : ",\"label\":false,\"labelDelaySeconds\":", to: &output)
-            appendDouble(delaySeconds, to: &output)
-            append(",\"labelSource\":\"", to: &output)
-            output.append(contentsOf: source.rawValue.utf8)
-            append("\"", to: &output)
-            copy(",\"modelVersion\":", spans.modelVersion)
-            copy(",\"requestId\":", spans.requestId)
-            copy(",\"role\":", spans.role)
-            copy(",\"route\":", spans.route)
-            append(",\"schemaVersion\":", to: &output)
-            output.append(contentsOf: Self.labeledSchemaVersion)
-            copy(",\"score\":", spans.score)
-            append(",\"value\":", to: &output)
-            if let value { appendDouble(value, to: &output) } else { append("null", to: &output) }
-            append("}", to: &output)
         }
-        return output
+    }
+
+    /// More than the bytes of every key and punctuation mark ``labeledExampleBytes(label:source:delaySeconds:value:)``
+    /// writes around the copied spans and texts (215).
+    private static let labeledKeyBytes = 256
+}
+
+/// Writes bytes one after another into storage the caller sized.
+private struct ByteWriter {
+    private(set) var cursor: UnsafeMutablePointer<UInt8>
+
+    init(_ start: UnsafeMutablePointer<UInt8>) {
+        cursor = start
+    }
+
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let start = bytes.baseAddress else { return }
+        cursor.initialize(from: start, count: bytes.count)
+        cursor += bytes.count
+    }
+
+    mutating func put(_ text: StaticString) {
+        put(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    mutating func put(_ text: String) {
+        var text = text
+        text.withUTF8 { put($0) }
     }
 }
 
-@inline(__always)
-private func append(_ text: StaticString, to output: inout [UInt8]) {
-    output.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-}
-
 /// A double as canonical JSON writes it (shortest round-trip form; `null` when not finite).
-private func appendDouble(_ value: Double, to output: inout [UInt8]) {
-    guard value.isFinite else { return append("null", to: &output) }
-    output.append(contentsOf: value.description.utf8)
+private func numberText(_ value: Double) -> String {
+    value.isFinite ? value.description : "null"
 }
 
 /// The last feature-name layout seen, so predictions with the same layout share one `[String]`,
@@ -482,6 +512,15 @@ struct RecordScanner {
         let start = index
         try expect(UInt8(ascii: "\""), path)
         while index < base.count {
+            // Eight bytes at a time up to the first quote, backslash or control character.
+            if index + 8 <= base.count {
+                let stops = Self.stringStops(UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self)))
+                guard stops != 0 else {
+                    index += 8
+                    continue
+                }
+                index += stops.trailingZeroBitCount / 8
+            }
             let byte = base[index]
             if byte == UInt8(ascii: "\"") {
                 index += 1
@@ -495,6 +534,21 @@ struct RecordScanner {
             index += 1
         }
         throw fail(path, "unterminated string")
+    }
+
+    /// The high bit of each byte of `word` (read little-endian) that is a quote, a backslash or a
+    /// control character, and possibly of bytes after the first such: the lowest bit set marks the first.
+    @inline(__always)
+    private static func stringStops(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let quotes = word ^ (ones &* UInt64(UInt8(ascii: "\"")))
+        let backslashes = word ^ (ones &* UInt64(UInt8(ascii: "\\")))
+        // A byte is zero, or below 0x20, where subtracting borrows into a high bit that was clear.
+        let zeroQuote = (quotes &- ones) & ~quotes
+        let zeroBackslash = (backslashes &- ones) & ~backslashes
+        let control = (word &- ones &* 0x20) & ~word
+        return (zeroQuote | zeroBackslash | control) & high
     }
 
     /// The bytes of a member's key, without its quotes.
@@ -596,10 +650,16 @@ struct RecordScanner {
         return value
     }
 
-    /// A number value as a `Double` (correctly rounded).
+    /// A number value as a `Double` (correctly rounded), read in one pass with its grammar.
     private mutating func number(_ path: String) throws(RecordError) -> Double {
-        let range = try numberRange(path)
-        return NumberText.double(UnsafeRawBufferPointer(rebasing: base[range]))
+        guard let (end, value) = NumberText.read(base, at: index) else {
+            let start = index
+            // The grammar's own reading names what is wrong.
+            _ = try numberRange(path)
+            throw fail(path, "invalid number at byte \(start)")
+        }
+        index = end
+        return value
     }
 
     /// Skips one value of any kind, checking its syntax.
