@@ -382,17 +382,9 @@ enum BenchHTTP {
     }
 
     private static func postBlocking(port: Int, key: String, bodies: [[UInt8]]) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchError(description: "socket() failed") }
+        let fd = connectedSocket(port: port)
+        guard fd >= 0 else { throw BenchError(description: "cannot connect to 127.0.0.1:\(port)") }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw BenchError(description: "cannot connect to 127.0.0.1:\(port)") }
         var buffer = [UInt8](repeating: 0, count: 65_536)
         var pending: [UInt8] = []
         for body in bodies {

@@ -171,8 +171,8 @@ private struct PacedConnection {
     }
 }
 
-/// A TCP socket connected to 127.0.0.1:`port`, or -1.
-private func connectedSocket(port: Int) -> Int32 {
+/// A blocking TCP socket connected to 127.0.0.1:`port` with Nagle's delay off, or -1.
+func connectedSocket(port: Int) -> Int32 {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard descriptor >= 0 else { return -1 }
     var noDelay: Int32 = 1

@@ -252,16 +252,10 @@ func randomValue(depth: Int, using random: inout SeededGenerator) -> JSONValue {
 @Suite struct NumberTextTests {
     @Test("numbers read by exact decimal arithmetic are the doubles strtod reads, and the rest fall back to it")
     func exactDecimalNumbers() {
-        var texts = ["0", "-0", "1", "-1", "0.5", "0.1", "0.3", "123.456", "-0.000123", "9007199254740992", "9007199254740993",
+        let texts = ["0", "-0", "1", "-1", "0.5", "0.1", "0.3", "123.456", "-0.000123", "9007199254740992", "9007199254740993",
                      "1e22", "1e23", "1.5e-22", "2.5E+3", "0.1e1", "12345678901234567", "1e-400", "1e400", "4.35", "0.9999999999999999",
                      "0.30000000000000004", "-1.7976931348623157e308", "5e-324"]
-        var random = SystemRandomNumberGenerator()
-        for _ in 0..<20_000 {
-            let value = Double.random(in: -1000...1000, using: &random)
-            texts.append("\(value)")
-            texts.append(String(format: "%.6f", value))
-            texts.append(String(format: "%.3e", value))
-        }
+            + Self.randomNumberTexts(in: -1000...1000, scientificDigits: 3)
         var exact = 0
         for text in texts {
             let bytes = Array(text.utf8)
@@ -278,15 +272,9 @@ func randomValue(depth: Int, using random: inout SeededGenerator) -> JSONValue {
 
     @Test("a number read in one pass inside other bytes ends where its text ends and is the double strtod reads; bytes that are not a JSON number read as nil")
     func numbersReadInPlace() {
-        var texts = ["0", "-0", "7", "0.5", "-0.000123", "9007199254740993", "1e22", "1e23", "2.5E+3", "1E-2", "12345678901234567",
+        let texts = ["0", "-0", "7", "0.5", "-0.000123", "9007199254740993", "1e22", "1e23", "2.5E+3", "1E-2", "12345678901234567",
                      "1e-400", "1e400", "1e4000", "0.30000000000000004", "-1.7976931348623157e308", "5e-324", "100", "0.1e1"]
-        var random = SystemRandomNumberGenerator()
-        for _ in 0..<20_000 {
-            let value = Double.random(in: -1e6...1e6, using: &random)
-            texts.append("\(value)")
-            texts.append(String(format: "%.6f", value))
-            texts.append(String(format: "%.4e", value))
-        }
+            + Self.randomNumberTexts(in: -1e6...1e6, scientificDigits: 4)
         for text in texts {
             for tail in ["", ",", "}", "]x"] {
                 let bytes = Array(("[" + text + tail).utf8)
@@ -302,5 +290,15 @@ func randomValue(depth: Int, using random: inout SeededGenerator) -> JSONValue {
         // The number ends where its grammar does; what follows is the caller's to check.
         let prefix = Array("[0x10".utf8).withUnsafeBytes { NumberText.read($0, at: 1) }
         #expect(prefix?.end == 2 && prefix?.value == 0)
+    }
+
+    /// 20,000 random doubles in `range`, each written three ways: Swift's shortest form, six
+    /// fraction digits, and scientific with `scientificDigits` digits after the point.
+    static func randomNumberTexts(in range: ClosedRange<Double>, scientificDigits: Int) -> [String] {
+        var random = SystemRandomNumberGenerator()
+        return (0..<20_000).flatMap { _ in
+            let value = Double.random(in: range, using: &random)
+            return ["\(value)", String(format: "%.6f", value), String(format: "%.\(scientificDigits)e", value)]
+        }
     }
 }
