@@ -34,9 +34,9 @@ import TestSupport
 // executable run with --client-port, so the client's timers and sockets do not compete with the
 // server inside one process) sends GETs of random entities at a fixed rate over 8 keep-alive
 // connections whatever the responses do (``pacedGets``). The latency it reports runs from sending
-// a request to reading its response, plus any wait for a free connection (that is the server's
-// doing); latency from each request's due time, which adds the client's own lateness in waking up,
-// is printed next to it.
+// a request to its response's arrival in the client's socket (the kernel's receive timestamp), plus
+// any wait for a free connection (that is the server's doing). Next to it: sent → response read
+// and latency from each request's due time, which add the client's own delays in waking up.
 // Without --brokers it starts its own Tansu.
 
 struct FeatureStoreBenchOptions {
@@ -444,11 +444,14 @@ private func printSummary(
     print(pad("GET /v1/features/{entity}", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (target p99 ≤ 2 ms): ",
                                                     percentile(server, 0.5), percentile(server, 0.99), percentile(server, 0.999),
                                                     (server.last ?? .nan) * 1000)
-          + "sent → response read, plus any wait for a free connection (an earlier slow response's doing)")
+          + "sent → response arrived in the client's socket (kernel timestamp), plus any wait for a free connection (an earlier slow response's doing)")
     print(pad("", 34) + String(format: "at %d req/s open loop, %d of %d failed, over ", options.rate, reads.requests - reads.gets.count, reads.requests)
           + connections)
+    let fromSent = reads.gets.map(\.fromSent).sorted()
+    print(pad("  sent → response read", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms: adds the client's delay in waking up to read",
+                                                percentile(fromSent, 0.5), percentile(fromSent, 0.99), percentile(fromSent, 0.999)))
     let fromDue = reads.gets.map(\.fromDue).sorted()
-    print(pad("  from due time", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms: the above plus the client's own lateness",
+    print(pad("  from due time", 34) + String(format: "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms: adds the client's lateness in sending too",
                                             percentile(fromDue, 0.5), percentile(fromDue, 0.99), percentile(fromDue, 0.999)))
     let lateness = reads.gets.map(\.clientLateness).sorted()
     print(pad("  client's own lateness", 34) + String(format: "p50 %.3f ms, p99 %.3f ms: due → sent with a connection free (its timer waking late)",
@@ -627,12 +630,12 @@ private func clientProcessRequests(port: Int, path: String, options: FeatureStor
     guard client.terminationStatus == 0 else { throw BenchError(description: "the read client exited with status \(client.terminationStatus)") }
     return try String(contentsOf: output, encoding: .utf8).split(separator: "\n").compactMap { line in
         let fields = line.split(separator: " ").compactMap { Double($0) }
-        guard fields.count == 3 else { return nil }
-        return GetTiming(fromDue: fields[0], fromSent: fields[1], connectionWait: fields[2])
+        guard fields.count == 4 else { return nil }
+        return GetTiming(fromDue: fields[0], fromSent: fields[1], toArrival: fields[2], connectionWait: fields[3])
     }
 }
 
-/// The read client process: sends the paced GETs and prints `<from due> <from sent> <connection wait>`
+/// The read client process: sends the paced GETs and prints `<from due> <from sent> <to arrival> <connection wait>`
 /// in seconds (``GetTiming``), one line per successful request.
 private func runReadClient(_ options: FeatureStoreBenchOptions, port: Int) {
     let timings = pacedGets(
@@ -640,7 +643,7 @@ private func runReadClient(_ options: FeatureStoreBenchOptions, port: Int) {
         entities: options.readEntities, keepAlive: options.keepAlive)
     var text = ""
     text.reserveCapacity(timings.count * 36)
-    for timing in timings { text += "\(timing.fromDue) \(timing.fromSent) \(timing.connectionWait)\n" }
+    for timing in timings { text += "\(timing.fromDue) \(timing.fromSent) \(timing.toArrival) \(timing.connectionWait)\n" }
     FileHandle.standardOutput.write(Data(text.utf8))
 }
 

@@ -12,6 +12,9 @@ struct GetTiming {
     var fromDue: Double
     /// Request sent → response read.
     var fromSent: Double
+    /// Request sent → the response's last bytes arrived in the client's socket (the kernel's
+    /// receive timestamp): sent → read without the client's own delay in waking up to read.
+    var toArrival: Double
     /// How long after its due time the request waited for a connection to come free, because every
     /// connection still waited for an earlier response: delay the server caused.
     var connectionWait: Double
@@ -20,9 +23,9 @@ struct GetTiming {
     /// waking late on a busy machine), which no server caused.
     var clientLateness: Double { max(0, fromDue - fromSent - connectionWait) }
 
-    /// The latency without the client's own lateness: sent → response read plus the wait for a
+    /// The latency without the client's own delays: sent → response arrived, plus the wait for a
     /// connection. Every delay an earlier slow response caused stays in (no coordinated omission).
-    var serverLatency: Double { fromSent + connectionWait }
+    var serverLatency: Double { toArrival + connectionWait }
 }
 
 /// Sends `total` GETs of `prefix` + `entity-<n>` (`n` random below `entities`) to 127.0.0.1:`port`
@@ -69,6 +72,17 @@ func pacedGets(port: Int, prefix: String, total: Int, rate: Int, entities: Int, 
     return timings
 }
 
+/// `SO_TIMESTAMPNS` (its 64-bit `time_t` form), which Glibc's Swift module does not export: the
+/// kernel stamps each received packet with its arrival time on CLOCK_REALTIME.
+private let receiveTimestampOption: Int32 = 35
+
+/// CLOCK_REALTIME in seconds (the clock of the kernel's receive timestamps).
+private func wallSeconds() -> Double {
+    var time = timeval()
+    gettimeofday(&time, nil)
+    return Double(time.tv_sec) + Double(time.tv_usec) / 1e6
+}
+
 /// Seconds on a monotonic clock.
 private func monotonicSeconds() -> Double { seconds(ContinuousClock.now - clockOrigin) }
 
@@ -100,9 +114,13 @@ private struct PacedConnection {
     private(set) var descriptor: Int32 = -1
     /// When the last response on this connection was read (the client's start before any).
     private(set) var freeSince = 0.0
-    private var request: (due: Double, sent: Double, wait: Double)?
+    private var request: (due: Double, sent: Double, sentWall: Double, wait: Double)?
     private var received: [UInt8] = []
     private var buffer = [UInt8](repeating: 0, count: 16_384)
+    /// Room for the receive timestamp's control message.
+    private var control = [UInt8](repeating: 0, count: 64)
+    /// When the bytes of the last read arrived, by the kernel's clock (CLOCK_REALTIME seconds).
+    private var arrived = 0.0
 
     init(port: Int, keepAlive: Bool) {
         self.port = port
@@ -114,13 +132,17 @@ private struct PacedConnection {
     /// Sends `GET path` (connecting first if needed); false if that failed.
     mutating func send(path: String, due: Double, now: Double) -> Bool {
         let wait = max(0, freeSince - due)
-        if descriptor < 0 { descriptor = connectedSocket(port: port) }
+        if descriptor < 0 {
+            descriptor = connectedSocket(port: port)
+            var on: Int32 = 1
+            setsockopt(descriptor, SOL_SOCKET, receiveTimestampOption, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
         let bytes = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(keepAlive ? "" : "Connection: close\r\n")\r\n".utf8)
         guard descriptor >= 0, Glibc.send(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
             reset()
             return false
         }
-        request = (due, now, wait)
+        request = (due, now, wallSeconds(), wait)
         received.removeAll(keepingCapacity: true)
         return true
     }
@@ -128,7 +150,7 @@ private struct PacedConnection {
     /// Reads what arrived; the response once it is complete.
     mutating func receive() -> Received {
         guard let request else { return .waiting }
-        let count = recv(descriptor, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        let count = readWithTimestamp()
         if count < 0, errno == EAGAIN || errno == EINTR { return .waiting }
         guard count > 0 else {
             reset()
@@ -145,7 +167,38 @@ private struct PacedConnection {
             descriptor = -1
         }
         guard status == 200 else { return .answered(nil) }
-        return .answered(GetTiming(fromDue: done - request.due, fromSent: done - request.sent, connectionWait: request.wait))
+        return .answered(GetTiming(
+            fromDue: done - request.due, fromSent: done - request.sent, toArrival: arrived - request.sentWall, connectionWait: request.wait))
+    }
+
+    /// `recvmsg` into `buffer`, noting in `arrived` when the bytes reached the socket (the time of
+    /// the read itself if the kernel gave no timestamp).
+    private mutating func readWithTimestamp() -> Int {
+        let descriptor = descriptor
+        var timestamp: Double?
+        let count = buffer.withUnsafeMutableBytes { bytes in
+            control.withUnsafeMutableBytes { control in
+                var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+                return withUnsafeMutablePointer(to: &vector) { vector in
+                    var message = msghdr()
+                    message.msg_iov = vector
+                    message.msg_iovlen = 1
+                    message.msg_control = control.baseAddress
+                    message.msg_controllen = control.count
+                    let count = recvmsg(descriptor, &message, Int32(MSG_DONTWAIT))
+                    // One control message: length (8 bytes), level, type (4 each), then a timespec.
+                    if count > 0, message.msg_controllen >= 32,
+                       control.load(fromByteOffset: 8, as: Int32.self) == SOL_SOCKET,
+                       control.load(fromByteOffset: 12, as: Int32.self) == receiveTimestampOption {
+                        timestamp = Double(control.load(fromByteOffset: 16, as: Int64.self))
+                            + Double(control.load(fromByteOffset: 24, as: Int64.self)) / 1e9
+                    }
+                    return count
+                }
+            }
+        }
+        if count > 0 { arrived = timestamp ?? wallSeconds() }
+        return count
     }
 
     private mutating func reset() {
