@@ -131,6 +131,8 @@ private struct PacedConnection {
 
     /// Sends `GET path` (connecting first if needed); false if that failed.
     mutating func send(path: String, due: Double, now: Double) -> Bool {
+        // Before connecting and sending: the server may run (and answer) before send(2) returns.
+        let sentWall = wallSeconds()
         let wait = max(0, freeSince - due)
         if descriptor < 0 {
             descriptor = connectedSocket(port: port)
@@ -142,7 +144,7 @@ private struct PacedConnection {
             reset()
             return false
         }
-        request = (due, now, wallSeconds(), wait)
+        request = (due, now, sentWall, wait)
         received.removeAll(keepingCapacity: true)
         return true
     }
