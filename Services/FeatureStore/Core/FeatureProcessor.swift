@@ -130,21 +130,24 @@ actor FeatureProcessor {
         defer { release() }
         if let failure { throw failure }
         let started = ContinuousClock.now
-        var byPartition: [Int32: [ConsumedRecord]] = [:]
-        for record in records where record.topic == eventsTopic && writers[record.partition] != nil {
-            byPartition[record.partition, default: []].append(record)
+        // Each partition's records by position in the batch: the writers read them where they are.
+        var byPartition: [Int32: [Int]] = [:]
+        records.withUnsafeBufferPointer { records in
+            for position in records.indices where records[position].topic == eventsTopic {
+                byPartition[records[position].partition, default: []].append(position)
+            }
         }
-        var jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)] = []
-        for (partition, records) in byPartition.sorted(by: { $0.key < $1.key }) {
+        var jobs: [(writer: PartitionWriter, positions: [Int], batch: UInt64)] = []
+        for (partition, positions) in byPartition.sorted(by: { $0.key < $1.key }) {
             guard let writer = writers[partition] else { continue }
-            jobs.append((writer, records, nextBatchID))
+            jobs.append((writer, positions, nextBatchID))
             nextBatchID &+= 1
         }
         var outgoing: [OutgoingRecord] = []
         var written: [Written] = []
         var done: [ConsumedRecord] = []
         var newest = Int64.min
-        for outcome in lanes.write(jobs) {
+        for outcome in lanes.write(records, jobs) {
             let batch = try outcome.get()
             outgoing += batch.outgoing
             written.append(batch.written)
