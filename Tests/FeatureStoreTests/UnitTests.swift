@@ -336,6 +336,14 @@ struct UnitTests {
         if case .invalid = row.withUnsafeMutableBufferPointer({ decoder.decode(record(type: "loop.observation.v1", value: "{}", time: nil), values: $0) }) {} else {
             Issue.record("an event without time was not refused")
         }
+        // A key that is not UTF-8: the entity is its repaired text, and so is the changelog key.
+        var invalidKey = record(type: "loop.observation.v1", value: "{}")
+        invalidKey.key = [0x61, 0xFF]
+        guard let (repaired, _) = decode(decoder, schema, invalidKey) else {
+            Issue.record("an event with a key that is not UTF-8 was not decoded")
+            return
+        }
+        #expect(repaired == "a\u{FFFD}")
     }
 
     @Test("a GET's JSON is the canonical JSON of its values: keys in byte order, null for undefined and non-finite values, strings escaped")
@@ -389,8 +397,9 @@ private func scan(_ decoder: EventDecoder, _ schema: FeatureSchema, _ text: Stri
 /// not an event.
 private func decode(_ decoder: EventDecoder, _ schema: FeatureSchema, _ record: ConsumedRecord) -> (String, FeatureEvent)? {
     var row = [Double](repeating: 0, count: decoder.fieldCount)
-    guard case .event(let entity, let time, let type) = row.withUnsafeMutableBufferPointer({ decoder.decode(record, values: $0) })
+    guard case .event(let entity, let key, let time, let type) = row.withUnsafeMutableBufferPointer({ decoder.decode(record, values: $0) })
     else { return nil }
+    #expect(key == Array(entity.utf8), "the changelog key is the entity's UTF-8 bytes")
     return (entity, FeatureEvent(time: time, type: type, values: named(row, schema)))
 }
 

@@ -302,7 +302,7 @@ actor FeatureProcessor {
             let unpublished = try store.unpublished()
             if !unpublished.isEmpty, let inputNext = try store.progress().inputNext {
                 let records = PartitionWriter.publication(
-                    of: unpublished.map { ($0.entity, $0.bytes, nil) }, topic: featuresTopic, partition: partition,
+                    of: unpublished.map { (Array($0.entity.utf8), $0.bytes, nil) }, topic: featuresTopic, partition: partition,
                     batch: nextBatchID, inputNext: inputNext)
                 nextBatchID &+= 1
                 let reports = try await Self.publish(records, producer: producer, logger: logger)

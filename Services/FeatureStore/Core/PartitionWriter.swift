@@ -123,9 +123,9 @@ final class PartitionWriter: Sendable {
 
     // MARK: - Applying
 
-    /// One `loop.features` record to publish: an entity's state, and the score request's offset
-    /// when it is the state as of that request.
-    typealias Publication = (entity: String, bytes: [UInt8], requestOffset: Int64?)
+    /// One `loop.features` record to publish: an entity's key (its UTF-8 bytes) and state, and
+    /// the score request's offset when it is the state as of that request.
+    typealias Publication = (key: [UInt8], bytes: [UInt8], requestOffset: Int64?)
 
     /// One decoded event of a batch: its entity's slot, time, type and input offset (its field
     /// values are its row of the value rows).
@@ -171,6 +171,8 @@ final class PartitionWriter: Sendable {
         var slots: [String: Int] = [:]
         slots.reserveCapacity(positions.count)
         var entities: [String] = []
+        /// Each entity's UTF-8 bytes, the key of its changelog records.
+        var keys: [[UInt8]] = []
         var invalid = 0
         var ignored = 0
         valueRows.withUnsafeMutableBufferPointer { rows in
@@ -178,7 +180,7 @@ final class PartitionWriter: Sendable {
                 for position in positions {
                     let first = events.count * fieldCount
                     switch decoder.decode(records[position], values: UnsafeMutableBufferPointer(rebasing: rows[first..<(first + fieldCount)])) {
-                    case .event(let entity, let time, let type):
+                    case .event(let entity, let key, let time, let type):
                         let slot: Int
                         if let known = slots[entity] {
                             slot = known
@@ -186,6 +188,7 @@ final class PartitionWriter: Sendable {
                             slot = entities.count
                             slots[entity] = slot
                             entities.append(entity)
+                            keys.append(key)
                         }
                         events.append(DecodedEvent(slot: slot, time: time, type: type, offset: records[position].offset))
                     case .ignored:
@@ -252,7 +255,7 @@ final class PartitionWriter: Sendable {
                         if let before { snapshots.append(before) }
                         changed[index] = true
                         endsWithRequest[index] = event.type == Self.scoreRequestType
-                        if endsWithRequest[index] { published.append((entities[index], encode(state), event.offset)) }
+                        if endsWithRequest[index] { published.append((keys[index], encode(state), event.offset)) }
                         newestMillis = max(newestMillis, eventMillis)
                     case .late:
                         late += 1
@@ -271,7 +274,7 @@ final class PartitionWriter: Sendable {
             if isNew[index] { added += 1 }
             let bytes = encode(state)
             changes.append(EntityChange(entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
-            if !endsWithRequest[index] { published.append((entities[index], bytes, nil)) }
+            if !endsWithRequest[index] { published.append((keys[index], bytes, nil)) }
         }
         for index in entities.indices where changed[index] || !isNew[index] {
             if let state = states[index].take() { cache.put(entities[index], state) }
@@ -293,7 +296,7 @@ final class PartitionWriter: Sendable {
         let headers = ChangelogHeaders.Maker(batch: batch, count: states.count, inputNext: inputNext)
         return states.enumerated().map { index, entry in
             OutgoingRecord(
-                topic: topic, key: Array(entry.entity.utf8), value: entry.bytes,
+                topic: topic, key: entry.key, value: entry.bytes,
                 headers: headers.headers(index: index, requestOffset: entry.requestOffset), partition: partition)
         }
     }
