@@ -77,9 +77,11 @@ final class PartitionStore: Sendable {
 
     // MARK: - Progress
 
+    /// The committed progress. Read through the reader connection: polling it (as tests and the
+    /// bench do) never waits for a batch's transaction on the writer, nor holds one up.
     func progress() throws(FeatureStoreError) -> PartitionProgress {
         try storage("read progress") {
-            try writer.withConnection { db in
+            try reader.withConnection { db in
                 let statement = try db.statement("SELECT input_next, acked_through, changelog_next FROM progress WHERE id = 1")
                 defer { statement.reset() }
                 guard try statement.step() else { return PartitionProgress(inputNext: nil, ackedThrough: -1, changelogNext: 0) }
