@@ -269,15 +269,16 @@ final class PartitionWriter: Sendable {
         var changes: [EntityChange] = []
         changes.reserveCapacity(entities.count)
         var added = 0
-        for index in entities.indices where changed[index] {
-            let state = states[index]!
-            if isNew[index] { added += 1 }
-            let bytes = encode(state)
-            changes.append(EntityChange(entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
-            if !endsWithRequest[index] { published.append((keys[index], bytes, nil)) }
-        }
-        for index in entities.indices where changed[index] || !isNew[index] {
-            if let state = states[index].take() { cache.put(entities[index], state) }
+        // Each state leaves its slot once: encoded if it changed, then moved into the cache.
+        for index in entities.indices {
+            guard let state = states[index].take() else { continue }
+            if changed[index] {
+                if isNew[index] { added += 1 }
+                let bytes = encode(state)
+                changes.append(EntityChange(entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
+                if !endsWithRequest[index] { published.append((keys[index], bytes, nil)) }
+            }
+            if changed[index] || !isNew[index] { cache.put(entities[index], state) }
         }
         state.entityCount += added
         let metrics = context.metrics
