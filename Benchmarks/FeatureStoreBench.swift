@@ -245,11 +245,13 @@ private func applyAndPublish(
     while store.ownedPartitions.count < config.topics.partitions { try await Task.sleep(for: .milliseconds(5)) }
     let processCPU = processCPUSeconds()
     let brokerCPU = brokerPID.flatMap(childCPUSeconds)
+    // Polled every 20 ms: each poll reads every partition's progress from SQLite, and polling
+    // every 5 ms cost 1.5% of the process's CPU samples; the clock stops at most 20 ms late.
     let applied = try await measure(options.events) {
         while true {
             let acknowledged = try store.acknowledgedInput()
             if ends.allSatisfy({ acknowledged[$0.key] ?? -1 >= $0.value }) { break }
-            try await Task.sleep(for: .milliseconds(5))
+            try await Task.sleep(for: .milliseconds(20))
         }
     }
     var writes = BenchWrites(rate: applied.rate, stages: metricSums(metrics))

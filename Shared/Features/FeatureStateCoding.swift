@@ -40,22 +40,21 @@ extension EntityFeatureState {
 
     /// The encoded record, in the current version unless `version` says otherwise.
     public func encoded(version: FeatureRecordVersion = .current) -> [UInt8] {
-        var bytes: [UInt8] = []
-        encode(into: &bytes, version: version)
-        return bytes
+        var scratch: [UInt8] = []
+        return encoded(version: version, scratch: &scratch)
     }
 
-    /// Appends the encoded record to `bytes` (reuse one buffer across calls to avoid allocating).
-    public func encode(into bytes: inout [UInt8], version: FeatureRecordVersion = .current) {
-        let start = bytes.count
+    /// The encoded record, written through `scratch` first: reuse one scratch buffer across calls
+    /// and it grows (zero-filled) only to the largest record's size bound, so an encoding costs
+    /// one allocation of the record's exact size.
+    public func encoded(version: FeatureRecordVersion = .current, scratch: inout [UInt8]) -> [UInt8] {
         let bound = maximumEncodedSize
-        bytes.append(contentsOf: repeatElement(0, count: bound))
-        let written = bytes.withUnsafeMutableBytes { buffer in
-            var writer = ByteWriter(base: buffer.baseAddress! + start)
+        if scratch.count < bound { scratch = Array(repeating: 0, count: bound) }
+        return scratch.withUnsafeMutableBytes { buffer in
+            var writer = ByteWriter(base: buffer.baseAddress!)
             write(to: &writer, version: version)
-            return writer.count
+            return Array(UnsafeRawBufferPointer(rebasing: buffer[..<writer.count]))
         }
-        bytes.removeLast(bound - written)
     }
 
     private func write(to writer: inout ByteWriter, version: FeatureRecordVersion) {

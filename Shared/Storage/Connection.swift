@@ -21,6 +21,10 @@ public final class Connection {
         self.handle = handle
         sqlite3_extended_result_codes(handle, 1)
         sqlite3_busy_timeout(handle, configuration.busyTimeoutMilliseconds)
+        // Before the journal mode: a file in WAL mode cannot change its page size.
+        if let pageSize = configuration.pageSize {
+            try execute("PRAGMA page_size=\(pageSize)")
+        }
         if path != ":memory:" {
             try execute("PRAGMA journal_mode=\(configuration.journalMode.rawValue)")
         }

@@ -101,16 +101,20 @@ extension Database {
         public var busyTimeout: Duration
         /// Whether foreign key constraints are enforced. Default: true.
         public var foreignKeys: Bool
+        /// The page size in bytes (a power of two from 512 to 65536) of a database this connection
+        /// creates; an existing file keeps its own. Default: `nil`, SQLite's (4096).
+        public var pageSize: Int?
 
         /// Creates a configuration; every parameter has the default described on its property.
         public init(
             journalMode: JournalMode = .wal, synchronous: Synchronous = .normal,
-            busyTimeout: Duration = .seconds(5), foreignKeys: Bool = true
+            busyTimeout: Duration = .seconds(5), foreignKeys: Bool = true, pageSize: Int? = nil
         ) {
             self.journalMode = journalMode
             self.synchronous = synchronous
             self.busyTimeout = busyTimeout
             self.foreignKeys = foreignKeys
+            self.pageSize = pageSize
         }
 
         var busyTimeoutMilliseconds: Int32 {

@@ -128,23 +128,24 @@ struct UnitTests {
             metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
         // Four partitions, their records interleaved; every event of an entity at the same time, so
         // only offset order decides which price is its last.
-        var byPartition: [Int32: [ConsumedRecord]] = [:]
+        var interleaved: [ConsumedRecord] = []
         for index in 0..<400 {
             let partition = Int32(index % 4)
             let entity = "e\(index % 12)"
-            byPartition[partition, default: []].append(ConsumedRecord(
+            interleaved.append(ConsumedRecord(
                 topic: "e", partition: partition, offset: Int64(index / 4), key: Array(entity.utf8),
                 value: Array(#"{"price":\#(index)}"#.utf8),
                 headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")]))
         }
         func run(lanes: Int) throws -> (outcomes: [PartitionBatch], stores: [PartitionStore]) {
             let directory = temporaryDirectory("write-lanes")
-            var jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)] = []
+            var jobs: [(writer: PartitionWriter, positions: [Int], batch: UInt64)] = []
             for partition in Int32(0)..<4 {
                 let store = try PartitionStore(directory: directory, partition: partition, historyInterval: 3600)
-                jobs.append((PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil), byPartition[partition]!, UInt64(partition)))
+                let positions = interleaved.indices.filter { interleaved[$0].partition == partition }
+                jobs.append((PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil), positions, UInt64(partition)))
             }
-            let outcomes = try WriteLanes(count: lanes).write(jobs).map { try $0.get() }
+            let outcomes = try WriteLanes(count: lanes).write(interleaved, jobs).map { try $0.get() }
             return (outcomes, jobs.map(\.writer.store))
         }
         let (concurrent, concurrentStores) = try run(lanes: 2)
@@ -158,7 +159,7 @@ struct UnitTests {
             #expect(outcome.outgoing.map { $0.headers.map(\.value) } == expected.outgoing.map { $0.headers.map(\.value) })
             #expect(outcome.outgoing.allSatisfy { $0.partition == Int32(partition) })
             #expect(try concurrentStores[partition].progress().inputNext == 100)
-            for entity in Set(byPartition[Int32(partition)]!.compactMap(\.key)).map({ String(decoding: $0, as: UTF8.self) }) {
+            for entity in Set(interleaved.filter { $0.partition == Int32(partition) }.compactMap(\.key)).map({ String(decoding: $0, as: UTF8.self) }) {
                 let bytes = try #require(try concurrentStores[partition].current(entity))
                 #expect(bytes == (try serialStores[partition].current(entity)))
                 let values = try EntityFeatureState(decoding: bytes, schema: schema).evaluate(asOf: 1_704_067_200)
@@ -185,20 +186,24 @@ struct UnitTests {
                     headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")])
             }
         }
+        func write(_ writer: PartitionWriter, _ offsets: Range<Int64>, batch: UInt64) throws -> PartitionBatch {
+            let batchRecords = records(offsets)
+            return try writer.write(batchRecords, at: Array(batchRecords.indices), batch: batch)
+        }
         func count(_ store: PartitionStore) throws -> Double? {
             try EntityFeatureState(decoding: try #require(try store.current("a")), schema: schema).evaluate(asOf: 1_704_067_200)[0]
         }
         let store = try PartitionStore(directory: temporaryDirectory("writer-skip"), partition: 0, historyInterval: 3600)
         let writer = PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil)
-        _ = try writer.write(records(0..<5), batch: 1)
-        let again = try writer.write(records(0..<5), batch: 2)
+        _ = try write(writer, 0..<5, batch: 1)
+        let again = try write(writer, 0..<5, batch: 2)
         #expect(again.outgoing.isEmpty && again.written.changes == 0)
         #expect(try count(store) == 5)
-        let overlapping = try writer.write(records(3..<8), batch: 3)
+        let overlapping = try write(writer, 3..<8, batch: 3)
         #expect(overlapping.written.changes == 1 && overlapping.written.inputNext == 8)
         #expect(try count(store) == 8, "only offsets 5, 6 and 7 are new")
         let reopened = PartitionWriter(store: store, context: context, entityCount: 1, inputNext: try store.progress().inputNext)
-        _ = try reopened.write(records(6..<9), batch: 4)
+        _ = try write(reopened, 6..<9, batch: 4)
         #expect(try count(store) == 9, "only offset 8 is new")
         #expect(try store.progress().inputNext == 9)
     }
@@ -331,6 +336,14 @@ struct UnitTests {
         if case .invalid = row.withUnsafeMutableBufferPointer({ decoder.decode(record(type: "loop.observation.v1", value: "{}", time: nil), values: $0) }) {} else {
             Issue.record("an event without time was not refused")
         }
+        // A key that is not UTF-8: the entity is its repaired text, and so is the changelog key.
+        var invalidKey = record(type: "loop.observation.v1", value: "{}")
+        invalidKey.key = [0x61, 0xFF]
+        guard let (repaired, _) = decode(decoder, schema, invalidKey) else {
+            Issue.record("an event with a key that is not UTF-8 was not decoded")
+            return
+        }
+        #expect(repaired == "a\u{FFFD}")
     }
 
     @Test("a GET's JSON is the canonical JSON of its values: keys in byte order, null for undefined and non-finite values, strings escaped")
@@ -384,8 +397,9 @@ private func scan(_ decoder: EventDecoder, _ schema: FeatureSchema, _ text: Stri
 /// not an event.
 private func decode(_ decoder: EventDecoder, _ schema: FeatureSchema, _ record: ConsumedRecord) -> (String, FeatureEvent)? {
     var row = [Double](repeating: 0, count: decoder.fieldCount)
-    guard case .event(let entity, let time, let type) = row.withUnsafeMutableBufferPointer({ decoder.decode(record, values: $0) })
+    guard case .event(let entity, let key, let time, let type) = row.withUnsafeMutableBufferPointer({ decoder.decode(record, values: $0) })
     else { return nil }
+    #expect(key == Array(entity.utf8), "the changelog key is the entity's UTF-8 bytes")
     return (entity, FeatureEvent(time: time, type: type, values: named(row, schema)))
 }
 

@@ -470,12 +470,19 @@ func apply(_ events: [FeatureEvent], to state: inout EntityFeatureState) throws 
         #expect(try EntityFeatureState(decoding: dense.encoded(version: .v1), schema: schema) == dense)
     }
 
-    @Test func encodeIntoAppendsToAReusedBuffer() throws {
-        let state = try populatedState(events: 50)
-        var buffer: [UInt8] = [1, 2, 3]
-        state.encode(into: &buffer)
-        #expect(Array(buffer.prefix(3)) == [1, 2, 3])
-        #expect(Array(buffer.dropFirst(3)) == state.encoded())
+    @Test func encodingThroughAReusedScratchGivesTheSameBytes() throws {
+        let large = try populatedState(events: 500)
+        let small = try populatedState(events: 3)
+        var scratch: [UInt8] = []
+        for version in FeatureRecordVersion.allCases {
+            // The small state after the large one: what the large one left in the scratch memory must not show.
+            for state in [small, large, small] {
+                let bytes = state.encoded(version: version, scratch: &scratch)
+                #expect(bytes == state.encoded(version: version))
+                #expect(try EntityFeatureState(decoding: bytes, schema: state.schema) == state)
+            }
+        }
+        #expect(scratch.count >= large.encoded(version: .v1).count)
     }
 
     @Test func previousVersionIsDecodedFromHandWrittenBytes() throws {

@@ -127,6 +127,29 @@ private func count(_ database: Database, _ table: String = "kv") throws -> Int64
         #expect(sync == 1)  // NORMAL
     }
 
+    @Test func pageSizeAppliesToANewFileInWriteAheadLogModeAndAnExistingFileKeepsItsOwn() throws {
+        let file = TemporaryDatabaseFile()
+        defer { file.cleanUp() }
+        func pageSize(_ database: Database) throws -> Int64 {
+            try database.withConnection { db in
+                let statement = try db.statement("PRAGMA page_size")
+                #expect(try statement.step())
+                return statement.int64(at: 0)
+            }
+        }
+        let created = try Database(path: file.path, configuration: Database.Configuration(pageSize: 8192))
+        try created.migrate(keyValueSchema)
+        #expect(try pageSize(created) == 8192)
+        let reopened = try Database(path: file.path, configuration: Database.Configuration(pageSize: 16384))
+        #expect(try pageSize(reopened) == 8192)
+        let mode = try reopened.withConnection { db in
+            let journal = try db.statement("PRAGMA journal_mode")
+            #expect(try journal.step())
+            return journal.string(at: 0)
+        }
+        #expect(mode == "wal")
+    }
+
     @Test func transactionCommitsWhenTheBodyReturns() throws {
         let database = try Database.inMemory()
         try database.migrate(keyValueSchema)

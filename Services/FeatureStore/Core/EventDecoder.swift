@@ -16,8 +16,10 @@ struct EventDecoder: Sendable {
     /// What became of one record.
     enum Decoded {
         /// An event to apply to `entity`: its time (seconds since the epoch) and type; its field
-        /// values are in the row given to ``EventDecoder/decode(_:values:)``.
-        case event(entity: String, time: Double, type: String)
+        /// values are in the row given to ``EventDecoder/decode(_:values:)``. `key` is the
+        /// entity's UTF-8 bytes (its changelog records' key): the record's own bytes when they are
+        /// valid UTF-8, so no copy is made.
+        case event(entity: String, key: [UInt8], time: Double, type: String)
         /// A type no feature reads.
         case ignored
         /// A record that cannot be an event (no entity, time or JSON object data).
@@ -85,10 +87,17 @@ struct EventDecoder: Sendable {
         do { seconds = try Timestamp.epochSeconds(rfc3339: timeBytes) } catch {
             return .invalid("ce_time is not an RFC 3339 time")
         }
-        let entity = String(decoding: entityBytes, as: UTF8.self)
+        let entity: String
+        let key: [UInt8]
+        if let valid = String(validating: entityBytes, as: UTF8.self) {
+            (entity, key) = (valid, entityBytes)
+        } else {
+            entity = String(decoding: entityBytes, as: UTF8.self)
+            key = Array(entity.utf8)
+        }
         let value = record.value ?? []
         let scanned = value.withUnsafeBufferPointer { scanFlatObject($0, into: values) }
-        if scanned { return .event(entity: entity, time: seconds, type: type) }
+        if scanned { return .event(entity: entity, key: key, time: seconds, type: type) }
         let data: JSONValue
         do {
             data = try JSONValue.parse(value)
@@ -270,6 +279,6 @@ struct EventDecoder: Sendable {
             default: continue
             }
         }
-        return .event(entity: entity, time: seconds, type: type)
+        return .event(entity: entity, key: Array(entity.utf8), time: seconds, type: type)
     }
 }

@@ -130,23 +130,27 @@ actor FeatureProcessor {
         defer { release() }
         if let failure { throw failure }
         let started = ContinuousClock.now
-        var byPartition: [Int32: [ConsumedRecord]] = [:]
-        for record in records where record.topic == eventsTopic && writers[record.partition] != nil {
-            byPartition[record.partition, default: []].append(record)
+        // Each partition's records by position in the batch: the writers read them where they are.
+        var byPartition: [Int32: [Int]] = [:]
+        records.withUnsafeBufferPointer { records in
+            for position in records.indices where records[position].topic == eventsTopic {
+                byPartition[records[position].partition, default: []].append(position)
+            }
         }
-        var jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)] = []
-        for (partition, records) in byPartition.sorted(by: { $0.key < $1.key }) {
+        var jobs: [(writer: PartitionWriter, positions: [Int], batch: UInt64)] = []
+        for (partition, positions) in byPartition.sorted(by: { $0.key < $1.key }) {
             guard let writer = writers[partition] else { continue }
-            jobs.append((writer, records, nextBatchID))
+            jobs.append((writer, positions, nextBatchID))
             nextBatchID &+= 1
         }
-        var outgoing: [OutgoingRecord] = []
+        // Each partition batch's changelog records as the lane made them (not copied into one array).
+        var outgoing: [[OutgoingRecord]] = []
         var written: [Written] = []
         var done: [ConsumedRecord] = []
         var newest = Int64.min
-        for outcome in lanes.write(jobs) {
+        for outcome in lanes.write(records, jobs) {
             let batch = try outcome.get()
-            outgoing += batch.outgoing
+            outgoing.append(batch.outgoing)
             written.append(batch.written)
             newest = max(newest, batch.newestMillis)
             done.append(batch.last)
@@ -197,23 +201,45 @@ actor FeatureProcessor {
         }
     }
 
-    /// Sends and awaits acknowledgement, retrying what failed while the failure is retriable.
+    /// Enqueues the partition batches' records one batch after the other (so each partition keeps
+    /// their order), then awaits their acknowledgements; a batch whose delivery failed is sent
+    /// again while the failure is retriable.
     private static func publish(
-        _ records: [OutgoingRecord], producer: KafkaProducer, logger: Logger
+        _ batches: [[OutgoingRecord]], producer: KafkaProducer, logger: Logger
     ) async throws(FeatureStoreError) -> [DeliveryReport] {
-        guard !records.isEmpty else { return [] }
-        var attempt = 0
+        var pending: [(records: [OutgoingRecord], delivery: KafkaProducer.PendingDelivery)] = []
+        for records in batches where !records.isEmpty {
+            pending.append((records, await producer.enqueue(records)))
+        }
+        var reports: [DeliveryReport] = []
+        for (records, delivery) in pending {
+            do {
+                reports += try await delivery.reports()
+            } catch {
+                reports += try await send(records, failedOnce: error, producer: producer, logger: logger)
+            }
+        }
+        return reports
+    }
+
+    /// Sends `records` again after a failed delivery, and again while the failure is retriable.
+    private static func send(
+        _ records: [OutgoingRecord], failedOnce failure: KafkaError, producer: KafkaProducer, logger: Logger
+    ) async throws(FeatureStoreError) -> [DeliveryReport] {
+        var error = failure
+        var attempt = 1
         while true {
+            guard error.isRetriable, attempt < 5 else {
+                throw FeatureStoreError(.publish, "publishing \(records.count) feature states failed: \(error)", isRetryable: true)
+            }
+            logger.warning("publishing feature states failed; retrying", metadata: [
+                "error.message": "\(error)", "attempt": "\(attempt)"])
+            try? await Task.sleep(for: .milliseconds(200 * attempt))
             do {
                 return try await producer.send(records)
-            } catch {
+            } catch let next {
+                error = next
                 attempt += 1
-                guard error.isRetriable, attempt < 5 else {
-                    throw FeatureStoreError(.publish, "publishing \(records.count) feature states failed: \(error)", isRetryable: true)
-                }
-                logger.warning("publishing feature states failed; retrying", metadata: [
-                    "error.message": "\(error)", "attempt": "\(attempt)"])
-                try? await Task.sleep(for: .milliseconds(200 * attempt))
             }
         }
     }
@@ -299,10 +325,10 @@ actor FeatureProcessor {
             let unpublished = try store.unpublished()
             if !unpublished.isEmpty, let inputNext = try store.progress().inputNext {
                 let records = PartitionWriter.publication(
-                    of: unpublished.map { ($0.entity, $0.bytes, nil) }, topic: featuresTopic, partition: partition,
+                    of: unpublished.map { (Array($0.entity.utf8), $0.bytes, nil) }, topic: featuresTopic, partition: partition,
                     batch: nextBatchID, inputNext: inputNext)
                 nextBatchID &+= 1
-                let reports = try await Self.publish(records, producer: producer, logger: logger)
+                let reports = try await Self.publish([records], producer: producer, logger: logger)
                 let next = reports.map(\.offset).max().map { $0 + 1 }
                 try store.recordAcknowledged(through: inputNext, changelogNext: next)
             }

@@ -65,7 +65,8 @@ final class PartitionWriter: Sendable {
         var inputNext: Int64?
         /// The field values of a batch's events, one row of ``EventDecoder/fieldCount`` per event.
         var valueRows: [Double] = []
-        var encodeBuffer: [UInt8] = []
+        /// Scratch memory states are encoded through (see ``EntityFeatureState/encoded(version:scratch:)``).
+        var encodeScratch: [UInt8] = []
     }
 
     /// The writer of `store`, which holds `entityCount` entities and has applied the input up to
@@ -83,22 +84,24 @@ final class PartitionWriter: Sendable {
     var entityCount: Int { state.withLock { $0.entityCount } }
     var newestEventMillis: Int64 { state.withLock { $0.newestEventMillis } }
 
-    /// Applies this partition's `records` (in offset order), commits the changed states with
-    /// the input offset after the last record, and returns the changelog records of the batch
-    /// (`batch` is its id in their headers). Records below the input offset already committed
+    /// Applies this partition's records, `records[positions]` (in offset order; `positions` is not
+    /// empty), commits the changed states with the input offset after the last one, and returns
+    /// the changelog records of the batch (`batch` is its id in their headers). The records stay
+    /// where the consumer put them: a batch's partitions read one shared array, and no record is
+    /// copied. Records below the input offset already committed
     /// are skipped: a batch fetched before a revocation and the partition's re-assignment reached
     /// the writer is not applied twice. A failed batch leaves the state cache empty (it may hold
     /// states that were never committed).
-    func write(_ records: [ConsumedRecord], batch: UInt64) throws(FeatureStoreError) -> PartitionBatch {
+    func write(_ records: [ConsumedRecord], at positions: [Int], batch: UInt64) throws(FeatureStoreError) -> PartitionBatch {
         try state.withLock { (state: inout State) throws(FeatureStoreError) -> PartitionBatch in
             let cpuStart = threadCPUSeconds()
             defer { context.metrics.writeCPU.increment(by: threadCPUSeconds() - cpuStart) }
             var cache = StateCache(capacity: context.stateCacheEntities)
             swap(&cache, &state.cache)
             let committed = state.inputNext ?? .min
-            let fresh = records[(records.firstIndex { $0.offset >= committed } ?? records.endIndex)...]
-            let (changes, snapshots, published, newestMillis) = try apply(fresh, state: &state, cache: &cache)
-            let last = records[records.count - 1]
+            let fresh = positions[(positions.firstIndex { records[$0].offset >= committed } ?? positions.endIndex)...]
+            let (changes, snapshots, published, newestMillis) = try apply(records, at: fresh, state: &state, cache: &cache)
+            let last = records[positions[positions.count - 1]]
             let inputNext = max(last.offset + 1, committed)
             try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
             state.cache = cache
@@ -120,9 +123,9 @@ final class PartitionWriter: Sendable {
 
     // MARK: - Applying
 
-    /// One `loop.features` record to publish: an entity's state, and the score request's offset
-    /// when it is the state as of that request.
-    typealias Publication = (entity: String, bytes: [UInt8], requestOffset: Int64?)
+    /// One `loop.features` record to publish: an entity's key (its UTF-8 bytes) and state, and
+    /// the score request's offset when it is the state as of that request.
+    typealias Publication = (key: [UInt8], bytes: [UInt8], requestOffset: Int64?)
 
     /// One decoded event of a batch: its entity's slot, time, type and input offset (its field
     /// values are its row of the value rows).
@@ -138,7 +141,7 @@ final class PartitionWriter: Sendable {
     /// An event time in seconds as milliseconds.
     static func millis(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded()) }
 
-    /// Applies the records in offset order; returns the changed entities' records (one per
+    /// Applies `records[positions]` in offset order; returns the changed entities' records (one per
     /// entity, its latest state), the history snapshots taken inside the batch (an entity's state
     /// just before an event moves its latest event time into a later history interval), the
     /// records to publish (see ``ChangelogHeaders``) and the newest event time.
@@ -146,7 +149,7 @@ final class PartitionWriter: Sendable {
     /// States come from `cache` (taken out while they change) or else from SQLite; every state
     /// the batch loaded goes back into `cache`, to be kept once the batch is committed.
     private func apply(
-        _ records: ArraySlice<ConsumedRecord>, state: inout State, cache: inout StateCache
+        _ records: [ConsumedRecord], at positions: ArraySlice<Int>, state: inout State, cache: inout StateCache
     ) throws(FeatureStoreError) -> ([EntityChange], [EntityChange], [Publication], Int64) {
         // Decode: each event's field values go to its row of one reused buffer; each entity gets
         // a slot, so it is read and decoded once per batch, whatever number of events it has.
@@ -155,45 +158,46 @@ final class PartitionWriter: Sendable {
         var valueRows: [Double] = []
         swap(&valueRows, &state.valueRows)
         defer { swap(&valueRows, &state.valueRows) }
-        var encodeBuffer: [UInt8] = []
-        swap(&encodeBuffer, &state.encodeBuffer)
-        defer { swap(&encodeBuffer, &state.encodeBuffer) }
-        /// The encoded record of a state, through the reused buffer.
-        func encode(_ state: EntityFeatureState) -> [UInt8] {
-            encodeBuffer.removeAll(keepingCapacity: true)
-            state.encode(into: &encodeBuffer)
-            return encodeBuffer
-        }
-        if valueRows.count < records.count * fieldCount {
-            valueRows = Array(repeating: .nan, count: records.count * fieldCount)
+        var encodeScratch: [UInt8] = []
+        swap(&encodeScratch, &state.encodeScratch)
+        defer { swap(&encodeScratch, &state.encodeScratch) }
+        /// The encoded record of a state, through the reused scratch memory.
+        func encode(_ state: EntityFeatureState) -> [UInt8] { state.encoded(scratch: &encodeScratch) }
+        if valueRows.count < positions.count * fieldCount {
+            valueRows = Array(repeating: .nan, count: positions.count * fieldCount)
         }
         var events: [DecodedEvent] = []
-        events.reserveCapacity(records.count)
+        events.reserveCapacity(positions.count)
         var slots: [String: Int] = [:]
-        slots.reserveCapacity(records.count)
+        slots.reserveCapacity(positions.count)
         var entities: [String] = []
+        /// Each entity's UTF-8 bytes, the key of its changelog records.
+        var keys: [[UInt8]] = []
         var invalid = 0
         var ignored = 0
         valueRows.withUnsafeMutableBufferPointer { rows in
-            for record in records {
-                let first = events.count * fieldCount
-                switch decoder.decode(record, values: UnsafeMutableBufferPointer(rebasing: rows[first..<(first + fieldCount)])) {
-                case .event(let entity, let time, let type):
-                    let slot: Int
-                    if let known = slots[entity] {
-                        slot = known
-                    } else {
-                        slot = entities.count
-                        slots[entity] = slot
-                        entities.append(entity)
+            records.withUnsafeBufferPointer { records in
+                for position in positions {
+                    let first = events.count * fieldCount
+                    switch decoder.decode(records[position], values: UnsafeMutableBufferPointer(rebasing: rows[first..<(first + fieldCount)])) {
+                    case .event(let entity, let key, let time, let type):
+                        let slot: Int
+                        if let known = slots[entity] {
+                            slot = known
+                        } else {
+                            slot = entities.count
+                            slots[entity] = slot
+                            entities.append(entity)
+                            keys.append(key)
+                        }
+                        events.append(DecodedEvent(slot: slot, time: time, type: type, offset: records[position].offset))
+                    case .ignored:
+                        ignored += 1
+                    case .invalid(let reason):
+                        invalid += 1
+                        logger.debug("invalid event", metadata: [
+                            "kafka.partition": "\(partition)", "kafka.offset": "\(records[position].offset)", "error.message": "\(reason)"])
                     }
-                    events.append(DecodedEvent(slot: slot, time: time, type: type, offset: record.offset))
-                case .ignored:
-                    ignored += 1
-                case .invalid(let reason):
-                    invalid += 1
-                    logger.debug("invalid event", metadata: [
-                        "kafka.partition": "\(partition)", "kafka.offset": "\(record.offset)", "error.message": "\(reason)"])
                 }
             }
         }
@@ -201,8 +205,10 @@ final class PartitionWriter: Sendable {
         var isNew = Array(repeating: true, count: entities.count)
         var uncached: [Int] = []
         for index in entities.indices {
-            if let state = cache.take(entities[index]) {
-                states[index] = state
+            // Straight from the cache into the slot: no copy of the state (whose parts are likely
+            // out of the CPU's caches, so every reference count touched costs a miss).
+            states[index] = cache.take(entities[index])
+            if states[index] != nil {
                 isNew[index] = false
             } else {
                 uncached.append(index)
@@ -249,7 +255,7 @@ final class PartitionWriter: Sendable {
                         if let before { snapshots.append(before) }
                         changed[index] = true
                         endsWithRequest[index] = event.type == Self.scoreRequestType
-                        if endsWithRequest[index] { published.append((entities[index], encode(state), event.offset)) }
+                        if endsWithRequest[index] { published.append((keys[index], encode(state), event.offset)) }
                         newestMillis = max(newestMillis, eventMillis)
                     case .late:
                         late += 1
@@ -263,15 +269,16 @@ final class PartitionWriter: Sendable {
         var changes: [EntityChange] = []
         changes.reserveCapacity(entities.count)
         var added = 0
-        for index in entities.indices where changed[index] {
-            let state = states[index]!
-            if isNew[index] { added += 1 }
-            let bytes = encode(state)
-            changes.append(EntityChange(entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
-            if !endsWithRequest[index] { published.append((entities[index], bytes, nil)) }
-        }
-        for index in entities.indices where changed[index] || !isNew[index] {
-            if let state = states[index].take() { cache.put(entities[index], state) }
+        // Each state leaves its slot once: encoded if it changed, then moved into the cache.
+        for index in entities.indices {
+            guard let state = states[index].take() else { continue }
+            if changed[index] {
+                if isNew[index] { added += 1 }
+                let bytes = encode(state)
+                changes.append(EntityChange(entity: entities[index], bytes: bytes, latestMillis: state.latestEventTime.map(Self.millis)))
+                if !endsWithRequest[index] { published.append((keys[index], bytes, nil)) }
+            }
+            if changed[index] || !isNew[index] { cache.put(entities[index], state) }
         }
         state.entityCount += added
         let metrics = context.metrics
@@ -290,7 +297,7 @@ final class PartitionWriter: Sendable {
         let headers = ChangelogHeaders.Maker(batch: batch, count: states.count, inputNext: inputNext)
         return states.enumerated().map { index, entry in
             OutgoingRecord(
-                topic: topic, key: Array(entry.entity.utf8), value: entry.bytes,
+                topic: topic, key: entry.key, value: entry.bytes,
                 headers: headers.headers(index: index, requestOffset: entry.requestOffset), partition: partition)
         }
     }
@@ -307,14 +314,16 @@ final class WriteLanes: Sendable {
         queues = (0..<max(1, count)).map { DispatchQueue(label: "feature-store.write-lane-\($0)", qos: .userInitiated) }
     }
 
-    /// Writes the partition batches of `jobs`, each on its partition's lane, and waits for all;
-    /// returns each one's outcome in `jobs` order.
-    func write(_ jobs: [(writer: PartitionWriter, records: [ConsumedRecord], batch: UInt64)]) -> [Result<PartitionBatch, FeatureStoreError>] {
+    /// Writes the partition batches of `jobs` (each writer's records are `records[positions]`),
+    /// each on its partition's lane, and waits for all; returns each one's outcome in `jobs` order.
+    func write(
+        _ records: [ConsumedRecord], _ jobs: [(writer: PartitionWriter, positions: [Int], batch: UInt64)]
+    ) -> [Result<PartitionBatch, FeatureStoreError>] {
         let outcomes = Mutex<[Result<PartitionBatch, FeatureStoreError>?]>(Array(repeating: nil, count: jobs.count))
         let group = DispatchGroup()
         for (index, job) in jobs.enumerated() {
             queues[Int(job.writer.partition) % queues.count].async(group: group) {
-                let outcome = Result { () throws(FeatureStoreError) in try job.writer.write(job.records, batch: job.batch) }
+                let outcome = Result { () throws(FeatureStoreError) in try job.writer.write(records, at: job.positions, batch: job.batch) }
                 outcomes.withLock { $0[index] = outcome }
             }
         }
@@ -354,7 +363,7 @@ struct StateCache {
     }
 
     /// Keeps `state` as the latest committed state of `entity`.
-    mutating func put(_ entity: String, _ state: EntityFeatureState) {
+    mutating func put(_ entity: String, _ state: consuming EntityFeatureState) {
         guard generationSize > 0 else { return }
         if recent.count >= generationSize {
             older = recent
