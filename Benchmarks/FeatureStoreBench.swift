@@ -414,7 +414,7 @@ private func printSummary(
     print(pad("applied + published", 34) + String(format: "%10.0f events/s  (%.0f%% of pass-through; target ≥ 100000)",
                                                  writes.rate, 100 * writes.rate / passRate))
     print(pad("  wall time per event", 34) + String(format: "%10.2f µs", 1e6 / writes.rate))
-    print(pad("  decode+apply+store per event", 34) + String(format: "%10.2f µs  (%d batches; overlaps publishing)",
+    print(pad("  decode+apply+store per event", 34) + String(format: "%10.2f µs  (%d batches, each from queueing on the lanes; batches overlap)",
                                                           1e6 * stages.applySeconds / events, Int(stages.batches)))
     print(pad("  write lanes' thread CPU per event", 34) + String(format: "%10.2f µs  (decode, apply, commit, summed over the lanes)",
                                                         1e6 * stages.writeCPUSeconds / events))

@@ -3,6 +3,7 @@ import Features
 import Foundation
 import Kafka
 import Prometheus
+import Storage
 import Testing
 @testable import FeatureStore
 
@@ -118,7 +119,7 @@ struct UnitTests {
     }
 
     @Test("write lanes write a batch's partitions at the same time, each in offset order, with the states and changelog records of one lane")
-    func writeLanes() throws {
+    func writeLanes() async throws {
         let schema = try FeatureSchema(features: [
             FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600)),
             FeatureSpec(name: "p", field: "price", aggregation: .last),
@@ -137,7 +138,7 @@ struct UnitTests {
                 value: Array(#"{"price":\#(index)}"#.utf8),
                 headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")]))
         }
-        func run(lanes: Int) throws -> (outcomes: [PartitionBatch], stores: [PartitionStore]) {
+        func run(lanes: Int) async throws -> (outcomes: [PartitionBatch], stores: [PartitionStore]) {
             let directory = temporaryDirectory("write-lanes")
             var jobs: [(writer: PartitionWriter, positions: [Int], batch: UInt64)] = []
             for partition in Int32(0)..<4 {
@@ -145,11 +146,11 @@ struct UnitTests {
                 let positions = interleaved.indices.filter { interleaved[$0].partition == partition }
                 jobs.append((PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil), positions, UInt64(partition)))
             }
-            let outcomes = try WriteLanes(count: lanes).write(interleaved, jobs).map { try $0.get() }
+            let outcomes = try await WriteLanes(count: lanes).submit(interleaved, jobs).outcomes().map { try $0.get() }
             return (outcomes, jobs.map(\.writer.store))
         }
-        let (concurrent, concurrentStores) = try run(lanes: 2)
-        let (serial, serialStores) = try run(lanes: 1)
+        let (concurrent, concurrentStores) = try await run(lanes: 2)
+        let (serial, serialStores) = try await run(lanes: 1)
         for partition in 0..<4 {
             let (outcome, expected) = (concurrent[partition], serial[partition])
             #expect(outcome.last.partition == Int32(partition) && outcome.last.offset == 99)
@@ -170,6 +171,82 @@ struct UnitTests {
                 #expect(values[1] == Double(indexes[indexes.count - 1]), "the last price is the one of the highest offset")
             }
         }
+    }
+
+    @Test("batches queued on the lanes before earlier ones are written apply to each partition in the order they were queued")
+    func queuedBatchesKeepPartitionOrder() async throws {
+        let schema = try FeatureSchema(features: [
+            FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600)),
+            FeatureSpec(name: "p", field: "price", aggregation: .last),
+        ], allowedLateness: TimeSpan(seconds: 3600))
+        let context = WriteContext(
+            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
+            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        let directory = temporaryDirectory("queued-batches")
+        let writers = try (Int32(0)..<2).map { partition in
+            PartitionWriter(
+                store: try PartitionStore(directory: directory, partition: partition, historyInterval: 3600), context: context,
+                entityCount: 0, inputNext: nil)
+        }
+        let lanes = WriteLanes(count: 2)
+        // Ten batches queued at once, each with one partition's share much larger than the other's.
+        var queued: [LaneWrites] = []
+        for batch in 0..<10 {
+            let records = (0..<50).map { index in
+                let partition = Int32(index < 45 ? batch % 2 : 1 - batch % 2)
+                return ConsumedRecord(
+                    topic: "e", partition: partition, offset: Int64(batch * 50 + index), key: Array("a\(partition)".utf8),
+                    value: Array(#"{"price":\#(batch * 50 + index)}"#.utf8),
+                    headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")])
+            }
+            let jobs = writers.map { writer in
+                (writer: writer, positions: records.indices.filter { records[$0].partition == writer.partition }, batch: UInt64(batch))
+            }
+            queued.append(lanes.submit(records, jobs))
+        }
+        for writes in queued {
+            for outcome in await writes.outcomes() { _ = try outcome.get() }
+        }
+        for writer in writers {
+            let values = try EntityFeatureState(
+                decoding: try #require(try writer.store.current("a\(writer.partition)")), schema: schema).evaluate(asOf: 1_704_067_200)
+            #expect(values[0] == 250, "five batches of 45 and five of 5 events")
+            // The last batch (9) gives partition 1 its first 45 events and partition 0 its last 5.
+            #expect(values[1] == (writer.partition == 1 ? 494 : 499), "the price of the last event queued")
+            #expect(try writer.store.progress().inputNext == (writer.partition == 1 ? 495 : 500))
+        }
+    }
+
+    @Test("after a batch fails, its writer refuses every later batch with the same error, so no later offset is committed past it")
+    func failedWriterRefusesLaterBatches() throws {
+        let schema = try FeatureSchema(
+            features: [FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600))], allowedLateness: TimeSpan(seconds: 3600))
+        let context = WriteContext(
+            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
+            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        let store = try PartitionStore(directory: temporaryDirectory("writer-failure"), partition: 0, historyInterval: 3600)
+        let writer = PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil)
+        // With the entity table renamed away the first batch fails; renamed back, a writer that
+        // had not failed would write the second.
+        let database = try Database(path: store.path)
+        try database.execute("ALTER TABLE entities RENAME TO entities_away")
+        func batch(_ entity: String, offset: Int64) -> [ConsumedRecord] {
+            [ConsumedRecord(
+                topic: "e", partition: 0, offset: offset, key: Array(entity.utf8), value: Array("{}".utf8),
+                headers: [KafkaHeader(key: "ce_type", string: "loop.observation.v1"), KafkaHeader(key: "ce_time", string: "2024-01-01T00:00:00Z")])]
+        }
+        var first: FeatureStoreError?
+        do { _ = try writer.write(batch("broken", offset: 0), at: [0], batch: 1) } catch { first = error }
+        let failure = try #require(first)
+        try database.execute("ALTER TABLE entities_away RENAME TO entities")
+        var second: FeatureStoreError?
+        do { _ = try writer.write(batch("fine", offset: 1), at: [0], batch: 2) } catch { second = error }
+        #expect(second?.description == failure.description)
+        #expect(try store.progress().inputNext == nil)
+        #expect(try store.current("fine") == nil)
+        let reopened = PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil)
+        _ = try reopened.write(batch("fine", offset: 1), at: [0], batch: 3)
+        #expect(try store.current("fine") != nil, "a writer opened afresh (the service's restart) writes again")
     }
 
     @Test("records below the committed input offset are not applied again, also by a writer reopened on the store")

@@ -28,14 +28,15 @@ final class StoreRegistry: Sendable {
 /// `loop.features`; restores partitions when they are assigned and lets them go only once their
 /// publications are acknowledged.
 ///
-/// Per batch and partition (the partitions of a batch at the same time on ``WriteLanes``, one
-/// per core by default; see ``PartitionWriter``): apply every event in memory (an entity touched by many events is
-/// loaded and written once) → one SQLite transaction with the changed states, their history
-/// snapshots and the next input offset. Then hand the latest state of every changed entity to
-/// the publisher and go on with the next batch. The publisher sends batches strictly in order, one
-/// at a time, and records each acknowledgement in SQLite before it marks the batch's input
-/// processed; at most ``FeatureStoreOptions/maxInFlightBatches`` batches wait for it, so the
-/// publication of batch N overlaps the application of batch N+1.
+/// Per batch and partition (on ``WriteLanes``, one per core by default, each partition's batches
+/// in order on its lane; see ``PartitionWriter``): apply every event in memory (an entity touched
+/// by many events is loaded and written once) → one SQLite transaction with the changed states,
+/// their history snapshots and the next input offset. The processor queues a batch's partitions on
+/// the lanes and goes on with the next batch, so a lane done with its share of one batch starts on
+/// the next. Once all of a batch's partitions are written, the latest state of every changed entity
+/// goes to the publisher, which sends batches strictly in order, one at a time, and records each
+/// acknowledgement in SQLite before it marks the batch's input processed. At most
+/// ``FeatureStoreOptions/maxInFlightBatches`` batches are being written or published at once.
 ///
 /// A crash before a batch's transaction redoes the batch from the stored offset; a crash after it
 /// republishes the entities of every unacknowledged batch when the partition is next assigned
@@ -121,8 +122,9 @@ actor FeatureProcessor {
 
     // MARK: - Processing
 
-    /// Applies and stores a batch, then queues its publication; waits only while more than
-    /// ``FeatureStoreOptions/maxInFlightBatches`` publications are pending. Records of partitions
+    /// Queues a batch's partitions on the write lanes and its publication behind them; waits only
+    /// while more than ``FeatureStoreOptions/maxInFlightBatches`` batches are being written or
+    /// published. Records of partitions
     /// this instance does not own are left alone.
     /// - Throws: the failure of an earlier publication (the service must stop and restart).
     func process(_ records: [ConsumedRecord]) async throws {
@@ -143,29 +145,29 @@ actor FeatureProcessor {
             jobs.append((writer, positions, nextBatchID))
             nextBatchID &+= 1
         }
-        // Each partition batch's changelog records as the lane made them (not copied into one array).
-        var outgoing: [[OutgoingRecord]] = []
-        var written: [Written] = []
-        var done: [ConsumedRecord] = []
-        var newest = Int64.min
-        for outcome in lanes.write(records, jobs) {
-            let batch = try outcome.get()
-            outgoing.append(batch.outgoing)
-            written.append(batch.written)
-            newest = max(newest, batch.newestMillis)
-            done.append(batch.last)
-        }
-        metrics.applyDuration.record(ContinuousClock.now - started)
+        let writes = lanes.submit(records, jobs)
         let previous = inFlight.last
         let (producer, logger, metrics, acknowledged) = (self.producer, self.logger, self.metrics, self.acknowledged)
-        let (records, stored, newestApplied, consumed) = (outgoing, written, newest, done)
         inFlight.append(Task.detached { [self] in
+            // Each partition batch's changelog records as the lane made them (not copied into one array).
+            var outgoing: [[OutgoingRecord]] = []
+            var written: [Written] = []
+            var consumed: [ConsumedRecord] = []
+            var newest = Int64.min
+            for outcome in await writes.outcomes() {
+                let batch = try outcome.get()
+                outgoing.append(batch.outgoing)
+                written.append(batch.written)
+                newest = max(newest, batch.newestMillis)
+                consumed.append(batch.last)
+            }
+            metrics.applyDuration.record(ContinuousClock.now - started)
             // Publications go out strictly in order: a failed predecessor fails its successors.
             try await previous?.value
-            let reports = try await Self.publish(records, producer: producer, logger: logger)
-            try await recordAcknowledged(stored, reports: reports)
+            let reports = try await Self.publish(outgoing, producer: producer, logger: logger)
+            try await recordAcknowledged(written, reports: reports)
             metrics.publishLatency.record(ContinuousClock.now - started)
-            if newestApplied > .min { metrics.eventTimeLag.set(Date().timeIntervalSince1970 - Double(newestApplied) / 1000) }
+            if newest > .min { metrics.eventTimeLag.set(Date().timeIntervalSince1970 - Double(newest) / 1000) }
             acknowledged(consumed)
         })
         while inFlight.count > options.maxInFlightBatches {

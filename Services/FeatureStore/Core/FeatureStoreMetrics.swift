@@ -50,7 +50,7 @@ struct FeatureStoreMetrics: Sendable {
         applyDuration = registry.makeDurationHistogram(
             descriptor: .named(
                 "feature_store_apply_seconds",
-                help: "Decoding, applying and storing one input batch (one SQLite transaction per partition)."),
+                help: "Decoding, applying and storing one input batch (one SQLite transaction per partition), from queueing it on the write lanes."),
             buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                       .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
         writeCPU = registry.makeCounter(descriptor: .named(

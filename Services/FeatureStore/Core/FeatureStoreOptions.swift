@@ -15,7 +15,7 @@ public struct FeatureStoreOptions: Sendable, Equatable {
     /// Point-in-time history keeps at most one snapshot per entity per this much event time
     /// (see ``FeatureQueries/values(of:asOf:)`` for what a read as of a past time returns).
     public var historyInterval: TimeSpan
-    /// Most stored batches whose publication may be pending while the next batch is applied.
+    /// Most batches being written or published while the next batch is queued.
     public var maxInFlightBatches: Int
     /// How often (wall clock) history older than `features.historyRetention` is deleted.
     public var pruneInterval: Duration

@@ -67,6 +67,9 @@ final class PartitionWriter: Sendable {
         var valueRows: [Double] = []
         /// Scratch memory states are encoded through (see ``EntityFeatureState/encoded(version:scratch:)``).
         var encodeScratch: [UInt8] = []
+        /// Why a batch failed, once one did: later batches queued behind it are refused, as
+        /// applying them would commit an input offset past records never applied.
+        var failure: FeatureStoreError?
     }
 
     /// The writer of `store`, which holds `entityCount` entities and has applied the input up to
@@ -91,27 +94,40 @@ final class PartitionWriter: Sendable {
     /// copied. Records below the input offset already committed
     /// are skipped: a batch fetched before a revocation and the partition's re-assignment reached
     /// the writer is not applied twice. A failed batch leaves the state cache empty (it may hold
-    /// states that were never committed).
+    /// states that were never committed), and the writer refuses every later batch with the same
+    /// error: the service stops and resumes from the committed offsets.
     func write(_ records: [ConsumedRecord], at positions: [Int], batch: UInt64) throws(FeatureStoreError) -> PartitionBatch {
         try state.withLock { (state: inout State) throws(FeatureStoreError) -> PartitionBatch in
-            let cpuStart = threadCPUSeconds()
-            defer { context.metrics.writeCPU.increment(by: threadCPUSeconds() - cpuStart) }
-            var cache = StateCache(capacity: context.stateCacheEntities)
-            swap(&cache, &state.cache)
-            let committed = state.inputNext ?? .min
-            let fresh = positions[(positions.firstIndex { records[$0].offset >= committed } ?? positions.endIndex)...]
-            let (changes, snapshots, published, newestMillis) = try apply(records, at: fresh, state: &state, cache: &cache)
-            let last = records[positions[positions.count - 1]]
-            let inputNext = max(last.offset + 1, committed)
-            try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
-            state.cache = cache
-            state.inputNext = inputNext
-            if !changes.isEmpty { context.metrics.writeBatchSize.record(Double(changes.count)) }
-            if !snapshots.isEmpty { context.metrics.historySnapshots.increment(by: Int64(snapshots.count)) }
-            return PartitionBatch(
-                outgoing: Self.publication(of: published, topic: context.featuresTopic, partition: partition, batch: batch, inputNext: inputNext),
-                written: Written(store: store, inputNext: inputNext, changes: changes.count), last: last, newestMillis: newestMillis)
+            if let failure = state.failure { throw failure }
+            do throws(FeatureStoreError) {
+                return try write(records, at: positions, batch: batch, state: &state)
+            } catch {
+                state.failure = error
+                throw error
+            }
         }
+    }
+
+    private func write(
+        _ records: [ConsumedRecord], at positions: [Int], batch: UInt64, state: inout State
+    ) throws(FeatureStoreError) -> PartitionBatch {
+        let cpuStart = threadCPUSeconds()
+        defer { context.metrics.writeCPU.increment(by: threadCPUSeconds() - cpuStart) }
+        var cache = StateCache(capacity: context.stateCacheEntities)
+        swap(&cache, &state.cache)
+        let committed = state.inputNext ?? .min
+        let fresh = positions[(positions.firstIndex { records[$0].offset >= committed } ?? positions.endIndex)...]
+        let (changes, snapshots, published, newestMillis) = try apply(records, at: fresh, state: &state, cache: &cache)
+        let last = records[positions[positions.count - 1]]
+        let inputNext = max(last.offset + 1, committed)
+        try store.commit(changes, snapshots: snapshots, inputNext: inputNext)
+        state.cache = cache
+        state.inputNext = inputNext
+        if !changes.isEmpty { context.metrics.writeBatchSize.record(Double(changes.count)) }
+        if !snapshots.isEmpty { context.metrics.historySnapshots.increment(by: Int64(snapshots.count)) }
+        return PartitionBatch(
+            outgoing: Self.publication(of: published, topic: context.featuresTopic, partition: partition, batch: batch, inputNext: inputNext),
+            written: Written(store: store, inputNext: inputNext, changes: changes.count), last: last, newestMillis: newestMillis)
     }
 
     /// Deletes history older than `retentionMillis` before the newest event time applied.
@@ -303,9 +319,11 @@ final class PartitionWriter: Sendable {
     }
 }
 
-/// Threads that write the partitions of a batch at the same time: partition `p` always on lane
-/// `p % lanes`, so a partition's memory is allocated and freed by one thread (glibc's malloc
-/// keeps an arena per thread; frees from another thread contend for its lock).
+/// Threads that write the partitions of batches: partition `p` always on lane `p % lanes`, in
+/// the order its batches were queued, so a partition's memory is allocated and freed by one thread
+/// (glibc's malloc keeps an arena per thread; frees from another thread contend for its lock).
+/// A batch rarely holds every partition in even shares (a fetch brings long runs of one
+/// partition), so a lane that finishes its part of a batch goes on with its part of the next.
 final class WriteLanes: Sendable {
     private let queues: [DispatchQueue]
 
@@ -314,21 +332,36 @@ final class WriteLanes: Sendable {
         queues = (0..<max(1, count)).map { DispatchQueue(label: "feature-store.write-lane-\($0)", qos: .userInitiated) }
     }
 
-    /// Writes the partition batches of `jobs` (each writer's records are `records[positions]`),
-    /// each on its partition's lane, and waits for all; returns each one's outcome in `jobs` order.
-    func write(
-        _ records: [ConsumedRecord], _ jobs: [(writer: PartitionWriter, positions: [Int], batch: UInt64)]
-    ) -> [Result<PartitionBatch, FeatureStoreError>] {
-        let outcomes = Mutex<[Result<PartitionBatch, FeatureStoreError>?]>(Array(repeating: nil, count: jobs.count))
-        let group = DispatchGroup()
+    /// Queues the partition batches of `jobs` (each writer's records are `records[positions]`),
+    /// each on its partition's lane behind what that lane already holds, and returns at once.
+    func submit(_ records: [ConsumedRecord], _ jobs: [(writer: PartitionWriter, positions: [Int], batch: UInt64)]) -> LaneWrites {
+        let writes = LaneWrites(count: jobs.count)
         for (index, job) in jobs.enumerated() {
-            queues[Int(job.writer.partition) % queues.count].async(group: group) {
-                let outcome = Result { () throws(FeatureStoreError) in try job.writer.write(records, at: job.positions, batch: job.batch) }
-                outcomes.withLock { $0[index] = outcome }
+            queues[Int(job.writer.partition) % queues.count].async(group: writes.group) {
+                writes.finish(index, Result { () throws(FeatureStoreError) in try job.writer.write(records, at: job.positions, batch: job.batch) })
             }
         }
-        group.wait()
-        return outcomes.withLock { $0.map { $0! } }
+        return writes
+    }
+}
+
+/// The partition batches of one batch, queued on the write lanes.
+final class LaneWrites: Sendable {
+    fileprivate let group = DispatchGroup()
+    private let results: Mutex<[Result<PartitionBatch, FeatureStoreError>?]>
+
+    fileprivate init(count: Int) { results = Mutex(Array(repeating: nil, count: count)) }
+
+    fileprivate func finish(_ index: Int, _ outcome: Result<PartitionBatch, FeatureStoreError>) {
+        results.withLock { $0[index] = outcome }
+    }
+
+    /// Each partition batch's outcome in the order they were queued, once all are written.
+    func outcomes() async -> [Result<PartitionBatch, FeatureStoreError>] {
+        await withCheckedContinuation { continuation in
+            group.notify(queue: .global()) { continuation.resume() }
+        }
+        return results.withLock { $0.map { $0! } }
     }
 }
 
