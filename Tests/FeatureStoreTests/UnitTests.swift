@@ -118,15 +118,25 @@ struct UnitTests {
         #expect(try store.unpublished().map(\.entity).sorted() == ["a", "b"], "both rows carry the new batch's input offset")
     }
 
-    @Test("write lanes write a batch's partitions at the same time, each in offset order, with the states and changelog records of one lane")
-    func writeLanes() async throws {
-        let schema = try FeatureSchema(features: [
+    /// An hourly count and the last price: the features the writer tests read.
+    static func countAndLastPrice() throws -> FeatureSchema {
+        try FeatureSchema(features: [
             FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600)),
             FeatureSpec(name: "p", field: "price", aggregation: .last),
         ], allowedLateness: TimeSpan(seconds: 3600))
-        let context = WriteContext(
+    }
+
+    /// What the writers of `schema` share, with a cache of 100 states.
+    static func writeContext(_ schema: FeatureSchema) -> WriteContext {
+        WriteContext(
             schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
             metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+    }
+
+    @Test("write lanes write a batch's partitions at the same time, each in offset order, with the states and changelog records of one lane")
+    func writeLanes() async throws {
+        let schema = try Self.countAndLastPrice()
+        let context = Self.writeContext(schema)
         // Four partitions, their records interleaved; every event of an entity at the same time, so
         // only offset order decides which price is its last.
         var interleaved: [ConsumedRecord] = []
@@ -175,13 +185,8 @@ struct UnitTests {
 
     @Test("batches queued on the lanes before earlier ones are written apply to each partition in the order they were queued")
     func queuedBatchesKeepPartitionOrder() async throws {
-        let schema = try FeatureSchema(features: [
-            FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600)),
-            FeatureSpec(name: "p", field: "price", aggregation: .last),
-        ], allowedLateness: TimeSpan(seconds: 3600))
-        let context = WriteContext(
-            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
-            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        let schema = try Self.countAndLastPrice()
+        let context = Self.writeContext(schema)
         let directory = temporaryDirectory("queued-batches")
         let writers = try (Int32(0)..<2).map { partition in
             PartitionWriter(
@@ -221,9 +226,7 @@ struct UnitTests {
     func failedWriterRefusesLaterBatches() throws {
         let schema = try FeatureSchema(
             features: [FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600))], allowedLateness: TimeSpan(seconds: 3600))
-        let context = WriteContext(
-            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
-            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        let context = Self.writeContext(schema)
         let store = try PartitionStore(directory: temporaryDirectory("writer-failure"), partition: 0, historyInterval: 3600)
         let writer = PartitionWriter(store: store, context: context, entityCount: 0, inputNext: nil)
         // With the entity table renamed away the first batch fails; renamed back, a writer that
@@ -253,9 +256,7 @@ struct UnitTests {
     func writerSkipsCommittedRecords() throws {
         let schema = try FeatureSchema(
             features: [FeatureSpec(name: "n", aggregation: .count, window: TimeSpan(seconds: 3600))], allowedLateness: TimeSpan(seconds: 3600))
-        let context = WriteContext(
-            schema: schema, decoder: EventDecoder(schema: schema), featuresTopic: "f", stateCacheEntities: 100, logger: testLogger,
-            metrics: FeatureStoreMetrics(registry: PrometheusCollectorRegistry()))
+        let context = Self.writeContext(schema)
         func records(_ offsets: Range<Int64>) -> [ConsumedRecord] {
             offsets.map { offset in
                 ConsumedRecord(
