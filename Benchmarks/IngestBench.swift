@@ -367,12 +367,6 @@ private func time(_ body: () throws -> Void) rethrows -> Double {
     return threadCPUSeconds() - start
 }
 
-/// CLOCK_MONOTONIC in seconds: the clock of `perf record -k CLOCK_MONOTONIC`, so a phase's
-/// samples can be selected with `perf report --time start,end`.
-private func monotonicSeconds() -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds) / 1e9
-}
-
 /// Keep-alive HTTP/1.1 POSTs over a blocking socket on a thread of its own.
 enum BenchHTTP {
     static func post(port: Int, key: String, bodies: [[UInt8]]) async throws {

@@ -13,6 +13,12 @@ func seconds(_ duration: Duration) -> Double {
     return Double(whole) + Double(attoseconds) / 1e18
 }
 
+/// CLOCK_MONOTONIC in seconds: the clock of `perf record -k CLOCK_MONOTONIC`, so a phase's
+/// samples can be selected with `perf report --time start,end`.
+func monotonicSeconds() -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+}
+
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
 func loadAverage() -> String {
     (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"

@@ -83,11 +83,6 @@ private func wallSeconds() -> Double {
     return Double(time.tv_sec) + Double(time.tv_usec) / 1e6
 }
 
-/// Seconds on a monotonic clock.
-private func monotonicSeconds() -> Double { seconds(ContinuousClock.now - clockOrigin) }
-
-private let clockOrigin = ContinuousClock.now
-
 extension fd_set {
     /// Adds `descriptor` (below `FD_SETSIZE`) to the set, as `FD_SET` does.
     mutating func insert(_ descriptor: Int32) {
